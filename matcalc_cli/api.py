@@ -1,0 +1,160 @@
+"""The public Python API: ``derive(program, wrt=...)``.  The command line is a thin layer on it.
+
+    >>> from matcalc_cli import derive
+    >>> d = derive("x: vector(n); A: matrix(n, n); x' * A * x", wrt="x", hessian=True)
+    >>> d.gradient.text()
+    "(A + A') * x"
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import expr as E
+from . import identify
+from .differential import differential
+from .errors import MathError, UsageError
+from .shapes import Typed, check
+from .simplify import simplify
+from .syntax import parse
+
+
+@dataclass(frozen=True)
+class Result:
+    """One result: an expression with what it is."""
+
+    name: str            # differential | gradient | jacobian | hessian | hessian_bilinear
+    label: str           # how it is introduced to a person, e.g. "f'(x)[dx]"
+    expr: E.Expr
+    note: str = ""
+
+    def text(self) -> str:
+        from .render.text import to_text
+        return to_text(self.expr)
+
+    def latex(self) -> str:
+        from .render.latex import to_latex
+        return to_latex(self.expr)
+
+    @property
+    def shape(self):
+        return self.expr.shape
+
+
+@dataclass
+class Derivation:
+    """Everything matcalc computed for one program."""
+
+    typed: Typed
+    wrt: str
+    x: E.Var
+    dx: E.Var
+    dx2: E.Var
+    layout: str
+    results: dict = field(default_factory=dict)   # name -> Result, in display order
+
+    @property
+    def expression(self) -> E.Expr:
+        return self.typed.expression
+
+    @property
+    def shapes(self) -> dict:
+        return {name: sym.shape for name, sym in self.typed.symbols.items()}
+
+    def __getattr__(self, name):
+        results = self.__dict__.get("results", {})
+        if name in results:
+            return results[name]
+        if name in ("differential", "gradient", "jacobian", "hessian", "hessian_bilinear"):
+            return None
+        raise AttributeError(name)
+
+    def text(self) -> str:
+        return "\n".join(f"{r.label} = {r.text()}" for r in self.results.values())
+
+    def latex(self) -> str:
+        from .render.latex import document_block
+        return document_block(self)
+
+
+def choose_wrt(typed: Typed, wrt: str | None) -> str:
+    names = list(typed.variables)
+    if wrt is not None:
+        if wrt not in typed.symbols:
+            raise UsageError(f"--wrt {wrt}: there is no '{wrt}' in the program",
+                             hint="names in the program: " + (", ".join(names) or "none"))
+        return wrt
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise UsageError("the expression has no variable to differentiate against")
+    raise UsageError("say which variable to differentiate against with --wrt",
+                     hint="names in the program: " + ", ".join(names))
+
+
+def _fresh_name(base: str, taken) -> str:
+    name, i = base, 1
+    while name in taken:
+        name = f"{base}_{i}"
+        i += 1
+    return name
+
+
+def derive(program: str, wrt: str | None = None, *, gradient: bool = False, jacobian: bool = False,
+           hessian: bool = False, layout: str = "numerator",
+           symmetric_gradient: str = "frobenius") -> Derivation:
+    """Parse, shape-check and differentiate ``program`` against ``wrt``.
+
+    With no result asked for, the natural derivative comes with the differential: the gradient
+    of a scalar function, the Jacobian of any other."""
+    if layout not in ("numerator", "denominator"):
+        raise UsageError(f"unknown layout {layout!r}: use numerator or denominator")
+    if symmetric_gradient not in ("frobenius", "cookbook"):
+        raise UsageError(f"unknown symmetric gradient convention {symmetric_gradient!r}")
+    typed = check(parse(program))
+    name = choose_wrt(typed, wrt)
+    f = typed.expression
+    sym = typed.symbols[name]
+    x = typed.variables.get(name) or E.Var(name, sym.shape, sym.symmetric)
+    taken = set(typed.symbols)
+    dx = E.Var(_fresh_name("d" + name, taken), x.shape, x.symmetric, diff=1)
+    dx2 = E.Var(_fresh_name("d" + name + "2", taken | {dx.name}), x.shape, x.symmetric, diff=2)
+
+    if not (gradient or jacobian or hessian):
+        gradient, jacobian = f.is_scalar, not f.is_scalar
+    if gradient and not f.is_scalar:
+        raise MathError(f"the gradient needs a scalar function, but the expression is "
+                        f"{f.rows} x {f.cols}", hint="use --jacobian for a vector or matrix valued function")
+    if hessian and not f.is_scalar:
+        raise MathError(f"the Hessian needs a scalar function, but the expression is {f.rows} x {f.cols}",
+                        hint="use --jacobian; the Hessian of each entry is not computed")
+
+    d = Derivation(typed, name, x, dx, dx2, layout)
+    df = simplify(differential(f, x, dx))
+    arg = f"({name})"
+    d.results["differential"] = Result("differential", f"f'{arg}[{dx.name}]", df)
+    G = None
+    if gradient or hessian:
+        G = identify.gradient(df, x, dx)
+    if gradient:
+        if x.symmetric and symmetric_gradient == "cookbook":
+            d.results["gradient"] = Result(
+                "gradient", f"cookbook_gradient f{arg}", identify.cookbook_gradient(G),
+                note="Matrix Cookbook convention G + G' - I .* G for symmetric X; "
+                     "not the gradient under the Frobenius inner product")
+        else:
+            note = "symmetric gradient: the symmetric G with <G, E> = f'(X)[E] for symmetric E" \
+                if x.symmetric else ""
+            d.results["gradient"] = Result("gradient", f"gradient f{arg}", G, note=note)
+    if jacobian:
+        J = identify.jacobian(f, df, x, dx, layout)
+        note = "numerator layout: vec(df) = J vec(d{0})".format(name) if layout == "numerator" \
+            else "denominator layout: vec(df)' = vec(d{0})' J".format(name)
+        d.results["jacobian"] = Result("jacobian", f"jacobian f{arg}", J, note=note)
+    if hessian:
+        B = identify.hessian_bilinear(df, x, dx2)
+        d.results["hessian_bilinear"] = Result("hessian_bilinear", f"f''{arg}[{dx.name}, {dx2.name}]", B)
+        H = identify.hessian_matrix(G, x, dx)
+        d.results["hessian"] = Result("hessian", f"hessian f{arg}", H,
+                                      note="vec convention: f''[dx, dx2] = vec(dx)' H vec(dx2)")
+    return d

@@ -1,0 +1,1060 @@
+"""The expression IR: small immutable nodes with shapes, and smart constructors.
+
+Every stage after parsing takes and returns these nodes.  Nodes are built through the lower-case
+constructors (``add``, ``mul``, ``matmul``, ``transpose`` ...), which apply cheap local rules
+(flatten, fold numbers, drop zero and identity factors, push transposes to the leaves, merge
+powers) so that trees are born tidy.  Heavier rewriting lives in ``simplify``.
+
+Shapes are pairs of ``Dim``: a scalar is 1x1, a column vector n x 1.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from numbers import Number
+
+from .dims import Dim, ONE
+
+ELEMENTWISE = (
+    "exp", "log", "sin", "cos", "tan", "tanh", "arcsin", "arccos", "arctan",
+    "sqrt", "sigmoid", "abs", "sign", "relu", "step",
+)
+
+
+class Expr:
+    """Base of all nodes.  Subclasses list their data in ``_fields``."""
+
+    __slots__ = ("shape", "_hash", "_key")
+    _fields: tuple = ()
+
+    def _init(self, shape):
+        self.shape = (Dim.of(shape[0]), Dim.of(shape[1]))
+        self._hash = hash((type(self).__name__,) + self._data())
+        self._key = None
+
+    def _data(self) -> tuple:
+        return tuple(getattr(self, f) for f in self._fields)
+
+    @property
+    def children(self) -> tuple:
+        return ()
+
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        if self is other:
+            return True
+        return (type(self) is type(other) and self._hash == other._hash
+                and self._data() == other._data())
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __setattr__(self, name, value):
+        if name in ("_key",) or not hasattr(self, "_hash"):
+            object.__setattr__(self, name, value)
+        else:
+            raise AttributeError(f"{type(self).__name__} is immutable")
+
+    @property
+    def key(self) -> str:
+        """A canonical string used to order terms and factors deterministically."""
+        if self._key is None:
+            object.__setattr__(self, "_key", self._make_key())
+        return self._key
+
+    def _make_key(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def is_scalar(self) -> bool:
+        return self.shape[0] == 1 and self.shape[1] == 1
+
+    @property
+    def rows(self) -> Dim:
+        return self.shape[0]
+
+    @property
+    def cols(self) -> Dim:
+        return self.shape[1]
+
+    def __repr__(self):
+        from .render.text import to_text
+        return f"<{type(self).__name__} {to_text(self)}>"
+
+    def __str__(self):
+        from .render.text import to_text
+        return to_text(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# Leaves
+# ---------------------------------------------------------------------------------------------
+
+class Var(Expr):
+    """A named symbol.  ``diff`` > 0 marks a differential (dX for diff=1, dX2 for diff=2)."""
+
+    __slots__ = ("name", "symmetric", "diff")
+    _fields = ("name", "symmetric", "diff")
+
+    def __init__(self, name: str, shape, symmetric: bool = False, diff: int = 0):
+        self.name, self.symmetric, self.diff = name, symmetric, diff
+        self._init(shape)
+
+    def _data(self):
+        return (self.name, self.symmetric, self.diff, self.shape)
+
+    def _make_key(self):
+        # differentials sort after everything else, so they end up at the right of products
+        return ("~" * self.diff) + self.name
+
+
+class Num(Expr):
+    __slots__ = ("value",)
+    _fields = ("value",)
+
+    def __init__(self, value):
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2 ** 53:
+            value = Fraction(int(value))
+        elif isinstance(value, int):
+            value = Fraction(value)
+        self.value = value
+        self._init((1, 1))
+
+    def _make_key(self):
+        return "#" + str(self.value)
+
+
+class Identity(Expr):
+    __slots__ = ("n",)
+    _fields = ("n",)
+
+    def __init__(self, n):
+        self.n = Dim.of(n)
+        self._init((self.n, self.n))
+
+    def _make_key(self):
+        return "I"
+
+
+class Zero(Expr):
+    __slots__ = ()
+
+    def __init__(self, shape):
+        self._init(shape)
+
+    def _data(self):
+        return self.shape
+
+    def _make_key(self):
+        return "0"
+
+
+class Ones(Expr):
+    __slots__ = ()
+
+    def __init__(self, shape):
+        self._init(shape)
+
+    def _data(self):
+        return self.shape
+
+    def _make_key(self):
+        return "1"
+
+
+class Commutation(Expr):
+    """K(m, n): the mn x mn permutation with K vec(X) = vec(X') for X m x n."""
+
+    __slots__ = ("m", "n")
+    _fields = ("m", "n")
+
+    def __init__(self, m, n):
+        self.m, self.n = Dim.of(m), Dim.of(n)
+        self._init((self.m * self.n, self.m * self.n))
+
+    def _make_key(self):
+        return f"K({self.m},{self.n})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Interior nodes
+# ---------------------------------------------------------------------------------------------
+
+class _Nary(Expr):
+    __slots__ = ("args",)
+    _fields = ("args",)
+    _sep = ","
+
+    def __init__(self, args: tuple, shape):
+        self.args = tuple(args)
+        self._init(shape)
+
+    @property
+    def children(self):
+        return self.args
+
+    def _make_key(self):
+        return f"{type(self).__name__[0]}(" + self._sep.join(a.key for a in self.args) + ")"
+
+
+class Add(_Nary):
+    __slots__ = ()
+    _sep = "+"
+
+
+class Mul(_Nary):
+    """Scalar multiplication: scalar factors, then at most one non-scalar factor, last."""
+
+    __slots__ = ()
+    _sep = "*"
+
+
+class MatMul(_Nary):
+    __slots__ = ()
+    _sep = " "
+
+    def _make_key(self):
+        return "(" + " ".join(a.key for a in self.args) + ")"
+
+
+class Hadamard(_Nary):
+    __slots__ = ()
+    _sep = ".*"
+
+
+class _Unary(Expr):
+    __slots__ = ("arg",)
+    _fields = ("arg",)
+    label = ""
+
+    def __init__(self, arg: Expr, shape):
+        self.arg = arg
+        self._init(shape)
+
+    @property
+    def children(self):
+        return (self.arg,)
+
+    def _make_key(self):
+        return f"{self.label}({self.arg.key})"
+
+
+class Transpose(_Unary):
+    __slots__ = ()
+
+    def _make_key(self):
+        return self.arg.key + "'"
+
+
+class Inverse(_Unary):
+    __slots__ = ()
+    label = "inv"
+
+    def _make_key(self):
+        return self.arg.key + "^-1"
+
+
+class Trace(_Unary):
+    __slots__ = ()
+    label = "tr"
+
+
+class Det(_Unary):
+    __slots__ = ()
+    label = "det"
+
+
+class LogDet(_Unary):
+    __slots__ = ()
+    label = "logdet"
+
+
+class Adj(_Unary):
+    __slots__ = ()
+    label = "adj"
+
+
+class Diag(_Unary):
+    """diag(v): a vector on the diagonal of a square matrix."""
+
+    __slots__ = ()
+    label = "diag"
+
+
+class DiagPart(_Unary):
+    """diag(X): the diagonal of a square matrix, as a column vector."""
+
+    __slots__ = ()
+    label = "diagpart"
+
+
+class Vec(_Unary):
+    __slots__ = ()
+    label = "vec"
+
+
+class Sum(_Unary):
+    __slots__ = ()
+    label = "sum"
+
+
+class Norm1(_Unary):
+    __slots__ = ()
+    label = "norm1"
+
+
+class Norm2(_Unary):
+    __slots__ = ()
+    label = "norm2"
+
+
+class Reshape(_Unary):
+    """reshape(v, m, n): column-major inverse of vec."""
+
+    __slots__ = ()
+    label = "reshape"
+
+    def _data(self):
+        return (self.arg, self.shape)
+
+
+class Elementwise(Expr):
+    __slots__ = ("fn", "arg")
+    _fields = ("fn", "arg")
+
+    def __init__(self, fn: str, arg: Expr):
+        self.fn, self.arg = fn, arg
+        self._init(arg.shape)
+
+    @property
+    def children(self):
+        return (self.arg,)
+
+    def _make_key(self):
+        return f"{self.fn}({self.arg.key})"
+
+
+class MatPow(Expr):
+    """A square matrix to a positive integer power (negative powers are powers of inv)."""
+
+    __slots__ = ("arg", "k")
+    _fields = ("arg", "k")
+
+    def __init__(self, arg: Expr, k: int):
+        self.arg, self.k = arg, k
+        self._init(arg.shape)
+
+    @property
+    def children(self):
+        return (self.arg,)
+
+    def _make_key(self):
+        return f"{self.arg.key}^{self.k}"
+
+
+class Power(Expr):
+    """Elementwise power base .^ exponent; the exponent is a scalar expression."""
+
+    __slots__ = ("base", "exponent")
+    _fields = ("base", "exponent")
+
+    def __init__(self, base: Expr, exponent: Expr):
+        self.base, self.exponent = base, exponent
+        self._init(base.shape)
+
+    @property
+    def children(self):
+        return (self.base, self.exponent)
+
+    def _make_key(self):
+        return f"{self.base.key}.^{self.exponent.key}"
+
+
+class Kron(Expr):
+    __slots__ = ("a", "b")
+    _fields = ("a", "b")
+
+    def __init__(self, a: Expr, b: Expr):
+        self.a, self.b = a, b
+        self._init((a.rows * b.rows, a.cols * b.cols))
+
+    @property
+    def children(self):
+        return (self.a, self.b)
+
+    def _make_key(self):
+        return f"kron({self.a.key},{self.b.key})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Predicates and helpers
+# ---------------------------------------------------------------------------------------------
+
+def num(value) -> Num:
+    return Num(value)
+
+
+def is_zero(e: Expr) -> bool:
+    return isinstance(e, Zero) or (isinstance(e, Num) and e.value == 0)
+
+
+def is_one(e: Expr) -> bool:
+    return isinstance(e, Num) and e.value == 1
+
+
+def zero(shape) -> Expr:
+    shape = (Dim.of(shape[0]), Dim.of(shape[1]))
+    return Num(0) if shape == (ONE, ONE) else Zero(shape)
+
+
+def identity(n) -> Expr:
+    n = Dim.of(n)
+    return Num(1) if n == 1 else Identity(n)
+
+
+def ones(shape) -> Expr:
+    shape = (Dim.of(shape[0]), Dim.of(shape[1]))
+    return Num(1) if shape == (ONE, ONE) else Ones(shape)
+
+
+def contains(e: Expr, pred) -> bool:
+    """True if some node of ``e`` satisfies ``pred`` (iterative: trees may be deep)."""
+    stack, seen = [e], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if pred(node):
+            return True
+        stack.extend(node.children)
+    return False
+
+
+def depends_on(e: Expr, var: Var) -> bool:
+    return contains(e, lambda node: node == var)
+
+
+def has_differential(e: Expr, order: int | None = None) -> bool:
+    return contains(e, lambda n: isinstance(n, Var) and n.diff and (order is None or n.diff == order))
+
+
+def split_coef(e: Expr):
+    """(numeric coefficient, rest): 3*A -> (3, A); 5 -> (5, 1)."""
+    if isinstance(e, Num):
+        return e.value, Num(1)
+    if isinstance(e, Mul) and isinstance(e.args[0], Num):
+        rest = e.args[1:]
+        return e.args[0].value, rest[0] if len(rest) == 1 else Mul(rest, e.shape)
+    return Fraction(1), e
+
+
+def _arith(a, b, op):
+    result = op(a, b)
+    if isinstance(result, float) and result.is_integer() and abs(result) < 2 ** 53:
+        return Fraction(int(result))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Smart constructors
+# ---------------------------------------------------------------------------------------------
+
+def add(*terms: Expr) -> Expr:
+    """Sum of same-shaped terms: flattened, zeros dropped, like terms collected, sorted."""
+    flat = []
+    for t in terms:
+        flat.extend(t.args if isinstance(t, Add) else (t,))
+    if not flat:
+        raise ValueError("add() needs at least one term")
+    shape = flat[0].shape
+    coefs: dict = {}
+    for t in flat:
+        if is_zero(t):
+            continue
+        c, body = split_coef(t)
+        coefs[body] = _arith(coefs[body], c, lambda x, y: x + y) if body in coefs else c
+    out = [scale(c, body) for body, c in coefs.items() if c != 0]
+    if not out:
+        return zero(shape)
+    if len(out) == 1:
+        return out[0]
+    out.sort(key=_term_order)
+    return Add(tuple(out), shape)
+
+
+def _term_order(t: Expr):
+    # constants go last ("x + 1"), otherwise order by the canonical key of the non-numeric part
+    c, body = split_coef(t)
+    return (isinstance(t, Num), body.key)
+
+
+def scale(c, e: Expr) -> Expr:
+    """Numeric multiple c * e."""
+    if c == 1:
+        return e
+    return mul(Num(c), e)
+
+
+def neg(e: Expr) -> Expr:
+    return mul(Num(-1), e)
+
+
+def sub(a: Expr, b: Expr) -> Expr:
+    return add(a, neg(b))
+
+
+def mul(*factors: Expr) -> Expr:
+    """Scalar multiplication: any number of scalar factors times at most one non-scalar."""
+    coef = Fraction(1)
+    scalars: list = []
+    nonscalar = None
+    stack = list(reversed(factors))
+    while stack:
+        f = stack.pop()
+        if isinstance(f, Mul):
+            stack.extend(reversed(f.args))
+        elif isinstance(f, Num):
+            coef = _arith(coef, f.value, lambda x, y: x * y)
+        elif f.is_scalar:
+            scalars.append(f)
+        elif nonscalar is None:
+            nonscalar = f
+        else:
+            raise ValueError("mul(): more than one non-scalar factor")
+    shape = nonscalar.shape if nonscalar is not None else (ONE, ONE)
+    if coef == 0 or (nonscalar is not None and is_zero(nonscalar)):
+        return zero(shape)
+    scalars = _merge_scalar_powers(scalars)
+    if nonscalar is not None and isinstance(nonscalar, Zero):
+        return nonscalar
+    parts = ([Num(coef)] if coef != 1 else []) + scalars + ([nonscalar] if nonscalar is not None else [])
+    if not parts:
+        return Num(1)
+    if len(parts) == 1:
+        return parts[0]
+    return Mul(tuple(parts), shape)
+
+
+def _base_and_exponent(f: Expr):
+    if isinstance(f, Power) and isinstance(f.exponent, Num):
+        return f.base, f.exponent.value
+    return f, Fraction(1)
+
+
+def _merge_scalar_powers(scalars: list) -> list:
+    """s * s -> s^2, s * s^-1 -> 1; then a canonical order (differentials last)."""
+    exps: dict = {}
+    for s in scalars:
+        base, e = _base_and_exponent(s)
+        exps[base] = _arith(exps[base], e, lambda x, y: x + y) if base in exps else e
+    out = []
+    for base, e in exps.items():
+        if e == 0:
+            continue
+        out.append(base if e == 1 else Power(base, Num(e)))
+    out.sort(key=_factor_order)
+    return out
+
+
+def _factor_order(f: Expr):
+    """Order of commuting factors: plain names first, differentials last (y .* (X*w), 2 * s * dx)."""
+    base = _base_and_exponent(f)[0]
+    simple = isinstance(base, Var) or (isinstance(base, Transpose) and isinstance(base.arg, Var))
+    return (has_differential(f), not simple, base.key)
+
+
+def matmul(*factors: Expr) -> Expr:
+    """Matrix product.  1x1 factors are pulled out as scalars, identities dropped, powers merged."""
+    scalars: list = []
+    chain: list = []
+    for f in factors:
+        parts = f.args if isinstance(f, MatMul) else (f,)
+        for p in parts:
+            if isinstance(p, Mul) and not p.is_scalar:
+                scalars.extend(p.args[:-1])
+                p = p.args[-1]
+                if isinstance(p, MatMul):
+                    chain.extend(p.args)
+                    continue
+            chain.append(p)
+    if not chain:
+        raise ValueError("matmul() needs factors")
+    shape = (chain[0].rows, chain[-1].cols)
+    if len(chain) > 1:
+        # a 1x1 factor inside a longer chain is a scalar multiple
+        scalars.extend(c for c in chain if c.is_scalar)
+        kept = [c for c in chain if not c.is_scalar]
+        chain = kept or [Num(1)]
+    if any(is_zero(c) for c in chain) or any(is_zero(s) for s in scalars):
+        return zero(shape)
+    chain = _merge_matrix_powers([c for c in chain if not isinstance(c, Identity)] or [chain[0]])
+    if len(chain) == 1:
+        body = chain[0]
+        if isinstance(body, Identity) and body.shape != shape:
+            body = Identity(shape[0])
+    else:
+        body = MatMul(tuple(chain), (chain[0].rows, chain[-1].cols))
+    return mul(*scalars, body) if scalars else body
+
+
+def _matrix_base_exp(f: Expr):
+    if isinstance(f, Inverse):
+        return f.arg, -1
+    if isinstance(f, MatPow):
+        if isinstance(f.arg, Inverse):
+            return f.arg.arg, -f.k
+        return f.arg, f.k
+    return f, 1
+
+
+def _merge_matrix_powers(chain: list) -> list:
+    out: list = []
+    for f in chain:
+        if out and out[-1].rows == out[-1].cols and f.rows == f.cols:
+            b1, k1 = _matrix_base_exp(out[-1])
+            b2, k2 = _matrix_base_exp(f)
+            if b1 == b2:
+                out.pop()
+                merged = matpow(b1, k1 + k2)
+                if not isinstance(merged, Identity):
+                    out.append(merged)
+                continue
+        out.append(f)
+    return out or [Identity(chain[0].rows)]
+
+
+def matpow(a: Expr, k: int) -> Expr:
+    if a.is_scalar:
+        return power(a, Num(k))
+    if k == 0:
+        return Identity(a.rows)
+    if k == 1:
+        return a
+    if k < 0:
+        a, k = inverse(a), -k
+        if k == 1:
+            return a
+    if isinstance(a, MatPow):
+        return MatPow(a.arg, a.k * k)
+    if isinstance(a, Identity):
+        return a
+    return MatPow(a, k)
+
+
+def hadamard(*factors: Expr) -> Expr:
+    """Elementwise product: scalars pulled out, ones dropped, equal factors merged to powers."""
+    scalars: list = []
+    items: list = []
+    for f in factors:
+        for p in (f.args if isinstance(f, Hadamard) else (f,)):
+            if p.is_scalar:
+                scalars.append(p)
+            elif isinstance(p, Mul):
+                scalars.extend(p.args[:-1])
+                inner = p.args[-1]
+                items.extend(inner.args if isinstance(inner, Hadamard) else (inner,))
+            else:
+                items.append(p)
+    if not items:
+        return mul(*scalars)
+    shape = items[0].shape
+    if any(is_zero(i) for i in items):
+        return zero(shape)
+    exps: dict = {}
+    for i in items:
+        if isinstance(i, Ones):
+            continue
+        base, e = _base_and_exponent(i)
+        exps[base] = _arith(exps[base], e, lambda x, y: x + y) if base in exps else e
+    merged = []
+    for base, e in exps.items():
+        if e == 0:
+            continue
+        merged.append(base if e == 1 else Power(base, Num(e)))
+    if not merged:
+        body = Ones(shape)
+    elif len(merged) == 1:
+        body = merged[0]
+    else:
+        merged.sort(key=_factor_order)
+        body = Hadamard(tuple(merged), shape)
+    return mul(*scalars, body) if scalars else body
+
+
+def transpose(e: Expr) -> Expr:
+    """Transpose, pushed down to the leaves: (AB)' = B'A', inv(A)' = inv(A'), S' = S."""
+    if e.is_scalar:
+        return e
+    if isinstance(e, Var):
+        return e if e.symmetric else Transpose(e, (e.cols, e.rows))
+    if isinstance(e, Transpose):
+        return e.arg
+    if e.cols == 1 and isinstance(e, (Add, Hadamard, Elementwise, Power)):
+        # a row made of a column expression reads best whole: (A*x - b)', not x'*A' - b'
+        return Transpose(e, (e.cols, e.rows))
+    if isinstance(e, (Identity, Diag)):
+        return e
+    if isinstance(e, Zero):
+        return Zero((e.cols, e.rows))
+    if isinstance(e, Ones):
+        return Ones((e.cols, e.rows))
+    if isinstance(e, Commutation):
+        return Commutation(e.n, e.m)
+    if isinstance(e, MatMul):
+        return matmul(*[transpose(f) for f in reversed(e.args)])
+    if isinstance(e, Mul):
+        return mul(*e.args[:-1], transpose(e.args[-1]))
+    if isinstance(e, Add):
+        return add(*[transpose(t) for t in e.args])
+    if isinstance(e, Hadamard):
+        return hadamard(*[transpose(f) for f in e.args])
+    if isinstance(e, Inverse):
+        return inverse(transpose(e.arg))
+    if isinstance(e, MatPow):
+        return matpow(transpose(e.arg), e.k)
+    if isinstance(e, Adj):
+        return adj(transpose(e.arg))
+    if isinstance(e, Elementwise):
+        return elementwise(e.fn, transpose(e.arg))
+    if isinstance(e, Power):
+        return power(transpose(e.base), e.exponent)
+    if isinstance(e, Kron):
+        return kron(transpose(e.a), transpose(e.b))
+    if isinstance(e, Vec) or (isinstance(e, Reshape) and e.cols == 1):
+        return Transpose(e, (e.cols, e.rows))
+    return Transpose(e, (e.cols, e.rows))
+
+
+def inverse(e: Expr) -> Expr:
+    if e.is_scalar:
+        return power(e, Num(-1))
+    if isinstance(e, Inverse):
+        return e.arg
+    if isinstance(e, Identity):
+        return e
+    if isinstance(e, Mul):
+        return mul(*[power(s, Num(-1)) for s in e.args[:-1]], inverse(e.args[-1]))
+    if isinstance(e, MatPow):
+        return matpow(inverse(e.arg), e.k)
+    if isinstance(e, Transpose):
+        return Inverse(e, e.shape)
+    return Inverse(e, e.shape)
+
+
+def power(base: Expr, exponent: Expr) -> Expr:
+    """Elementwise power; for scalars the ordinary power."""
+    if isinstance(exponent, Num):
+        k = exponent.value
+        if k == 0:
+            return ones(base.shape)
+        if k == 1:
+            return base
+        if isinstance(base, Num):
+            folded = _fold_power(base.value, k)
+            if folded is not None:
+                return Num(folded)
+        if isinstance(base, Power) and isinstance(base.exponent, Num) and _is_integer(k):
+            return power(base.base, Num(_arith(base.exponent.value, k, lambda x, y: x * y)))
+        if isinstance(base, Ones):
+            return base
+        if isinstance(base, Mul) and _is_integer(k):
+            return mul(*[power(f, exponent) for f in base.args])
+    return Power(base, exponent)
+
+
+def _is_integer(k) -> bool:
+    return isinstance(k, Fraction) and k.denominator == 1
+
+
+def _fold_power(b, k):
+    """Fold a numeric power when the result is exact and small; None when it should stay."""
+    if not isinstance(k, Fraction) or k.denominator != 1 or abs(k) > 64:
+        return None
+    if b == 0 and k < 0:
+        return None
+    if isinstance(b, Fraction) and (abs(b.numerator) > 2 ** 32 or b.denominator > 2 ** 32):
+        return None
+    return b ** int(k)
+
+
+def elementwise(fn: str, arg: Expr) -> Expr:
+    if isinstance(arg, Num):
+        if fn in ("exp", "sin", "tan", "tanh", "arcsin", "arctan", "sqrt", "sign", "abs", "relu") and arg.value == 0:
+            return Num(0)
+        if fn == "exp" and arg.value == 0 or fn == "cos" and arg.value == 0:
+            return Num(1)
+        if fn == "log" and arg.value == 1:
+            return Num(0)
+    if fn == "log" and isinstance(arg, Elementwise) and arg.fn == "exp":
+        return arg.arg
+    return Elementwise(fn, arg)
+
+
+def trace(e: Expr) -> Expr:
+    if e.is_scalar:
+        return e
+    if isinstance(e, Add):
+        return add(*[trace(t) for t in e.args])
+    if isinstance(e, Mul):
+        return mul(*e.args[:-1], trace(e.args[-1]))
+    if isinstance(e, Transpose):
+        return trace(e.arg)
+    if isinstance(e, Identity) and e.n.is_int:
+        return Num(e.n.coef)
+    if isinstance(e, Zero):
+        return Num(0)
+    if isinstance(e, MatMul):
+        return _trace_of_chain(e)
+    if isinstance(e, Diag):
+        return sum_(e.arg)
+    return Trace(e, (1, 1))
+
+
+def _trace_of_chain(e: MatMul) -> Expr:
+    """tr is invariant under cyclic rotation; choose the rotation people write.
+
+    A rotation that makes the product 1x1 drops the trace (tr(x y') = y'x); otherwise a factor
+    holding a differential goes last (tr(inv(X) dX)), else the smallest canonical key wins so
+    that tr(AB) and tr(BA) collect."""
+    f = list(e.args)
+    k = len(f)
+    flipped = [transpose(x) for x in reversed(f)]  # tr(M) = tr(M')
+    rotations = [f[i:] + f[:i] for i in range(k)] + [flipped[i:] + flipped[:i] for i in range(k)]
+    for r in rotations:
+        if r[0].rows == 1:
+            return matmul(*r)
+    with_diff = [r for r in rotations if has_differential(r[-1])]
+    candidates = with_diff or rotations
+    best = min(candidates, key=lambda r: (sum(transpose_count(x) for x in r), tuple(x.key for x in r)))
+    return Trace(MatMul(tuple(best), (best[0].rows, best[-1].cols)), (1, 1))
+
+
+def transpose_count(e: Expr) -> int:
+    """How many transposes of matrices (not of vectors) an expression shows; fewer reads better."""
+    count, stack = 0, [e]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Transpose) and node.arg.cols != 1:
+            # a transposed differential reads worst: tr(X' dX), not tr(X dX')
+            count += 3 if isinstance(node.arg, Var) and node.arg.diff else 1
+        if isinstance(node, Inverse) and isinstance(node.arg, Transpose):
+            count += 1
+        stack.extend(node.children)
+    return count
+
+
+def det(e: Expr) -> Expr:
+    if e.is_scalar:
+        return e
+    if isinstance(e, Transpose):
+        return det(e.arg)
+    if isinstance(e, Identity):
+        return Num(1)
+    return Det(e, (1, 1))
+
+
+def logdet(e: Expr) -> Expr:
+    if e.is_scalar:
+        return elementwise("log", e)
+    if isinstance(e, Transpose):
+        return logdet(e.arg)
+    if isinstance(e, Identity):
+        return Num(0)
+    return LogDet(e, (1, 1))
+
+
+def adj(e: Expr) -> Expr:
+    if e.is_scalar:
+        return Num(1)
+    return Adj(e, e.shape)
+
+
+def diag(e: Expr) -> Expr:
+    """Vector -> diagonal matrix."""
+    if e.is_scalar:
+        return e
+    if isinstance(e, Mul):
+        return mul(*e.args[:-1], diag(e.args[-1]))
+    if isinstance(e, Ones):
+        return Identity(e.rows)
+    if isinstance(e, Zero):
+        return Zero((e.rows, e.rows))
+    return Diag(e, (e.rows, e.rows))
+
+
+def diag_part(e: Expr) -> Expr:
+    """Square matrix -> vector of its diagonal."""
+    if e.is_scalar:
+        return e
+    if isinstance(e, Diag):
+        return e.arg
+    if isinstance(e, Transpose):
+        return diag_part(e.arg)
+    if isinstance(e, Mul):
+        return mul(*e.args[:-1], diag_part(e.args[-1]))
+    if isinstance(e, Identity):
+        return Ones((e.n, ONE))
+    if isinstance(e, Zero):
+        return Zero((e.rows, ONE))
+    if isinstance(e, Add):
+        return add(*[diag_part(t) for t in e.args])
+    return DiagPart(e, (e.rows, ONE))
+
+
+def vec(e: Expr) -> Expr:
+    if e.cols == 1:
+        return e
+    if e.rows == 1:
+        return transpose(e)
+    if isinstance(e, Mul):
+        return mul(*e.args[:-1], vec(e.args[-1]))
+    if isinstance(e, Add):
+        return add(*[vec(t) for t in e.args])
+    if isinstance(e, Zero):
+        return Zero((e.rows * e.cols, ONE))
+    if isinstance(e, Ones):
+        return Ones((e.rows * e.cols, ONE))
+    if isinstance(e, Reshape):
+        return e.arg
+    return Vec(e, (e.rows * e.cols, ONE))
+
+
+def reshape(e: Expr, rows, cols) -> Expr:
+    rows, cols = Dim.of(rows), Dim.of(cols)
+    if (rows, cols) == e.shape:
+        return e
+    if isinstance(e, Vec) and e.arg.shape == (rows, cols):
+        return e.arg
+    if isinstance(e, Mul):
+        return mul(*e.args[:-1], reshape(e.args[-1], rows, cols))
+    if isinstance(e, Add):
+        return add(*[reshape(t, rows, cols) for t in e.args])
+    if isinstance(e, Ones):
+        return Ones((rows, cols))
+    if isinstance(e, Zero):
+        return zero((rows, cols))
+    if cols == 1:
+        return vec(e) if e.rows == 1 else Reshape(e, (rows, cols))
+    if e.shape == (cols, rows) and (rows == 1 or cols == 1):
+        return transpose(e)
+    return Reshape(e, (rows, cols))
+
+
+def sum_(e: Expr) -> Expr:
+    if e.is_scalar:
+        return e
+    if isinstance(e, Mul):
+        return mul(*e.args[:-1], sum_(e.args[-1]))
+    if isinstance(e, Transpose):
+        return sum_(e.arg)
+    if isinstance(e, Add):
+        return add(*[sum_(t) for t in e.args])
+    if isinstance(e, Zero):
+        return Num(0)
+    if isinstance(e, Ones) and e.rows.is_int and e.cols.is_int:
+        return Num(e.rows.coef * e.cols.coef)
+    if isinstance(e, Identity) and e.n.is_int:
+        return Num(e.n.coef)
+    return Sum(e, (1, 1))
+
+
+def norm1(e: Expr) -> Expr:
+    if isinstance(e, Transpose):
+        return norm1(e.arg)
+    if e.is_scalar:
+        return elementwise("abs", e)
+    return Norm1(e, (1, 1))
+
+
+def norm2(e: Expr) -> Expr:
+    if isinstance(e, Transpose):
+        return norm2(e.arg)
+    if e.is_scalar:
+        return elementwise("abs", e)
+    return Norm2(e, (1, 1))
+
+
+def kron(a: Expr, b: Expr) -> Expr:
+    if a.is_scalar:
+        return mul(a, b)
+    if b.is_scalar:
+        return mul(b, a)
+    if is_zero(a) or is_zero(b):
+        return Zero((a.rows * b.rows, a.cols * b.cols))
+    if isinstance(a, Mul) or isinstance(b, Mul):
+        sa, ba = (a.args[:-1], a.args[-1]) if isinstance(a, Mul) else ((), a)
+        sb, bb = (b.args[:-1], b.args[-1]) if isinstance(b, Mul) else ((), b)
+        return mul(*sa, *sb, kron(ba, bb))
+    if isinstance(a, Identity) and isinstance(b, Identity):
+        return Identity(a.n * b.n)
+    return Kron(a, b)
+
+
+def commutation(m, n) -> Expr:
+    m, n = Dim.of(m), Dim.of(n)
+    if m == 1 or n == 1:
+        return identity(m * n)
+    return Commutation(m, n)
+
+
+def inner(a: Expr, b: Expr) -> Expr:
+    """<a, b> = sum(a .* b), written as people do: a'b for vectors, tr(A'B) for matrices."""
+    if a.is_scalar:
+        return mul(a, b)
+    if a.cols == 1:
+        return matmul(transpose(a), b)
+    if a.rows == 1:
+        return matmul(a, transpose(b))
+    return trace(matmul(transpose(a), b))
+
+
+def is_number(x) -> bool:
+    return isinstance(x, Number)
+
+
+def rebuild(e: Expr, children: list) -> Expr:
+    """The node ``e`` with new children, built through the smart constructors."""
+    if isinstance(e, Add):
+        return add(*children)
+    if isinstance(e, Mul):
+        return mul(*children)
+    if isinstance(e, MatMul):
+        return matmul(*children)
+    if isinstance(e, Hadamard):
+        return hadamard(*children)
+    if isinstance(e, Power):
+        return power(*children)
+    if isinstance(e, Kron):
+        return kron(*children)
+    if isinstance(e, MatPow):
+        return matpow(children[0], e.k)
+    if isinstance(e, Elementwise):
+        return elementwise(e.fn, children[0])
+    if isinstance(e, Reshape):
+        return reshape(children[0], e.rows, e.cols)
+    unary = {Transpose: transpose, Inverse: inverse, Trace: trace, Det: det, LogDet: logdet,
+             Adj: adj, Diag: diag, DiagPart: diag_part, Vec: vec, Sum: sum_, Norm1: norm1, Norm2: norm2}
+    if type(e) in unary:
+        return unary[type(e)](children[0])
+    return e  # leaves
+
+
+def substitute(e: Expr, mapping: dict) -> Expr:
+    """Replace nodes (keys of ``mapping``) by expressions, rebuilding through the constructors."""
+    memo: dict = {}
+
+    def go(node):
+        if node in mapping:
+            return mapping[node]
+        if not node.children:
+            return node
+        if node in memo:
+            return memo[node]
+        out = rebuild(node, [go(c) for c in node.children])
+        memo[node] = out
+        return out
+
+    return go(e)

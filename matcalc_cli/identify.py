@@ -1,0 +1,264 @@
+"""Identification: read the gradient, the Jacobian and the Hessian off a differential.
+
+- ``gradient``: df = <G, dX> = tr(G' dX).  G is found by pulling a seed W = 1 back through the
+  linear map dX -> df (the adjoint, i.e. reverse mode): <W, A dX B> = <A' W B', dX>, ...
+- ``jacobian_kron``: vec(df) = J vec(dX), structurally: vec(A dX B) = kron(B', A) vec(dX),
+  vec(dX') = K vec(dX) with K the commutation matrix, vec(U .* dX) = diag(vec(U)) vec(dX).
+- ``hessian_bilinear``: the second differential f''(x)[dX, dX2], differentiating df again.
+- ``hessian_matrix``: the Jacobian of vec(G).
+
+For a symmetric variable only symmetric dX are admissible: the gradient is the symmetric G with
+<G, E> = f'(X)[E] for every symmetric E, that is sym(G) = (G + G')/2, and Jacobians act through
+the projection P = (I + K)/2 onto symmetric directions.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from . import expr as E
+from .differential import differential
+from .errors import MathError
+from .simplify import simplify
+
+
+def _contains_dx(e: E.Expr, dx: E.Var) -> bool:
+    return E.depends_on(e, dx)
+
+
+def _split_linear(args, dx):
+    """Index of the one factor that holds dx in a product (a linear form has exactly one)."""
+    idx = [i for i, a in enumerate(args) if _contains_dx(a, dx)]
+    if len(idx) != 1:
+        raise MathError("the differential is not linear in the direction (internal error)")
+    return idx[0]
+
+
+# --- gradient: the adjoint of the linear map ------------------------------------------------------
+
+def pullback(L: E.Expr, W: E.Expr, dx: E.Var) -> E.Expr:
+    """The G with <W, L(dx)> = <G, dx> for all dx."""
+    if not _contains_dx(L, dx):
+        return E.zero(dx.shape)
+    rule = PULLBACK_RULES.get(type(L))
+    if rule is None:
+        raise MathError(f"cannot identify a gradient through {type(L).__name__.lower()}",
+                        hint="the differential is still shown; try --jacobian")
+    return rule(L, W, dx)
+
+
+def _pb_var(L, W, dx):
+    return W
+
+
+def _pb_transpose(L, W, dx):
+    return pullback(L.arg, E.transpose(W), dx)
+
+
+def _pb_add(L, W, dx):
+    return E.add(*[pullback(t, W, dx) for t in L.args])
+
+
+def _pb_mul(L, W, dx):
+    i = _split_linear(L.args, dx)
+    others = L.args[:i] + L.args[i + 1:]
+    F = L.args[i]
+    if not F.is_scalar or L.is_scalar:
+        return pullback(F, E.mul(*others, W), dx)
+    # dx sits in a scalar factor s of s * M: <W, s M> = s <M, W>
+    M = E.mul(*others)
+    return pullback(F, E.inner(M, W), dx)
+
+
+def _pb_matmul(L, W, dx):
+    i = _split_linear(L.args, dx)
+    F = L.args[i]
+    left, right = L.args[:i], L.args[i + 1:]
+    seed = W
+    if left:
+        seed = E.matmul(E.transpose(E.matmul(*left)), seed)
+    if right:
+        seed = E.matmul(seed, E.transpose(E.matmul(*right)))
+    return pullback(F, seed, dx)
+
+
+def _pb_hadamard(L, W, dx):
+    i = _split_linear(L.args, dx)
+    others = L.args[:i] + L.args[i + 1:]
+    return pullback(L.args[i], E.hadamard(*others, W), dx)
+
+
+def _pb_trace(L, W, dx):
+    return pullback(L.arg, E.mul(W, E.identity(L.arg.rows)), dx)
+
+
+def _pb_sum(L, W, dx):
+    return pullback(L.arg, E.mul(W, E.ones(L.arg.shape)), dx)
+
+
+def _pb_diag_part(L, W, dx):
+    return pullback(L.arg, E.diag(W), dx)
+
+
+def _pb_diag(L, W, dx):
+    return pullback(L.arg, E.diag_part(W), dx)
+
+
+def _pb_reshape(L, W, dx):
+    # vec is column-major on both sides, so reshaping back carries the seed along
+    return pullback(L.arg, E.reshape(W, L.arg.rows, L.arg.cols), dx)
+
+
+PULLBACK_RULES = {
+    E.Var: _pb_var,
+    E.Transpose: _pb_transpose,
+    E.Add: _pb_add,
+    E.Mul: _pb_mul,
+    E.MatMul: _pb_matmul,
+    E.Hadamard: _pb_hadamard,
+    E.Trace: _pb_trace,
+    E.Sum: _pb_sum,
+    E.DiagPart: _pb_diag_part,
+    E.Diag: _pb_diag,
+    E.Vec: _pb_reshape,
+    E.Reshape: _pb_reshape,
+}
+
+
+def sym(G: E.Expr) -> E.Expr:
+    return E.mul(E.Num(Fraction(1, 2)), E.add(G, E.transpose(G)))
+
+
+def gradient(df: E.Expr, x: E.Var, dx: E.Var) -> E.Expr:
+    """G with df = <G, dx> (for a symmetric x: the symmetric such G)."""
+    if not df.is_scalar:
+        raise MathError("the gradient is defined for a scalar function",
+                        hint="use --jacobian for a vector or matrix valued function")
+    G = simplify(pullback(df, E.Num(1), dx))
+    if x.symmetric:
+        G = simplify(sym(G))
+    return G
+
+
+def cookbook_gradient(G_sym: E.Expr) -> E.Expr:
+    """The Matrix Cookbook's symmetric-matrix 'gradient' G + G' - I .* G, from sym(G)."""
+    n = G_sym.rows
+    return simplify(E.sub(E.mul(E.Num(2), G_sym), E.hadamard(E.Identity(n), G_sym)))
+
+
+# --- Jacobian in Kronecker form -----------------------------------------------------------------
+
+def jacobian_kron(L: E.Expr, dx: E.Var) -> E.Expr:
+    """J with vec(L(dx)) = J vec(dx)."""
+    numel_out = L.rows * L.cols
+    if not _contains_dx(L, dx):
+        return E.zero((numel_out, dx.rows * dx.cols))
+    if L.is_scalar:
+        return E.transpose(E.vec(pullback(L, E.Num(1), dx)))
+    rule = JACOBIAN_RULES.get(type(L))
+    if rule is None:
+        raise MathError(f"cannot identify a Jacobian through {type(L).__name__.lower()}",
+                        hint="the differential is still shown")
+    return rule(L, dx)
+
+
+def _jac_var(L, dx):
+    return E.identity(dx.rows * dx.cols)
+
+
+def _jac_transpose(L, dx):
+    F = L.arg
+    return E.matmul(E.commutation(F.rows, F.cols), jacobian_kron(F, dx))
+
+
+def _jac_add(L, dx):
+    return E.add(*[jacobian_kron(t, dx) for t in L.args])
+
+
+def _jac_mul(L, dx):
+    i = _split_linear(L.args, dx)
+    others = L.args[:i] + L.args[i + 1:]
+    F = L.args[i]
+    if not F.is_scalar:
+        return E.mul(*others, jacobian_kron(F, dx))
+    M = E.mul(*others)  # s(dx) * M: vec(s M) = vec(M) s
+    return E.matmul(E.vec(M), jacobian_kron(F, dx))
+
+
+def _jac_matmul(L, dx):
+    i = _split_linear(L.args, dx)
+    F = L.args[i]
+    A = E.matmul(*L.args[:i]) if i > 0 else E.identity(F.rows)
+    B = E.matmul(*L.args[i + 1:]) if i + 1 < len(L.args) else E.identity(F.cols)
+    return E.matmul(E.kron(E.transpose(B), A), jacobian_kron(F, dx))
+
+
+def _jac_hadamard(L, dx):
+    i = _split_linear(L.args, dx)
+    U = E.hadamard(*(L.args[:i] + L.args[i + 1:]))
+    return E.matmul(E.diag(E.vec(U)), jacobian_kron(L.args[i], dx))
+
+
+def _jac_diag_part(L, dx):
+    # diag(F) = (F .* I) 1, so vec(diag(F)) = kron(1', I) diag(vec(I)) vec(F)
+    n = L.arg.rows
+    select = E.matmul(E.kron(E.transpose(E.Ones((n, 1))), E.Identity(n)), E.diag(E.vec(E.Identity(n))))
+    return E.matmul(select, jacobian_kron(L.arg, dx))
+
+
+def _jac_diag(L, dx):
+    # diag(f) = I .* (f 1'), so vec(diag(f)) = diag(vec(I)) kron(1, I) f
+    n = L.rows
+    spread = E.matmul(E.diag(E.vec(E.Identity(n))), E.kron(E.Ones((n, 1)), E.Identity(n)))
+    return E.matmul(spread, jacobian_kron(L.arg, dx))
+
+
+def _jac_vec(L, dx):
+    return jacobian_kron(L.arg, dx)
+
+
+JACOBIAN_RULES = {
+    E.Var: _jac_var,
+    E.Transpose: _jac_transpose,
+    E.Add: _jac_add,
+    E.Mul: _jac_mul,
+    E.MatMul: _jac_matmul,
+    E.Hadamard: _jac_hadamard,
+    E.DiagPart: _jac_diag_part,
+    E.Diag: _jac_diag,
+    E.Vec: _jac_vec,
+    E.Reshape: _jac_vec,
+}
+
+
+def symmetric_projection(n) -> E.Expr:
+    """P = (I + K)/2: vec(sym(E)) = P vec(E)."""
+    return E.mul(E.Num(Fraction(1, 2)), E.add(E.Identity(n * n), E.commutation(n, n)))
+
+
+def jacobian(f: E.Expr, df: E.Expr, x: E.Var, dx: E.Var, layout: str = "numerator") -> E.Expr:
+    """The Jacobian of vec(f) against vec(x) (numerator layout: numel(f) x numel(x))."""
+    if f.is_scalar:
+        J = E.transpose(E.vec(gradient(df, x, dx)))
+    else:
+        J = jacobian_kron(df, dx)
+        if x.symmetric:
+            J = E.matmul(J, symmetric_projection(x.rows))
+    J = simplify(J)
+    return simplify(E.transpose(J)) if layout == "denominator" else J
+
+
+# --- Hessian ---------------------------------------------------------------------------------
+
+def hessian_bilinear(df: E.Expr, x: E.Var, dx2: E.Var) -> E.Expr:
+    """f''(x)[dx, dx2]: differentiate df again (dx fixed) in the direction dx2."""
+    return simplify(differential(df, x, dx2))
+
+
+def hessian_matrix(G: E.Expr, x: E.Var, dx: E.Var) -> E.Expr:
+    """The Hessian matrix: the Jacobian of vec(G), numel(x) x numel(x)."""
+    dG = simplify(differential(G, x, dx))
+    H = jacobian_kron(E.vec(dG), dx)
+    if x.symmetric:
+        H = E.matmul(H, symmetric_projection(x.rows))
+    return simplify(H)

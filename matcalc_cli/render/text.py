@@ -1,0 +1,252 @@
+"""IR -> the input language.  Output re-parses to the same expression.
+
+One ``_print_X`` method per node kind; parentheses are decided in one place (``paren``) from the
+precedence table.  The size of ``I`` (and of a broadcast scalar) is written out only where the
+surrounding expression would not determine it: ``kron(I(n), X)`` but ``A + I``.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from .. import expr as E
+
+# precedence, loosest first
+ADD, MUL, NEG, POW, POSTFIX, ATOM = range(1, 7)
+
+
+def precedence(e: E.Expr) -> int:
+    if isinstance(e, E.Add):
+        return ADD
+    if isinstance(e, E.Mul):
+        c = e.args[0]
+        if isinstance(c, E.Num) and c.value < 0:
+            return NEG if len(e.args) == 2 and _is_simple_negation(e) else MUL
+        return MUL
+    if isinstance(e, (E.MatMul, E.Hadamard)):
+        return MUL
+    if isinstance(e, E.Num):
+        v = e.value
+        if v < 0:
+            return NEG
+        if isinstance(v, Fraction) and v.denominator != 1:
+            return MUL
+        return ATOM
+    if isinstance(e, E.Power):
+        if isinstance(e.exponent, E.Num) and e.exponent.value == -1:
+            return MUL
+        return POW
+    if isinstance(e, E.MatPow):
+        return POW
+    if isinstance(e, E.Transpose):
+        return POSTFIX
+    return ATOM
+
+
+def _is_simple_negation(e: E.Mul) -> bool:
+    return e.args[0].value == -1 and not isinstance(e.args[1], E.Power)
+
+
+class TextPrinter:
+    """Prints in the input language."""
+
+    mul_sep = " * "
+
+    def __init__(self):
+        self.shape_known = [False]  # stack: does the context determine the size of I / ones?
+
+    def doprint(self, e: E.Expr) -> str:
+        return self.print(e)
+
+    def print(self, e: E.Expr, known: bool = False) -> str:
+        self.shape_known.append(known)
+        try:
+            return getattr(self, "_print_" + type(e).__name__)(e)
+        finally:
+            self.shape_known.pop()
+
+    def paren(self, e: E.Expr, level: int, known: bool = False) -> str:
+        text = self.print(e, known)
+        return f"({text})" if precedence(e) < level else text
+
+    def dim(self, d) -> str:
+        return str(d)
+
+    # leaves ---------------------------------------------------------------------------------
+    def _print_Var(self, e):
+        return e.name
+
+    def _print_Num(self, e):
+        v = e.value
+        if isinstance(v, Fraction):
+            return str(v.numerator) if v.denominator == 1 else f"{v.numerator}/{v.denominator}"
+        return _float_text(v)
+
+    def _print_Identity(self, e):
+        return "I" if self.shape_known[-1] else f"I({self.dim(e.n)})"
+
+    def _print_Zero(self, e):
+        return f"zeros({self.dim(e.rows)}, {self.dim(e.cols)})"
+
+    def _print_Ones(self, e):
+        if self.shape_known[-1]:
+            return "1"
+        if e.cols == 1:
+            return f"ones({self.dim(e.rows)})"
+        return f"ones({self.dim(e.rows)}, {self.dim(e.cols)})"
+
+    def _print_Commutation(self, e):
+        return f"commutation({self.dim(e.m)}, {self.dim(e.n)})"
+
+    # sums and products ---------------------------------------------------------------------
+    def _print_Add(self, e):
+        known = self._siblings_determine(e.args)
+        out = []
+        for i, term in enumerate(e.args):
+            c, body = E.split_coef(term)
+            if i > 0 and c < 0:
+                out.append(" - " + self.paren(E.scale(-c, body), MUL if not isinstance(body, E.Add) else ATOM, known))
+            else:
+                text = self.paren(term, ADD + 1 if i > 0 else ADD, known)
+                out.append((" + " if i > 0 else "") + text)
+        return "".join(out)
+
+    def _siblings_determine(self, args) -> bool:
+        """A sibling that fixes the shape lets I and a broadcast scalar print bare."""
+        return self.shape_known[-1] or any(not _shape_free(a) for a in args)
+
+    def _print_Mul(self, e):
+        args = list(e.args)
+        coef = args.pop(0).value if isinstance(args[0], E.Num) else Fraction(1)
+        numer, denom = [], []
+        for f in args:
+            if f.is_scalar and isinstance(f, E.Power) and isinstance(f.exponent, E.Num) and f.exponent.value < 0:
+                denom.append(E.power(f.base, E.Num(-f.exponent.value)))
+            else:
+                numer.append(f)
+        known = self.shape_known[-1]
+        if isinstance(coef, Fraction):
+            p, q = coef.numerator, coef.denominator
+        else:
+            p, q = coef, 1
+        sign = ""
+        if p < 0:
+            sign, p = "-", -p
+        if p == 1 and not denom and q == 1 and len(numer) == 1 and isinstance(numer[0], (E.MatMul, E.Hadamard)):
+            # -a * b means -(a * b): no parentheses needed
+            return sign + self.print(numer[0], known)
+        parts = [] if p == 1 and numer else [self.print(E.Num(p))]
+        for f in numer:
+            if isinstance(f, E.Ones) and known:
+                continue  # a broadcast scalar: the sum around it fixes the shape
+            # products chain left to right with the same value: c * A * x, s * y .* z
+            level = MUL if isinstance(f, (E.MatMul, E.Hadamard)) else MUL + 1
+            parts.append(self.paren(f, level, known))
+        text = self.mul_sep.join(parts) if parts else "1"
+        for d in denom:
+            text += " / " + self.paren(d, MUL + 1)
+        if q != 1:
+            text += f" / {q}"
+        return sign + text
+
+    def _print_MatMul(self, e):
+        return self.mul_sep.join(self.paren(f, MUL + 1, True) for f in e.args)
+
+    def _print_Hadamard(self, e):
+        known = self._siblings_determine(e.args)
+        numer = [f for f in e.args if not _is_reciprocal(f)]
+        denom = [E.power(f.base, E.Num(-f.exponent.value)) for f in e.args if _is_reciprocal(f)]
+        text = " .* ".join(self.paren(f, MUL + 1, known) for f in numer) if numer else "1"
+        for d in denom:
+            text += " ./ " + self.paren(d, MUL + 1, known)
+        return text
+
+    # powers ------------------------------------------------------------------------------------
+    def _print_Power(self, e):
+        if isinstance(e.exponent, E.Num) and e.exponent.value == -1:
+            op = " / " if e.is_scalar else " ./ "
+            return "1" + op + self.paren(e.base, MUL + 1)
+        op = "^" if e.is_scalar else ".^"
+        return self.paren(e.base, POSTFIX) + op + self.exponent(e.exponent)
+
+    def exponent(self, x: E.Expr) -> str:
+        if isinstance(x, E.Num) and isinstance(x.value, Fraction) and x.value.denominator == 1:
+            return str(x.value.numerator)
+        return self.paren(x, ATOM)
+
+    def _print_MatPow(self, e):
+        return self.paren(e.arg, POSTFIX) + "^" + str(e.k)
+
+    def _print_Transpose(self, e):
+        return self.paren(e.arg, POSTFIX) + "'"
+
+    # functions ----------------------------------------------------------------------------------
+    def call(self, name, *args) -> str:
+        return f"{name}(" + ", ".join(args) + ")"
+
+    def _print_Inverse(self, e):
+        return self.call("inv", self.print(e.arg))
+
+    def _print_Trace(self, e):
+        return self.call("tr", self.print(e.arg))
+
+    def _print_Det(self, e):
+        return self.call("det", self.print(e.arg))
+
+    def _print_LogDet(self, e):
+        return self.call("logdet", self.print(e.arg))
+
+    def _print_Adj(self, e):
+        return self.call("adj", self.print(e.arg))
+
+    def _print_Diag(self, e):
+        return self.call("diag", self.print(e.arg))
+
+    def _print_DiagPart(self, e):
+        return self.call("diag", self.print(e.arg))
+
+    def _print_Vec(self, e):
+        return self.call("vec", self.print(e.arg))
+
+    def _print_Sum(self, e):
+        return self.call("sum", self.print(e.arg))
+
+    def _print_Norm1(self, e):
+        return self.call("norm1", self.print(e.arg))
+
+    def _print_Norm2(self, e):
+        return self.call("norm2", self.print(e.arg))
+
+    def _print_Kron(self, e):
+        return self.call("kron", self.print(e.a), self.print(e.b))
+
+    def _print_Reshape(self, e):
+        return self.call("reshape", self.print(e.arg), self.dim(e.rows), self.dim(e.cols))
+
+    def _print_Elementwise(self, e):
+        return self.call(e.fn, self.print(e.arg))
+
+
+def _is_reciprocal(f: E.Expr) -> bool:
+    return isinstance(f, E.Power) and isinstance(f.exponent, E.Num) and f.exponent.value < 0
+
+
+def _shape_free(e: E.Expr) -> bool:
+    """Nodes whose printed form does not fix their own shape."""
+    if isinstance(e, (E.Identity, E.Ones)):
+        return True
+    if isinstance(e, E.Mul):
+        return _shape_free(e.args[-1])
+    return False
+
+
+def _float_text(v: float) -> str:
+    text = repr(v)
+    if "e" in text or "E" in text:
+        mant, exp = text.split("e")
+        return f"{mant}e{int(exp)}"
+    return text
+
+
+def to_text(e: E.Expr) -> str:
+    return TextPrinter().doprint(e)

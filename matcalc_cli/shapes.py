@@ -1,0 +1,568 @@
+"""Syntax tree -> shape-checked expression IR.
+
+Two passes.  The first infers a shape for every subexpression by unification over dimension
+monomials: declared names have fixed shapes, undeclared names and ``I`` get unknown dimensions
+that their uses pin down.  The second pass builds the IR from the solved shapes through the smart
+constructors of ``expr``.  Unknowns that use leaves open get readable names (n, m, p, ...), and an
+undeclared name defaults to a column vector (lower case) or a matrix (upper case).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from math import gcd
+
+from . import expr as E
+from . import syntax as S
+from .dims import Dim, ONE
+from .errors import NameLookupError, ParseError, ShapeError
+
+MATRIX_FUNCTIONS = ("tr", "det", "logdet", "inv", "adj", "diag", "vec", "kron", "sum", "norm1", "norm2")
+CONSTRUCTORS = ("I", "ones", "zeros", "commutation", "reshape")
+KNOWN_FUNCTIONS = MATRIX_FUNCTIONS + E.ELEMENTWISE + CONSTRUCTORS
+PREFERRED_DIM_NAMES = ("n", "m", "p", "q", "r", "s", "k", "l", "d", "t")
+
+
+@dataclass
+class Symbol:
+    """What the program says about a name: its shape, and whether it was declared."""
+    name: str
+    shape: tuple
+    declared: bool
+    symmetric: bool = False
+    pos: tuple | None = None
+
+
+@dataclass
+class Typed:
+    """The result of shape checking: the IR and the symbol table (resolved)."""
+    expression: E.Expr
+    symbols: dict                      # name -> Symbol, in order of first appearance
+    source: str = ""
+    variables: dict = field(default_factory=dict)   # name -> E.Var
+
+
+# --- unification --------------------------------------------------------------------------------
+
+class Unifier:
+    """Dimensions with unknowns ("?1", "?2", ...) and the equations between them."""
+
+    def __init__(self):
+        self.bindings: dict = {}
+        self.pending: list = []
+        self.counter = 0
+
+    def fresh(self) -> Dim:
+        self.counter += 1
+        return Dim.of(f"?{self.counter}")
+
+    def resolve(self, d: Dim) -> Dim:
+        for _ in range(100):
+            if not any(s in self.bindings for s in d.symbols):
+                return d
+            d = d.substitute(self.bindings)
+        return d
+
+    def snapshot(self):
+        return dict(self.bindings), list(self.pending)
+
+    def rollback(self, snap):
+        self.bindings, self.pending = dict(snap[0]), list(snap[1])
+
+    def unify(self, a: Dim, b: Dim) -> bool:
+        if not self._unify_one(a, b):
+            return False
+        return self._retry_pending()
+
+    def _retry_pending(self) -> bool:
+        progress = True
+        while progress and self.pending:
+            progress = False
+            waiting, self.pending = self.pending, []
+            for a, b in waiting:
+                before = len(self.bindings)
+                if not self._unify_one(a, b):
+                    return False
+                progress = progress or len(self.bindings) > before
+        return True
+
+    def _unify_one(self, a: Dim, b: Dim) -> bool:
+        a, b = _cancel(self.resolve(a), self.resolve(b))
+        if a == b:
+            return True
+        for x, y in ((a, b), (b, a)):
+            if x.coef == 1 and len(x.factors) == 1 and x.factors[0][1] == 1:
+                sym = x.factors[0][0]
+                if sym.startswith("?") and sym not in y.symbols:
+                    self.bindings[sym] = y
+                    return True
+        if any(s.startswith("?") for s in a.symbols | b.symbols):
+            self.pending.append((a, b))
+            return True
+        return False
+
+    def is_one(self, d: Dim) -> bool:
+        return self.resolve(d) == 1
+
+
+def _cancel(a: Dim, b: Dim):
+    """Divide out common factors: n*p = n*q becomes p = q."""
+    pa, pb = dict(a.factors), dict(b.factors)
+    for sym in set(pa) & set(pb):
+        common = min(pa[sym], pb[sym])
+        pa[sym] -= common
+        pb[sym] -= common
+    g = gcd(a.coef, b.coef) or 1
+    return (Dim(a.coef // g, tuple(sorted((s, p) for s, p in pa.items() if p))),
+            Dim(b.coef // g, tuple(sorted((s, p) for s, p in pb.items() if p))))
+
+
+# --- pass 1: inference --------------------------------------------------------------------------
+
+class _Inference:
+    def __init__(self, program: S.Program):
+        self.program = program
+        self.u = Unifier()
+        self.symbols: dict = {}
+        self.shapes: dict = {}        # id(syntax node) -> shape with unknowns
+        self.identity_sizes: dict = {}  # id(Name 'I' node) -> Dim
+        self.rigid_dims: set = set()
+
+    # shapes -------------------------------------------------------------------------------
+    def resolved(self, shape):
+        return (self.u.resolve(shape[0]), self.u.resolve(shape[1]))
+
+    def show(self, shape) -> str:
+        r, c = self.resolved(shape)
+        return f"{_dim_text(r)} x {_dim_text(c)}"
+
+    def definitely_scalar(self, shape) -> bool:
+        return self.u.is_one(shape[0]) and self.u.is_one(shape[1])
+
+    def _collapses(self, x: Dim, y: Dim) -> bool:
+        x, y = self.u.resolve(x), self.u.resolve(y)
+        unknown = lambda d: any(s.startswith("?") for s in d.symbols)
+        return (x == 1 and unknown(y)) or (y == 1 and unknown(x))
+
+    def try_unify(self, *pairs) -> bool:
+        snap = self.u.snapshot()
+        for a, b in pairs:
+            if not self.u.unify(a, b):
+                self.u.rollback(snap)
+                return False
+        return True
+
+    # declarations --------------------------------------------------------------------------
+    def declare(self, decl: S.Declaration):
+        dims = []
+        for factors, _pos in decl.dims:
+            d = Dim(1)
+            for f in factors:
+                if isinstance(f, int):
+                    if f <= 0:
+                        raise ShapeError(f"dimension {f} must be a positive integer").at(_pos)
+                    d = d * Dim(f)
+                else:
+                    d = d * Dim.of(f)
+                    self.rigid_dims.add(f)
+            dims.append(d)
+        shape = {"scalar": lambda: (ONE, ONE), "vector": lambda: (dims[0], ONE),
+                 "matrix": lambda: (dims[0], dims[1]), "symmetric": lambda: (dims[0], dims[0])}[decl.kind]()
+        for name, pos in decl.names:
+            if name == "I":
+                raise NameLookupError("'I' is the identity matrix and cannot be declared", *pos,
+                                      hint="choose another name")
+            if name in self.symbols:
+                raise NameLookupError(f"'{name}' is declared twice", *pos)
+            self.symbols[name] = Symbol(name, shape, True, decl.kind == "symmetric", pos)
+
+    # expressions ---------------------------------------------------------------------------
+    def infer(self, node):
+        shape = getattr(self, "_infer_" + type(node).__name__)(node)
+        self.shapes[id(node)] = shape
+        return shape
+
+    def _infer_Number(self, node):
+        return (ONE, ONE)
+
+    def _infer_Name(self, node):
+        if node.name == "I":
+            n = self.u.fresh()
+            self.identity_sizes[id(node)] = n
+            return (n, n)
+        sym = self.symbols.get(node.name)
+        if sym is None:
+            # undeclared: a matrix if it starts upper-case, else a column vector; uses decide the rest
+            shape = (self.u.fresh(), self.u.fresh() if node.name[0].isupper() else ONE)
+            sym = self.symbols[node.name] = Symbol(node.name, shape, False, False, node.pos)
+        return sym.shape
+
+    def _infer_Neg(self, node):
+        return self.infer(node.operand)
+
+    def _infer_Transpose(self, node):
+        r, c = self.infer(node.operand)
+        return (c, r)
+
+    def _infer_Chain(self, node):
+        shape = self.infer(node.first)
+        left = node.first
+        for op, operand, pos in node.rest:
+            shape = self.binary(op, left, shape, operand, self.infer(operand), pos)
+            left = S.BinOp(op, left, operand, pos)
+        return shape
+
+    def _infer_BinOp(self, node):
+        a = self.infer(node.left)
+        b = self.infer(node.right)
+        return self.binary(node.op, node.left, a, node.right, b, node.pos)
+
+    def binary(self, op, left, a, right, b, pos):
+        if op in ("+", "-", ".*", "./"):
+            if self.definitely_scalar(a) and not self.definitely_scalar(b):
+                return b
+            if self.definitely_scalar(b) and not self.definitely_scalar(a):
+                return a
+            if self.try_unify((a[0], b[0]), (a[1], b[1])):
+                return a
+            verb = {"+": "add", "-": "subtract", ".*": "multiply elementwise", "./": "divide elementwise"}[op]
+            raise ShapeError(
+                f"cannot {verb} {_src(left)} ({self.show(a)}) and {_src(right)} ({self.show(b)}) with '{op}': "
+                "the shapes differ", *pos,
+                hint="operands of '+', '-', '.*', './' need the same shape (or one of them a scalar)")
+        if op == "*":
+            if self.definitely_scalar(a):
+                return b
+            if self.definitely_scalar(b):
+                return a
+            # a product that would force an unknown dimension to 1 is less likely meant than a
+            # scalar factor: 'c * A' with c undeclared is a scalar times A, not a row of A
+            if not self._collapses(a[1], b[0]) and self.try_unify((a[1], b[0])):
+                return (a[0], b[1])
+            if self.try_unify((a[0], ONE), (a[1], ONE)):
+                return b
+            if self.try_unify((b[0], ONE), (b[1], ONE)):
+                return a
+            if self.try_unify((a[1], b[0])):
+                return (a[0], b[1])
+            ra, ca = self.resolved(a)
+            rb, cb = self.resolved(b)
+            raise ShapeError(
+                f"cannot multiply {_src(left)} ({self.show(a)}) by {_src(right)} ({self.show(b)}) with '*': "
+                f"{_src(left)} has {_dim_text(ca)} columns but {_src(right)} has {_dim_text(rb)} rows", *pos,
+                hint=_multiply_hint(ra, ca, rb, cb))
+        if op == "/":
+            if not self.try_unify((b[0], ONE), (b[1], ONE)):
+                raise ShapeError(
+                    f"cannot divide by {_src(right)} ({self.show(b)}): '/' divides by a scalar", *pos,
+                    hint="use './' for elementwise division, or inv(...) for a matrix inverse")
+            return a
+        if op in ("^", ".^"):
+            if not self.try_unify((b[0], ONE), (b[1], ONE)):
+                raise ShapeError(f"the exponent {_src(right)} ({self.show(b)}) of '{op}' must be a scalar", *pos)
+            if op == "^" and not self.definitely_scalar(a):
+                if not self.try_unify((a[0], a[1])):
+                    raise ShapeError(
+                        f"'^' raises a square matrix or a scalar to a power, but {_src(left)} is {self.show(a)}",
+                        *pos, hint="use '.^' for an elementwise power")
+            return a
+        raise AssertionError(op)  # pragma: no cover
+
+    def _infer_Call(self, node):
+        name, args = node.name, node.args
+        if name not in KNOWN_FUNCTIONS:
+            raise NameLookupError(
+                f"unknown function '{name}'", *node.pos,
+                hint="known functions: " + ", ".join(sorted(set(KNOWN_FUNCTIONS) - {"I"})) + ", and I(n)")
+        if name in CONSTRUCTORS:
+            return self._constructor(node)
+        expected = 2 if name == "kron" else 1
+        if len(args) != expected:
+            raise ParseError(f"{name} takes {expected} argument{'s' if expected > 1 else ''}, "
+                             f"got {len(args)}", *node.pos)
+        shapes = [self.infer(a) for a in args]
+        a = shapes[0]
+        if name in ("tr", "det", "logdet", "inv", "adj"):
+            if not self.try_unify((a[0], a[1])):
+                raise ShapeError(f"{name} needs a square matrix, but {_src(args[0])} is {self.show(a)}",
+                                 *node.pos)
+            return (ONE, ONE) if name in ("tr", "det", "logdet") else a
+        if name == "diag":
+            if self.u.is_one(a[1]) or self.u.is_one(a[0]):
+                n = a[0] if self.u.is_one(a[1]) else a[1]
+                return (n, n)
+            if not self.try_unify((a[0], a[1])):
+                raise ShapeError(f"diag takes a vector or a square matrix, but {_src(args[0])} is "
+                                 f"{self.show(a)}", *node.pos)
+            return (a[0], ONE)
+        if name == "vec":
+            return (a[0] * a[1], ONE)
+        if name in ("sum", "norm1", "norm2"):
+            return (ONE, ONE)
+        if name == "kron":
+            b = shapes[1]
+            return (a[0] * b[0], a[1] * b[1])
+        return a  # elementwise
+
+    def _constructor(self, node):
+        name, args = node.name, node.args
+        arity = {"I": (1,), "ones": (1, 2), "zeros": (1, 2), "commutation": (2,), "reshape": (3,)}[name]
+        if len(args) not in arity:
+            raise ParseError(f"{name} takes {' or '.join(map(str, arity))} argument(s), got {len(args)}",
+                             *node.pos)
+        if name == "reshape":
+            a = self.infer(args[0])
+            rows, cols = self.dim_argument(args[1]), self.dim_argument(args[2])
+            if not self.try_unify((a[0] * a[1], rows * cols)):
+                raise ShapeError(f"cannot reshape {_src(args[0])} ({self.show(a)}) to "
+                                 f"{_dim_text(rows)} x {_dim_text(cols)}: the number of entries differs",
+                                 *node.pos)
+            return (rows, cols)
+        dims = [self.dim_argument(a) for a in args]
+        if name == "I":
+            return (dims[0], dims[0])
+        if name == "commutation":
+            return (dims[0] * dims[1], dims[0] * dims[1])
+        return (dims[0], dims[1] if len(dims) > 1 else ONE)
+
+    def dim_argument(self, node) -> Dim:
+        """A dimension written as an argument: n, 3, m*n."""
+        if isinstance(node, S.Number) and node.text.isdigit() and int(node.text) > 0:
+            return Dim(int(node.text))
+        if isinstance(node, S.Name) and node.name != "I":
+            self.rigid_dims.add(node.name)
+            return Dim.of(node.name)
+        if isinstance(node, S.Chain) and all(op == "*" for op, _, _ in node.rest):
+            d = self.dim_argument(node.first)
+            for _, operand, _ in node.rest:
+                d = d * self.dim_argument(operand)
+            return d
+        if isinstance(node, S.BinOp) and node.op == "^" and isinstance(node.right, S.Number) \
+                and node.right.text.isdigit():
+            base = self.dim_argument(node.left)
+            d = Dim(1)
+            for _ in range(int(node.right.text)):
+                d = d * base
+            return d
+        raise ParseError(f"expected a dimension (a name such as n, a positive integer, or a product m*n), "
+                         f"got {_src(node)}", *_position(node))
+
+
+def _multiply_hint(ra, ca, rb, cb) -> str:
+    if ca == cb and ra != rb:
+        return "did you mean to transpose the right operand?"
+    if ra == rb:
+        return "did you mean to transpose the left operand (x' * y)?"
+    return "'*' is the matrix product; use '.*' for the elementwise product"
+
+
+def _dim_text(d: Dim) -> str:
+    text = str(d)
+    return "?" if text.startswith("?") else text
+
+
+def _position(node):
+    pos = getattr(node, "pos", None)
+    return pos if pos else (None, None)
+
+
+def _src(node, limit: int = 40) -> str:
+    """Print a syntax node back, short, to name an operand in an error message."""
+    text = _syntax_text(node, limit * 2)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _syntax_text(node, budget: int) -> str:
+    if budget <= 0:
+        return "..."
+    if isinstance(node, S.Number):
+        return node.text
+    if isinstance(node, S.Name):
+        return node.name
+    if isinstance(node, S.Call):
+        return f"{node.name}(" + ", ".join(_syntax_text(a, budget // 2) for a in node.args) + ")"
+    if isinstance(node, S.Transpose):
+        inner = _syntax_text(node.operand, budget - 1)
+        return inner + "'" if isinstance(node.operand, (S.Name, S.Call, S.Transpose)) else f"({inner})'"
+    if isinstance(node, S.Neg):
+        return "-" + _syntax_text(node.operand, budget - 1)
+    if isinstance(node, S.BinOp):
+        sep = f" {node.op} " if node.op in ("+", "-", "*", "/", ".*", "./") else node.op
+        return _syntax_text(node.left, budget // 2) + sep + _syntax_text(node.right, budget // 2)
+    if isinstance(node, S.Chain):
+        out = _syntax_text(node.first, budget // 2)
+        for op, operand, _ in node.rest:
+            if len(out) > budget:
+                return out + " ..."
+            out += f" {op} " + _syntax_text(operand, budget // 2)
+        return "(" + out + ")" if any(op in "+-" for op, _, _ in node.rest) else out
+    return "?"
+
+
+# --- pass 2: IR -----------------------------------------------------------------------------
+
+def check(program: S.Program) -> Typed:
+    """Shape-check a parsed program and build its IR."""
+    inf = _Inference(program)
+    for decl in program.declarations:
+        inf.declare(decl)
+    inf.infer(program.expression)
+    names = _name_free_dims(inf)
+    builder = _Builder(inf, names)
+    expression = builder.build(program.expression)
+    return Typed(expression, builder.symbols, program.source, builder.variables)
+
+
+def _name_free_dims(inf: _Inference) -> dict:
+    """Give every unknown dimension that use left open a readable name."""
+    used = set(inf.rigid_dims)
+    for sym in inf.symbols.values():
+        for d in inf.resolved(sym.shape):
+            used |= {s for s in d.symbols if not s.startswith("?")}
+    names: dict = {}
+    pool = (n for n in PREFERRED_DIM_NAMES + tuple(f"n{i}" for i in range(1, 1000)) if n not in used)
+    # unknowns of undeclared names, in order of first appearance, get names
+    for sym in inf.symbols.values():
+        for d in inf.resolved(sym.shape):
+            for s in sorted(d.symbols):
+                if s.startswith("?") and s not in names:
+                    names[s] = Dim.of(next(pool))
+    return names
+
+
+class _Builder:
+    def __init__(self, inf: _Inference, free_names: dict):
+        self.inf = inf
+        self.free_names = free_names
+        self.symbols: dict = {}
+        self.variables: dict = {}
+        for name, sym in inf.symbols.items():
+            shape = tuple(self.dim(d) for d in sym.shape)
+            self.symbols[name] = Symbol(name, shape, sym.declared, sym.symmetric, sym.pos)
+
+    def dim(self, d: Dim, pos=None) -> Dim:
+        d = self.inf.u.resolve(d).substitute(self.free_names)
+        if any(s.startswith("?") for s in d.symbols):
+            raise ShapeError("cannot tell the size here from how it is used", *(pos or (None, None)),
+                             hint="write the size explicitly, e.g. I(n) instead of I")
+        return d
+
+    def var(self, name: str) -> E.Var:
+        if name not in self.variables:
+            sym = self.symbols[name]
+            self.variables[name] = E.Var(name, sym.shape, sym.symmetric)
+        return self.variables[name]
+
+    def build(self, node) -> E.Expr:
+        return getattr(self, "_build_" + type(node).__name__)(node)
+
+    def _build_Number(self, node):
+        text = node.text
+        try:
+            value = Fraction(int(text)) if text.isdigit() else float(text)
+        except (ValueError, OverflowError):
+            raise ParseError(f"number {text} is out of range", *node.pos) from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ParseError(f"number {text} is out of range", *node.pos)
+        return E.Num(value)
+
+    def _build_Name(self, node):
+        if node.name == "I":
+            return E.identity(self.dim(self.inf.identity_sizes[id(node)], node.pos))
+        return self.var(node.name)
+
+    def _build_Neg(self, node):
+        return E.neg(self.build(node.operand))
+
+    def _build_Transpose(self, node):
+        return E.transpose(self.build(node.operand))
+
+    def _build_Chain(self, node):
+        result = self.build(node.first)
+        for op, operand, pos in node.rest:
+            result = self.binary(op, result, self.build(operand), operand, pos)
+        return result
+
+    def _build_BinOp(self, node):
+        return self.binary(node.op, self.build(node.left), self.build(node.right), node.right, node.pos)
+
+    def binary(self, op, a: E.Expr, b: E.Expr, right_node, pos) -> E.Expr:
+        if op in ("+", "-"):
+            a, b = _broadcast(a, b)
+            return E.add(a, b) if op == "+" else E.sub(a, b)
+        if op == "*":
+            return E.mul(a, b) if (a.is_scalar or b.is_scalar) else E.matmul(a, b)
+        if op == "/":
+            return E.mul(a, E.power(b, E.Num(-1)))
+        if op == ".*":
+            return E.mul(a, b) if (a.is_scalar or b.is_scalar) else E.hadamard(a, b)
+        if op == "./":
+            inv_b = E.power(b, E.Num(-1))
+            return E.mul(a, inv_b) if (a.is_scalar or b.is_scalar) else E.hadamard(a, inv_b)
+        if op == ".^":
+            return E.power(a, b)
+        if op == "^":
+            if a.is_scalar:
+                return E.power(a, b)
+            k = _integer_value(right_node)
+            if k is None:
+                raise ShapeError("a matrix power needs an integer exponent such as 2 or -1", *pos,
+                                 hint="use '.^' for an elementwise power, or a scalar base")
+            if abs(k) > 64:
+                raise ShapeError(f"matrix power {k} is too large (at most 64)", *pos)
+            return E.matpow(a, k)
+        raise AssertionError(op)  # pragma: no cover
+
+    def _build_Call(self, node):
+        name = node.name
+        if name in CONSTRUCTORS:
+            return self._build_constructor(node)
+        args = [self.build(a) for a in node.args]
+        a = args[0]
+        simple = {"tr": E.trace, "det": E.det, "logdet": E.logdet, "inv": E.inverse, "adj": E.adj,
+                  "vec": E.vec, "sum": E.sum_, "norm1": E.norm1, "norm2": E.norm2}
+        if name in simple:
+            return simple[name](a)
+        if name == "diag":
+            if a.cols == 1 or a.rows == 1:
+                return E.diag(E.vec(a))
+            return E.diag_part(a)
+        if name == "kron":
+            return E.kron(a, args[1])
+        return E.elementwise(name, a)
+
+    def _build_constructor(self, node):
+        name = node.name
+        if name == "reshape":
+            arg = self.build(node.args[0])
+            rows = self.dim(self.inf.dim_argument(node.args[1]))
+            cols = self.dim(self.inf.dim_argument(node.args[2]))
+            return E.reshape(arg, rows, cols)
+        dims = [self.dim(self.inf.dim_argument(a)) for a in node.args]
+        if name == "I":
+            return E.identity(dims[0])
+        if name == "commutation":
+            return E.commutation(dims[0], dims[1])
+        shape = (dims[0], dims[1] if len(dims) > 1 else ONE)
+        return E.ones(shape) if name == "ones" else E.zero(shape)
+
+
+def _broadcast(a: E.Expr, b: E.Expr):
+    """A scalar added to a matrix is added to every entry."""
+    if a.shape == b.shape:
+        return a, b
+    if a.is_scalar:
+        return E.mul(a, E.Ones(b.shape)), b
+    if b.is_scalar:
+        return a, E.mul(b, E.Ones(a.shape))
+    raise AssertionError("shapes were checked")  # pragma: no cover
+
+
+def _integer_value(node):
+    if isinstance(node, S.Number) and node.text.isdigit():
+        return int(node.text)
+    if isinstance(node, S.Neg):
+        inner = _integer_value(node.operand)
+        return None if inner is None else -inner
+    return None

@@ -1,0 +1,311 @@
+"""Grammar -> syntax tree.  The Lark parser is built once per process and cached on disk."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .errors import ParseError
+
+MAX_NESTING = 200
+MAX_LENGTH = 1_000_000
+
+
+# --- syntax tree ------------------------------------------------------------------------------
+# Positions are (line, column), 1-based, of the token that names the node.
+
+@dataclass(frozen=True)
+class Number:
+    text: str
+    pos: tuple
+
+
+@dataclass(frozen=True)
+class Name:
+    name: str
+    pos: tuple
+
+
+@dataclass(frozen=True)
+class Call:
+    name: str
+    args: tuple
+    pos: tuple
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A flat left-to-right chain: ``first (op operand)*`` for sums and for products."""
+    first: object
+    rest: tuple           # ((op, operand, pos), ...)
+    pos: tuple
+
+
+@dataclass(frozen=True)
+class BinOp:
+    op: str
+    left: object
+    right: object
+    pos: tuple
+
+
+@dataclass(frozen=True)
+class Neg:
+    operand: object
+    pos: tuple
+
+
+@dataclass(frozen=True)
+class Transpose:
+    operand: object
+    pos: tuple
+
+
+@dataclass(frozen=True)
+class Declaration:
+    names: tuple          # ((name, pos), ...)
+    kind: str             # scalar | vector | matrix | symmetric
+    dims: tuple           # each a tuple of factors (str or int), e.g. ("m", "n") for m*n
+    pos: tuple
+
+
+@dataclass(frozen=True)
+class Program:
+    declarations: tuple
+    expression: object
+    source: str
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+def grammar_path() -> str:
+    """The grammar ships inside the package (wheel); a source checkout has it in grammar/."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for candidate in (os.path.join(here, "grammar", "matcalc.lark"),
+                      os.path.join(os.path.dirname(here), "grammar", "matcalc.lark")):
+        if os.path.exists(candidate):
+            return candidate
+    raise FileNotFoundError("matcalc.lark not found: the package is incomplete")
+
+
+@lru_cache(maxsize=1)
+def _parser():
+    from lark import Lark
+
+    path = grammar_path()
+    with open(path, encoding="utf-8") as fh:
+        grammar = fh.read()
+    kwargs = dict(parser="lalr", propagate_positions=False, maybe_placeholders=True)
+    try:
+        return Lark(grammar, cache=True, **kwargs)
+    except OSError:  # an unwritable cache directory must not stop a one-liner
+        return Lark(grammar, **kwargs)
+
+
+def _check_limits(text: str) -> None:
+    if len(text) > MAX_LENGTH:
+        raise ParseError(f"program is {len(text)} characters long; the limit is {MAX_LENGTH}")
+    depth, line, col = 0, 1, 0
+    for ch in text:
+        col += 1
+        if ch == "\n":
+            line, col = line + 1, 0
+        elif ch == "(":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise ParseError(f"parentheses nested more than {MAX_NESTING} deep", line, col,
+                                 hint="split the expression or remove redundant parentheses")
+        elif ch == ")":
+            depth = max(0, depth - 1)
+
+
+def parse(text: str) -> Program:
+    """Parse a program into declarations and one expression, or raise ParseError."""
+    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+    _check_limits(text)
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedCharacters as e:
+        ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
+        shown = repr(ch) if ch.isprintable() and ch not in " \t" else f"U+{ord(ch):04X}" if ch else "end of input"
+        raise ParseError(f"unexpected character {shown}", e.line, e.column,
+                         hint=_hint_for_character(ch)) from None
+    except UnexpectedToken as e:
+        tok = e.token
+        if tok.type == "$END":
+            line, col = _end_position(text)
+            raise ParseError("unexpected end of input", line, col,
+                             hint="the expression is incomplete (a missing operand or ')'?)") from None
+        raise ParseError(f"unexpected {_describe_token(tok)}", tok.line, tok.column,
+                         hint=_hint_for_token(tok, e.expected)) from None
+    except UnexpectedEOF:
+        line, col = _end_position(text)
+        raise ParseError("unexpected end of input", line, col) from None
+    except UnexpectedInput as e:  # pragma: no cover - other lark errors
+        raise ParseError(str(e).split("\n")[0], getattr(e, "line", None), getattr(e, "column", None)) from None
+    return _build_program(tree, text)
+
+
+def _end_position(text: str):
+    lines = text.rstrip().split("\n") if text.strip() else [""]
+    return len(lines), len(lines[-1]) + 1
+
+
+def _describe_token(tok) -> str:
+    value = str(tok)
+    if tok.type in ("_SEP",):
+        return "end of statement" if value != "\n" else "end of line"
+    return f"'{value}'"
+
+
+def _hint_for_character(ch: str) -> str | None:
+    if ch in "[]{}":
+        return "matcalc has no array literals; declare shapes such as 'A: matrix(n, n)'"
+    if ch == '"':
+        return "there are no strings; transpose is written with a single quote: x'"
+    if not ch.isascii():
+        return "names use ASCII letters, digits and '_' (write lambda, not the Greek letter)"
+    return None
+
+
+def _hint_for_token(tok, expected) -> str | None:
+    expected = set(expected or ())
+    if tok.type == "_SEP" and "RPAR" in expected:
+        return "a '(' is not closed before the end of the statement"
+    if tok.type == "RPAR":
+        return "a ')' without a matching '(' or with nothing before it"
+    if tok.type in ("MUL_OP", "POW_OP") or (tok.type == "ADD_OP" and str(tok) == "+"):
+        return f"'{tok}' needs an operand on each side"
+    if tok.type in ("NAME", "NUMBER", "LPAR") and ("MUL_OP" in expected or "ADD_OP" in expected):
+        return "two operands in a row: use '*' for products (x' * A * x)"
+    if tok.type == "COLON":
+        return "a declaration reads 'x: vector(n)' and must come before the expression"
+    return None
+
+
+def _pos(tok) -> tuple:
+    return (tok.line, tok.column)
+
+
+def _build_program(tree, text: str) -> Program:
+    """Turn lark's tree into the syntax tree, iteratively over statements."""
+    declarations, expressions = [], []
+    for stmt in tree.children:
+        if getattr(stmt, "data", None) == "declaration":
+            declarations.append(_declaration(stmt))
+        else:
+            expressions.append(stmt)
+    if not expressions:
+        line, col = _end_position(text)
+        raise ParseError("the program has no expression to differentiate", line, col,
+                         hint="end the program with an expression, e.g. x: vector(n); x' * x")
+    if len(expressions) > 1:
+        line, col = _first_position(expressions[1])
+        raise ParseError("a program has exactly one expression, after the declarations", line, col,
+                         hint="separate declarations with ';' and write one expression last")
+    expr_tree = expressions[0]
+    last = tree.children[-1]
+    if last is not expr_tree:
+        line, col = _first_position(last)
+        raise ParseError("declarations must come before the expression", line, col)
+    return Program(tuple(declarations), _expression(expr_tree), text)
+
+
+def _first_position(node):
+    from lark import Token
+
+    stack = [node]
+    while stack:
+        n = stack.pop(0)
+        if isinstance(n, Token):
+            return n.line, n.column
+        if n is not None:
+            stack[0:0] = list(n.children)
+    return None, None
+
+
+def _declaration(node) -> Declaration:
+    names = []
+    type_node = None
+    for child in node.children:
+        if getattr(child, "type", None) == "NAME":
+            names.append((str(child), _pos(child)))
+        else:
+            type_node = child
+    kind = type_node.data.replace("_type", "")
+    dims = []
+    kw = type_node.children[0]
+    for dim_node in type_node.children[1:]:
+        factors = tuple(int(t) if t.type == "INT" else str(t) for t in dim_node.children)
+        dims.append((factors, _pos(dim_node.children[0])))
+    return Declaration(tuple(names), kind, tuple(dims), _pos(kw))
+
+
+def _expression(root):
+    """Convert an expression subtree with an explicit stack (no recursion limit issues)."""
+    from lark import Token, Tree
+
+    # post-order traversal with an explicit stack; depth is bounded so later stages may recurse
+    out, depth = {}, {}
+    stack = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if isinstance(node, Token):
+            out[id(node)] = node
+            depth[id(node)] = 0
+            continue
+        if not done:
+            stack.append((node, True))
+            for c in node.children:
+                if c is not None:
+                    stack.append((c, False))
+            continue
+        d = 1 + max((depth[id(c)] for c in node.children if c is not None), default=0)
+        if d > MAX_NESTING:
+            line, col = _first_position(node)
+            raise ParseError(f"expression nested more than {MAX_NESTING} levels deep", line, col,
+                             hint="simplify the expression: long chains of unary minus or transposes nest too")
+        depth[id(node)] = d
+        out[id(node)] = _convert(node, [out[id(c)] if c is not None else None for c in node.children])
+    return out[id(root)]
+
+
+def _convert(node, kids):
+    from lark import Token
+
+    data = node.data
+    if data == "number":
+        tok = kids[0]
+        return Number(str(tok), _pos(tok))
+    if data == "name":
+        tok = kids[0]
+        return Name(str(tok), _pos(tok))
+    if data == "call":
+        tok, args = kids[0], kids[1]
+        return Call(str(tok), tuple(args) if args else (), _pos(tok))
+    if data == "arguments":
+        return list(kids)
+    if data in ("sum", "product"):
+        if len(kids) == 1:
+            return kids[0]
+        rest = tuple((str(kids[i]), kids[i + 1], _pos(kids[i])) for i in range(1, len(kids), 2))
+        return Chain(kids[0], rest, _node_pos(kids[0]))
+    if data == "pow":
+        base, op, exponent = kids
+        return BinOp(str(op), base, exponent, _pos(op))
+    if data == "neg":
+        operand = kids[0]
+        return Neg(operand, _node_pos(operand))
+    if data == "pos":
+        return kids[0]
+    if data == "transpose":
+        return Transpose(kids[0], _node_pos(kids[0]))
+    if isinstance(node, Token):  # pragma: no cover
+        return node
+    raise AssertionError(f"unknown syntax node {data}")
+
+
+def _node_pos(n):
+    return getattr(n, "pos", (None, None))
