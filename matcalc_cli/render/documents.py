@@ -1,0 +1,117 @@
+"""Whole-derivation outputs: plain lines, JSON, and the labelled view for a person at a terminal.
+
+The per-expression printers live in ``text`` and ``latex``; this module arranges their output.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .. import __version__
+from ..dims import Dim
+
+# the order results appear in, in every format
+ORDER = ("differential", "gradient", "jacobian", "hessian_bilinear", "hessian")
+
+
+def ordered_results(derivation):
+    return [derivation.results[k] for k in ORDER if k in derivation.results]
+
+
+def dim_value(d: Dim):
+    return d.coef if d.is_int else str(d)
+
+
+def shape_text(sym) -> str:
+    """How a name's shape is declared in the language: vector(n), matrix(m, n), symmetric(n)."""
+    r, c = sym.shape
+    if sym.symmetric:
+        return f"symmetric({r})"
+    if r == 1 and c == 1:
+        return "scalar"
+    if c == 1:
+        return f"vector({r})"
+    return f"matrix({r}, {c})"
+
+
+def declarations_text(derivation) -> str:
+    return "; ".join(f"{name}: {shape_text(sym)}" for name, sym in derivation.typed.symbols.items())
+
+
+def inferred_shapes_note(derivation) -> str | None:
+    """A line naming the shapes matcalc inferred, so that nothing is guessed silently."""
+    inferred = [f"{n}: {shape_text(s)}" for n, s in derivation.typed.symbols.items() if not s.declared]
+    if not inferred:
+        return None
+    return "inferred shapes: " + "; ".join(inferred)
+
+
+def plain(derivation) -> str:
+    """One result per line, in the input language, in the order of ORDER."""
+    return "\n".join(r.text() for r in ordered_results(derivation)) + "\n"
+
+
+def labelled(derivation) -> str:
+    """For a person: each result with what it is, and the shapes used."""
+    lines = [f"shapes: {declarations_text(derivation)}"]
+    for r in ordered_results(derivation):
+        lines.append(f"{r.label} = {r.text()}")
+        if r.note:
+            lines.append(f"    ({r.note})")
+    return "\n".join(lines) + "\n"
+
+
+def _result_json(r, extra=None) -> dict:
+    out = {"text": r.text(), "latex": r.latex(), "shape": [dim_value(r.shape[0]), dim_value(r.shape[1])]}
+    if r.note:
+        out["note"] = r.note
+    if extra:
+        out.update(extra)
+    return out
+
+
+def as_json(derivation, extra: dict | None = None) -> str:
+    f = derivation.expression
+    doc = {
+        "matcalc_version": __version__,
+        "wrt": derivation.wrt,
+        "layout": derivation.layout,
+        "shapes": {
+            name: {
+                "kind": "symmetric" if sym.symmetric else
+                        ("scalar" if sym.shape == (1, 1) else "vector" if sym.shape[1] == 1 else "matrix"),
+                "rows": dim_value(sym.shape[0]),
+                "cols": dim_value(sym.shape[1]),
+                "declared": sym.declared,
+                "text": shape_text(sym),
+            }
+            for name, sym in derivation.typed.symbols.items()
+        },
+        "expression": {"text": _expr_text(f), "latex": _expr_latex(f),
+                       "shape": [dim_value(f.shape[0]), dim_value(f.shape[1])]},
+        "differential": _result_json(derivation.results["differential"],
+                                     {"direction": derivation.dx.name}),
+    }
+    results = derivation.results
+    if "gradient" in results:
+        doc["gradient"] = _result_json(results["gradient"])
+    if "jacobian" in results:
+        doc["jacobian"] = _result_json(results["jacobian"])
+    if "hessian" in results:
+        bilinear = _result_json(results["hessian_bilinear"],
+                                {"directions": [derivation.dx.name, derivation.dx2.name]})
+        doc["hessian"] = _result_json(results["hessian"], {"bilinear": bilinear})
+        doc["hessian_bilinear"] = bilinear
+    if extra:
+        doc.update(extra)
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def _expr_text(e):
+    from .text import to_text
+    return to_text(e)
+
+
+def _expr_latex(e):
+    from .latex import to_latex
+    return to_latex(e)
