@@ -488,7 +488,7 @@ def add(*terms: Expr) -> Expr:
 def _term_order(t: Expr):
     # constants go last ("x + 1"), otherwise order by the canonical key of the non-numeric part
     c, body = split_coef(t)
-    return (isinstance(t, Num), body.key)
+    return (isinstance(t, Num), c < 0, body.key)
 
 
 def scale(c, e: Expr) -> Expr:
@@ -613,6 +613,12 @@ def _matrix_base_exp(f: Expr):
 def _merge_matrix_powers(chain: list) -> list:
     out: list = []
     for f in chain:
+        if out and isinstance(out[-1], Kron) and isinstance(f, Kron):
+            a, b = out[-1], f
+            if a.a.cols == b.a.rows and a.b.cols == b.b.rows:
+                # mixed product: kron(A, B) kron(C, D) = kron(AC, BD)
+                out[-1] = kron(matmul(a.a, b.a), matmul(a.b, b.b))
+                continue
         if out and out[-1].rows == out[-1].cols and f.rows == f.cols:
             b1, k1 = _matrix_base_exp(out[-1])
             b2, k2 = _matrix_base_exp(f)
@@ -810,6 +816,8 @@ def trace(e: Expr) -> Expr:
         return _trace_of_chain(e)
     if isinstance(e, Diag):
         return sum_(e.arg)
+    if isinstance(e, Kron) and e.a.rows == e.a.cols:
+        return mul(trace(e.a), trace(e.b))
     return Trace(e, (1, 1))
 
 
@@ -911,8 +919,6 @@ def vec(e: Expr) -> Expr:
         return transpose(e)
     if isinstance(e, Mul):
         return mul(*e.args[:-1], vec(e.args[-1]))
-    if isinstance(e, Add):
-        return add(*[vec(t) for t in e.args])
     if isinstance(e, Zero):
         return Zero((e.rows * e.cols, ONE))
     if isinstance(e, Ones):

@@ -109,7 +109,28 @@ def _pb_reshape(L, W, dx):
     return pullback(L.arg, E.reshape(W, L.arg.rows, L.arg.cols), dx)
 
 
+def _kron_vec_map(L: E.Kron, dx: E.Var):
+    """(M, F) with vec(L) = M vec(F), F the operand of kron that holds dx.
+
+    vec(kron(A, B)) = T (vec(A) kron vec(B)) with T = kron(I_q, K(s, p), I_r) for A p x q, B r x s;
+    vec(F) kron vec(B) = kron(I, vec(B)) vec(F) and vec(A) kron vec(F) = kron(vec(A), I) vec(F)."""
+    a, b = L.a, L.b
+    if _contains_dx(a, dx) and _contains_dx(b, dx):
+        raise MathError("internal error: kron with the differential on both sides")
+    p, q, r, s = a.rows, a.cols, b.rows, b.cols
+    T = E.kron(E.kron(E.identity(q), E.commutation(s, p)), E.identity(r))
+    if _contains_dx(a, dx):
+        return E.matmul(T, E.kron(E.identity(p * q), E.vec(b))), a
+    return E.matmul(T, E.kron(E.vec(a), E.identity(r * s))), b
+
+
+def _pb_kron(L, W, dx):
+    M, F = _kron_vec_map(L, dx)
+    return pullback(F, E.reshape(E.matmul(E.transpose(M), E.vec(W)), F.rows, F.cols), dx)
+
+
 PULLBACK_RULES = {
+    E.Kron: _pb_kron,
     E.Var: _pb_var,
     E.Transpose: _pb_transpose,
     E.Add: _pb_add,
@@ -134,10 +155,9 @@ def gradient(df: E.Expr, x: E.Var, dx: E.Var) -> E.Expr:
     if not df.is_scalar:
         raise MathError("the gradient is defined for a scalar function",
                         hint="use --jacobian for a vector or matrix valued function")
-    G = simplify(pullback(df, E.Num(1), dx))
-    if x.symmetric:
-        G = simplify(sym(G))
-    return G
+    G = pullback(df, E.Num(1), dx)
+    # symmetrize before simplifying: G + G' then collects term by term
+    return simplify(sym(G) if x.symmetric else G)
 
 
 def cookbook_gradient(G_sym: E.Expr) -> E.Expr:
@@ -217,7 +237,13 @@ def _jac_vec(L, dx):
     return jacobian_kron(L.arg, dx)
 
 
+def _jac_kron(L, dx):
+    M, F = _kron_vec_map(L, dx)
+    return E.matmul(M, jacobian_kron(F, dx))
+
+
 JACOBIAN_RULES = {
+    E.Kron: _jac_kron,
     E.Var: _jac_var,
     E.Transpose: _jac_transpose,
     E.Add: _jac_add,

@@ -134,12 +134,17 @@ def factor_common(e: E.Expr) -> E.Expr:
     return e
 
 
+def _is_vector(e: E.Expr) -> bool:
+    return e.cols == 1 or e.rows == 1
+
+
 def _factor_side(e: E.Add, terms, side: int):
     groups: dict = {}
     for i, (_, scalars, chain) in enumerate(terms):
         if chain and not chain[side].is_scalar:
-            if len(chain) == 1 and scalars:
-                continue  # factoring would leave 's * I' inside the sum, which reads worse
+            if len(chain) == 1 and not _is_vector(chain[side]):
+                # (A + I) x reads well, but (M - I) inv(S) or (tr(...) I) M hide a plain term
+                continue
             groups.setdefault(chain[side], []).append(i)
     candidates = [(f, idx) for f, idx in groups.items() if len(idx) >= 2]
     if not candidates:
@@ -218,4 +223,21 @@ def sum_of_products(e: E.Expr) -> E.Expr:
     return E.matmul(E.transpose(p), *middle, q)
 
 
-RULES = (orient_scalar, exp_ratio_to_sigmoid, sum_of_products, factor_common)
+# --- rule: traces that share a factor ------------------------------------------------------------
+
+def merge_traces(e: E.Expr) -> E.Expr:
+    """tr(M1 dX) + tr(M2 dX) -> tr((M1 + M2) dX) when the arguments share a factor."""
+    if not isinstance(e, E.Add):
+        return e
+    traces = [i for i, t in enumerate(e.args) if isinstance(E.split_coef(t)[1], E.Trace)]
+    if len(traces) < 2:
+        return e
+    inner = E.add(*[E.scale(E.split_coef(e.args[i])[0], E.split_coef(e.args[i])[1].arg) for i in traces])
+    factored = factor_common(inner)
+    if isinstance(factored, E.Add):
+        return e
+    others = [t for i, t in enumerate(e.args) if i not in traces]
+    return E.add(E.trace(factored), *others)
+
+
+RULES = (orient_scalar, exp_ratio_to_sigmoid, sum_of_products, factor_common, merge_traces)

@@ -93,6 +93,8 @@ class TextPrinter:
             return "1"
         if e.cols == 1:
             return f"ones({self.dim(e.rows)})"
+        if e.rows == 1:
+            return f"ones({self.dim(e.cols)})'"
         return f"ones({self.dim(e.rows)}, {self.dim(e.cols)})"
 
     def _print_Commutation(self, e):
@@ -124,6 +126,8 @@ class TextPrinter:
                 denom.append(E.power(f.base, E.Num(-f.exponent.value)))
             else:
                 numer.append(f)
+        # a scalar differential reads last: (2 * x * A) * dx
+        numer.sort(key=lambda f: isinstance(f, E.Var) and f.diff > 0)
         known = self.shape_known[-1]
         if isinstance(coef, Fraction):
             p, q = coef.numerator, coef.denominator
