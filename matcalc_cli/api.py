@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 from . import expr as E
@@ -111,6 +112,8 @@ def derive(program: str, wrt: str | None = None, *, gradient: bool = False, jaco
         raise UsageError(f"unknown layout {layout!r}: use numerator or denominator")
     if symmetric_gradient not in ("frobenius", "cookbook"):
         raise UsageError(f"unknown symmetric gradient convention {symmetric_gradient!r}")
+    # trees are at most a few hundred levels deep (syntax.MAX_TREE_DEPTH); stages recurse on them
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
     typed = check(parse(program))
     name = choose_wrt(typed, wrt)
     f = typed.expression

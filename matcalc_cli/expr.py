@@ -24,13 +24,15 @@ ELEMENTWISE = (
 class Expr:
     """Base of all nodes.  Subclasses list their data in ``_fields``."""
 
-    __slots__ = ("shape", "_hash", "_key")
+    __slots__ = ("shape", "_hash", "_key", "_free", "_memo")
     _fields: tuple = ()
 
     def _init(self, shape):
         self.shape = (Dim.of(shape[0]), Dim.of(shape[1]))
         self._hash = hash((type(self).__name__,) + self._data())
         self._key = None
+        self._free = None
+        self._memo = None
 
     def _data(self) -> tuple:
         return tuple(getattr(self, f) for f in self._fields)
@@ -52,10 +54,32 @@ class Expr:
         return not self == other
 
     def __setattr__(self, name, value):
-        if name in ("_key",) or not hasattr(self, "_hash"):
+        if name in ("_key", "_free", "_memo") or not hasattr(self, "_hash"):
             object.__setattr__(self, name, value)
         else:
             raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def memo(self) -> dict:
+        """A per-node cache for facts derived from the (immutable) tree."""
+        if self._memo is None:
+            object.__setattr__(self, "_memo", {})
+        return self._memo
+
+    @property
+    def diff_rank(self) -> int:
+        """The highest differential order inside (0 for none; 2 when dX2 occurs)."""
+        return max((v.diff for v in self.free_vars), default=0)
+
+    @property
+    def free_vars(self) -> frozenset:
+        """The Var nodes this expression contains (cached: trees are immutable)."""
+        if self._free is None:
+            if isinstance(self, Var):
+                free = frozenset((self,))
+            else:
+                free = frozenset().union(*(c.free_vars for c in self.children))
+            object.__setattr__(self, "_free", free)
+        return self._free
 
     @property
     def key(self) -> str:
@@ -434,11 +458,11 @@ def contains(e: Expr, pred) -> bool:
 
 
 def depends_on(e: Expr, var: Var) -> bool:
-    return contains(e, lambda node: node == var)
+    return var in e.free_vars
 
 
 def has_differential(e: Expr, order: int | None = None) -> bool:
-    return contains(e, lambda n: isinstance(n, Var) and n.diff and (order is None or n.diff == order))
+    return any(v.diff and (order is None or v.diff == order) for v in e.free_vars)
 
 
 def split_coef(e: Expr):
@@ -471,12 +495,17 @@ def add(*terms: Expr) -> Expr:
         raise ValueError("add() needs at least one term")
     shape = flat[0].shape
     coefs: dict = {}
+    first: dict = {}   # body -> the term itself, while it occurs once (no need to rebuild it)
     for t in flat:
         if is_zero(t):
             continue
         c, body = split_coef(t)
-        coefs[body] = _arith(coefs[body], c, lambda x, y: x + y) if body in coefs else c
-    out = [scale(c, body) for body, c in coefs.items() if c != 0]
+        if body in coefs:
+            coefs[body] = _arith(coefs[body], c, lambda x, y: x + y)
+            first[body] = None
+        else:
+            coefs[body], first[body] = c, t
+    out = [first[body] or scale(c, body) for body, c in coefs.items() if c != 0]
     if not out:
         return zero(shape)
     if len(out) == 1:
@@ -840,18 +869,40 @@ def _trace_of_chain(e: MatMul) -> Expr:
     return Trace(MatMul(tuple(best), (best[0].rows, best[-1].cols)), (1, 1))
 
 
+MAX_PRINTED_SIZE = 200_000
+
+
+def tree_size(e: Expr) -> int:
+    """Nodes in the expression written out as a tree (shared subtrees counted every time)."""
+    memo = e.memo()
+    if "size" not in memo:
+        memo["size"] = 1 + sum(tree_size(c) for c in e.children)
+    return memo["size"]
+
+
+def check_printable(e: Expr) -> None:
+    """Refuse, clearly, to write out a result that would swell to megabytes of text."""
+    size = tree_size(e)
+    if size > MAX_PRINTED_SIZE:
+        from .errors import MathError
+        raise MathError(f"the result written out has {size:,} nodes (the limit is {MAX_PRINTED_SIZE:,}): "
+                        "it repeats large subexpressions",
+                        hint="use --format numpy, which computes shared subexpressions once, "
+                             "or differentiate a smaller expression")
+
+
 def transpose_count(e: Expr) -> int:
     """How many transposes of matrices (not of vectors) an expression shows; fewer reads better."""
-    count, stack = 0, [e]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, Transpose) and node.arg.cols != 1:
+    memo = e.memo()
+    if "tc" not in memo:
+        count = sum(transpose_count(c) for c in e.children)
+        if isinstance(e, Transpose) and e.arg.cols != 1:
             # a transposed differential reads worst: tr(X' dX), not tr(X dX')
-            count += 3 if isinstance(node.arg, Var) and node.arg.diff else 1
-        if isinstance(node, Inverse) and isinstance(node.arg, Transpose):
+            count += 3 if isinstance(e.arg, Var) and e.arg.diff else 1
+        if isinstance(e, Inverse) and isinstance(e.arg, Transpose):
             count += 1
-        stack.extend(node.children)
-    return count
+        memo["tc"] = count
+    return memo["tc"]
 
 
 def det(e: Expr) -> Expr:

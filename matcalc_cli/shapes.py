@@ -479,6 +479,14 @@ class _Builder:
         return E.transpose(self.build(node.operand))
 
     def _build_Chain(self, node):
+        if node.rest[0][0] in ("+", "-"):
+            # a sum is built in one go: folding term by term would rebuild it at every '+'
+            terms = [self.build(node.first)]
+            for op, operand, _pos in node.rest:
+                t = self.build(operand)
+                terms.append(t if op == "+" else E.neg(t))
+            shape = next((t.shape for t in terms if not t.is_scalar), terms[0].shape)
+            return E.add(*[E.mul(t, E.Ones(shape)) if t.shape != shape else t for t in terms])
         result = self.build(node.first)
         for op, operand, pos in node.rest:
             result = self.binary(op, result, self.build(operand), operand, pos)

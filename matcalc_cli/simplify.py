@@ -31,13 +31,19 @@ def _bottom_up(e: E.Expr) -> E.Expr:
     memo: dict = {}
 
     def go(node):
-        if not node.children:
+        if not node.children or node.memo().get("canonical"):
             return node
         if node in memo:
             return memo[node]
-        out = E.rebuild(node, [go(c) for c in node.children])
+        children = [go(c) for c in node.children]
+        same = all(new is old for new, old in zip(children, node.children))
+        out = node if same else E.rebuild(node, children)
         for rule in RULES:
             out = rule(out)
+        if out == node:
+            # the rules are functions of the node alone, so a fixed point stays one
+            node.memo()["canonical"] = True
+            out.memo()["canonical"] = True
         memo[node] = out
         return out
 
@@ -47,19 +53,7 @@ def _bottom_up(e: E.Expr) -> E.Expr:
 # --- rule: orientation of scalar products -------------------------------------------------------
 
 def _diff_rank(e: E.Expr) -> int:
-    best = 0
-    for node in _nodes(e):
-        if isinstance(node, E.Var) and node.diff > best:
-            best = node.diff
-    return best
-
-
-def _nodes(e: E.Expr):
-    stack = [e]
-    while stack:
-        node = stack.pop()
-        yield node
-        stack.extend(node.children)
+    return e.diff_rank
 
 
 def _orientation_score(chain: E.Expr):

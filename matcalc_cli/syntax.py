@@ -8,7 +8,8 @@ from functools import lru_cache
 
 from .errors import ParseError
 
-MAX_NESTING = 200
+MAX_NESTING = 200          # parentheses
+MAX_TREE_DEPTH = 600       # syntax tree levels (a function call takes two)
 MAX_LENGTH = 1_000_000
 
 
@@ -263,9 +264,9 @@ def _expression(root):
                     stack.append((c, False))
             continue
         d = 1 + max((depth[id(c)] for c in node.children if c is not None), default=0)
-        if d > MAX_NESTING:
+        if d > MAX_TREE_DEPTH:
             line, col = _first_position(node)
-            raise ParseError(f"expression nested more than {MAX_NESTING} levels deep", line, col,
+            raise ParseError(f"expression nested more than {MAX_TREE_DEPTH} levels deep", line, col,
                              hint="simplify the expression: long chains of unary minus or transposes nest too")
         depth[id(node)] = d
         out[id(node)] = _convert(node, [out[id(c)] if c is not None else None for c in node.children])
@@ -284,7 +285,11 @@ def _convert(node, kids):
         return Name(str(tok), _pos(tok))
     if data == "call":
         tok, args = kids[0], kids[1]
-        return Call(str(tok), tuple(args) if args else (), _pos(tok))
+        if args is None:
+            args = []
+        elif not isinstance(args, list):  # a single argument is inlined by the grammar
+            args = [args]
+        return Call(str(tok), tuple(args), _pos(tok))
     if data == "arguments":
         return list(kids)
     if data in ("sum", "product"):

@@ -56,6 +56,7 @@ class TextPrinter:
         self.shape_known = [False]  # stack: does the context determine the size of I / ones?
 
     def doprint(self, e: E.Expr) -> str:
+        E.check_printable(e)
         return self.print(e)
 
     def print(self, e: E.Expr, known: bool = False) -> str:
@@ -154,7 +155,8 @@ class TextPrinter:
         return sign + text
 
     def _print_MatMul(self, e):
-        return self.mul_sep.join(self.paren(f, MUL + 1, True) for f in e.args)
+        # neighbours fix the size of I; ones(n) stays explicit (a bare 1 would be a scalar)
+        return self.mul_sep.join(self.paren(f, MUL + 1, isinstance(f, E.Identity)) for f in e.args)
 
     def _print_Hadamard(self, e):
         known = self._siblings_determine(e.args)

@@ -1,0 +1,622 @@
+r"""LaTeX output: the notation of each node kind, derivations read back to the same numbers, and
+documents that compile with plain pdflatex + amsmath.
+
+The read-back test is the one that checks the printer's parentheses: a small reader (a lark grammar
+for exactly the LaTeX the printer writes) turns each result back into the input language, matcalc
+parses it, and the numbers must match the original expression's.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from functools import lru_cache
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from lark import Lark, Transformer, v_args
+
+from fractions import Fraction
+
+from matcalc_cli import derive
+from matcalc_cli import expr as E
+from matcalc_cli import numeric
+from matcalc_cli.cli import main
+from matcalc_cli.dims import Dim
+from matcalc_cli.render import documents
+from matcalc_cli.render.latex import LatexPrinter, differential_base, document_block, name_parts, to_latex
+from matcalc_cli.shapes import Symbol, check
+from matcalc_cli.syntax import parse
+
+# --- a few variables ---------------------------------------------------------------------------------
+
+x = E.Var("x", ("n", 1))
+y = E.Var("y", ("n", 1))
+A = E.Var("A", ("n", "n"))
+X = E.Var("X", ("n", "n"))
+B = E.Var("B", ("m", "n"))
+s = E.Var("s", (1, 1))
+c = E.Var("c", (1, 1))
+dX = E.Var("dX", ("n", "n"), diff=1)
+
+
+def tex(e: E.Expr) -> str:
+    return to_latex(e)
+
+
+# --- notation, one node kind (or one rule) at a time ------------------------------------------------
+
+def _vec_mn():
+    return E.Var("v", (Dim.of("m") * Dim.of("n"), 1))
+
+
+NOTATION = [
+    # leaves
+    ("identity_alone_shows_its_size", lambda: E.identity("n"), r"I_{n}"),
+    ("identity_in_a_sum_is_bare", lambda: E.add(A, E.identity("n")), r"A + I"),
+    ("identity_in_kron_shows_its_size", lambda: E.kron(E.identity("n"), A), r"I_{n} \otimes A"),
+    ("ones_vector", lambda: E.Ones(("n", 1)), r"\mathbf{1}_{n}"),
+    ("ones_matrix", lambda: E.Ones(("m", "n")), r"\mathbf{1}_{m \times n}"),
+    ("ones_in_a_product_is_bare", lambda: E.matmul(B, E.Ones(("n", 1))), r"B \mathbf{1}"),
+    ("ones_broadcast_in_a_sum", lambda: E.sub(E.Ones(("n", 1)), x), r"\mathbf{1} - x"),
+    ("zeros", lambda: E.Zero(("m", "n")), r"0_{m \times n}"),
+    ("commutation", lambda: E.commutation("m", "n"), r"K_{m,n}"),
+    ("integer", lambda: E.Num(7), "7"),
+    ("rational", lambda: E.Num(Fraction(3, 4)), r"\frac{3}{4}"),
+    ("negative_rational", lambda: E.Num(Fraction(-3, 4)), r"-\frac{3}{4}"),
+    ("decimal", lambda: E.Num(0.5), "0.5"),
+    ("scientific", lambda: E.Num(1.5e-8), r"1.5 \cdot 10^{-8}"),
+    # postfix and superscripts
+    ("transpose", lambda: E.transpose(B), r"B^{\top}"),
+    ("inverse", lambda: E.inverse(A), r"A^{-1}"),
+    ("inverse_of_transpose", lambda: E.Inverse(E.Transpose(A, A.shape), A.shape), r"A^{-\top}"),
+    ("matrix_power", lambda: E.matpow(A, 3), r"A^{3}"),
+    ("power_of_inverse", lambda: E.MatPow(E.inverse(A), 2), r"A^{-2}"),
+    ("power_of_transpose_is_parenthesised", lambda: E.MatPow(E.Transpose(A, A.shape), 2),
+     r"\left(A^{\top}\right)^{2}"),
+    ("transpose_of_product_is_parenthesised", lambda: E.Transpose(E.MatMul((A, X), A.shape), A.shape),
+     r"\left(A X\right)^{\top}"),
+    ("scalar_power", lambda: E.power(s, E.Num(2)), r"s^{2}"),
+    ("hadamard_power", lambda: E.power(x, E.Num(2)), r"x^{\circ 2}"),
+    ("hadamard_power_symbolic", lambda: E.power(X, s), r"X^{\circ s}"),
+    ("sqrt_under_a_power_is_parenthesised", lambda: E.power(E.elementwise("sqrt", x), s),
+     r"\left(\sqrt{x}\right)^{\circ s}"),
+    ("negative_base_is_parenthesised", lambda: E.Power(E.Num(-2), s), r"\left(-2\right)^{s}"),
+    # products
+    ("matrix_product_is_juxtaposition", lambda: E.matmul(A, X, x), r"A X x"),
+    ("differential_is_set_apart", lambda: E.matmul(dX, X), r"\mathrm{d}X \, X"),
+    ("scalar_multiple", lambda: E.scale(2, x), r"2 x"),
+    ("scalar_factor_is_set_apart", lambda: E.mul(s, x), r"s \, x"),
+    ("scalar_times_matrix_product", lambda: E.mul(s, E.matmul(A, x)), r"s \, A x"),
+    ("digit_after_number_uses_cdot", lambda: E.Mul((E.Num(2), E.Power(E.Num(3), s)), (1, 1)),
+     r"2 \cdot 3^{s}"),
+    ("rational_coefficient", lambda: E.scale(Fraction(1, 2), x), r"\frac{1}{2} x"),
+    ("negative_rational_coefficient", lambda: E.scale(Fraction(-3, 2), x), r"-\frac{3}{2} x"),
+    ("division_by_a_scalar", lambda: E.mul(s, E.power(c, E.Num(-1))), r"\frac{s}{c}"),
+    ("scalar_over_number", lambda: E.scale(Fraction(1, 2), s), r"\frac{s}{2}"),
+    ("reciprocal", lambda: E.power(s, E.Num(-1)), r"\frac{1}{s}"),
+    ("vector_over_scalar", lambda: E.mul(E.power(s, E.Num(-1)), x), r"\frac{1}{s} \, x"),
+    ("sum_in_a_product_is_parenthesised", lambda: E.matmul(E.add(A, X), x), r"\left(A + X\right) x"),
+    ("negated_product_needs_no_parentheses", lambda: E.neg(E.matmul(A, x)), r"-A x"),
+    ("negative_operand_of_hadamard_is_parenthesised",
+     lambda: E.Hadamard((E.Mul((E.Num(-1), x), x.shape), y), x.shape), r"\left(-x\right) \odot y"),
+    ("subtraction", lambda: E.sub(x, E.scale(2, y)), r"x - 2 y"),
+    ("subtraction_of_a_sum_is_parenthesised",
+     lambda: E.Add((x, E.Mul((E.Num(-1), E.Add((y, x), x.shape)), x.shape)), x.shape), r"x - \left(y + x\right)"),
+    ("hadamard", lambda: E.hadamard(x, y), r"x \odot y"),
+    ("elementwise_division", lambda: E.hadamard(x, E.power(y, E.Num(-1))), r"x \odot y^{\circ -1}"),
+    ("kron", lambda: E.kron(A, X), r"A \otimes X"),
+    ("kron_of_products_is_parenthesised", lambda: E.Kron(E.matmul(A, X), A),
+     r"\left(A X\right) \otimes A"),
+    ("kron_in_a_product_is_parenthesised",
+     lambda: E.MatMul((E.Kron(A, X), E.commutation("n", "n")), E.Kron(A, X).shape),
+     r"\left(A \otimes X\right) K_{n,n}"),
+    # functions
+    ("trace", lambda: E.trace(A), r"\operatorname{tr}(A)"),
+    ("det", lambda: E.det(A), r"\det(A)"),
+    ("logdet", lambda: E.logdet(A), r"\log\det(A)"),
+    ("adjugate", lambda: E.adj(A), r"\operatorname{adj}(A)"),
+    ("diag_of_vector", lambda: E.diag(x), r"\operatorname{diag}(x)"),
+    ("diagonal_of_matrix", lambda: E.diag_part(A), r"\operatorname{diag}(A)"),
+    ("vec", lambda: E.vec(B), r"\operatorname{vec}(B)"),
+    ("sum", lambda: E.sum_(B), r"\operatorname{sum}(B)"),
+    ("norm1_vector", lambda: E.norm1(x), r"\lVert x \rVert_1"),
+    ("norm1_matrix_is_entrywise", lambda: E.norm1(B), r"\lVert \operatorname{vec}(B) \rVert_1"),
+    ("norm2_vector", lambda: E.norm2(x), r"\lVert x \rVert_2"),
+    ("frobenius_norm", lambda: E.norm2(B), r"\lVert B \rVert_F"),
+    ("squared_norm", lambda: E.power(E.norm2(x), E.Num(2)), r"\lVert x \rVert_2^{2}"),
+    ("reshape", lambda: E.reshape(_vec_mn(), "m", "n"), r"\operatorname{reshape}(v, m, n)"),
+    ("sqrt", lambda: E.elementwise("sqrt", x), r"\sqrt{x}"),
+    ("sigmoid", lambda: E.elementwise("sigmoid", x), r"\sigma(x)"),
+    ("abs", lambda: E.elementwise("abs", x), r"\lvert x \rvert"),
+    ("relu", lambda: E.elementwise("relu", x), r"\operatorname{relu}(x)"),
+    ("sign", lambda: E.elementwise("sign", x), r"\operatorname{sign}(x)"),
+    ("step", lambda: E.elementwise("step", x), r"\operatorname{step}(x)"),
+    ("tall_argument_gets_growing_parentheses", lambda: E.elementwise("exp", E.mul(s, E.power(c, E.Num(-1)))),
+     r"\exp\left(\frac{s}{c}\right)"),
+] + [
+    (f"function_{fn}", (lambda fn=fn: E.elementwise(fn, x)), rf"\{fn}(x)")
+    for fn in ("exp", "log", "sin", "cos", "tan", "tanh", "arcsin", "arccos", "arctan")
+]
+
+
+@pytest.mark.parametrize("build, expected", [pytest.param(b, t, id=i) for i, b, t in NOTATION])
+def test_notation(build, expected):
+    assert tex(build()) == expected
+
+
+def test_no_dollar_signs_in_fragments():
+    assert "$" not in tex(E.add(E.trace(A), E.det(X)))
+
+
+# --- names ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, expected", [
+    ("x", "x"), ("X", "X"), ("alpha", r"\alpha"), ("lambda", r"\lambda"), ("Sigma", r"\Sigma"),
+    ("x1", "x_{1}"), ("x12", "x_{12}"), ("alpha2", r"\alpha_{2}"), ("theta_0", r"\theta_{0}"),
+    ("x_i", "x_{i}"), ("w_hat", r"w_{\mathrm{hat}}"), ("loss", r"\mathit{loss}"), ("xy1", r"\mathit{xy}_{1}"),
+    ("x_y_z", r"\mathit{x\_y\_z}"), ("_x", r"\mathit{\_x}"), ("my_var", r"\mathit{my\_var}"),
+])
+def test_variable_names(name, expected):
+    assert tex(E.Var(name, ("n", 1))) == expected
+
+
+@pytest.mark.parametrize("var, expected", [
+    (E.Var("dx", ("n", 1), diff=1), r"\mathrm{d}x"),
+    (E.Var("dx2", ("n", 1), diff=2), r"\mathrm{d}x_{2}"),
+    (E.Var("dX", ("n", "n"), diff=1), r"\mathrm{d}X"),
+    (E.Var("dalpha", (1, 1), diff=1), r"\mathrm{d}\alpha"),
+    (E.Var("dx1", ("n", 1), diff=1), r"\mathrm{d}x_{1}"),
+    (E.Var("dx12", ("n", 1), diff=2), r"\mathrm{d}{x_{1}}_{2}"),
+    (E.Var("dx_1", ("n", 1), diff=1), r"\mathrm{d}x_{1}"),       # the differential of a variable x_1
+    (E.Var("dX2_1", ("n", "n"), diff=2), r"\mathrm{d}X_{2}"),    # dX2 was taken by the program
+])
+def test_differential_names(var, expected):
+    assert tex(var) == expected
+
+
+def test_differential_renamed_because_the_program_has_dx():
+    """api names the differential dx_1 when the program already uses dx; it is still d x."""
+    user_dx = E.Var("dx", ("n", 1))
+    dx = E.Var("dx_1", ("n", 1), diff=1)
+    assert differential_base(dx, {"dx", "x"}) == "x"
+    assert tex(E.matmul(E.transpose(user_dx), dx)) == r"\mathit{dx}^{\top} \mathrm{d}x"
+
+
+def test_name_parts():
+    assert name_parts("x1") == ("x", "1")
+    assert name_parts("beta") == (r"\beta", None)
+
+
+def test_variable_named_sigma_keeps_the_logistic_function_apart():
+    sigma = E.Var("sigma", (1, 1))
+    assert tex(E.elementwise("sigmoid", E.mul(sigma, x))) == r"\operatorname{sigmoid}(\sigma \, x)"
+    assert tex(E.elementwise("sigmoid", x)) == r"\sigma(x)"
+
+
+def test_dimension_products_in_sizes():
+    assert tex(E.identity(Dim.of("m") * Dim.of("n"))) == r"I_{m n}"
+    assert tex(E.identity(Dim.of("n") * Dim.of("n"))) == r"I_{n^{2}}"
+    assert tex(E.identity(3)) == r"I_{3}"
+
+
+# --- derivations ------------------------------------------------------------------------------------
+
+def rows(block: str) -> list:
+    """The rows of the align* environment: (label, right-hand side)."""
+    body = block.split(r"\begin{align*}")[1].split(r"\end{align*}")[0]
+    out = []
+    for line in body.strip().split("\n"):
+        line = line.strip()
+        if line.endswith(r"\\"):
+            line = line[:-2].strip()
+        label, rhs = line.split(" &= ")
+        out.append((label, rhs))
+    return out
+
+
+def test_xAx():
+    d = derive("x: vector(n); A: matrix(n, n); x' * A * x", wrt="x", gradient=True, hessian=True)
+    r = dict(rows(document_block(d)))
+    assert r[r"f'(x)[\mathrm{d}x]"] == r"x^{\top} \left(A + A^{\top}\right) \mathrm{d}x"
+    assert r[r"\nabla f(x)"] == r"\left(A + A^{\top}\right) x"
+    assert r[r"f''(x)[\mathrm{d}x, \mathrm{d}x_{2}]"] == r"\mathrm{d}x^{\top} \, \left(A + A^{\top}\right) \mathrm{d}x_{2}"
+    assert r[r"\nabla^2 f(x)"] == r"A + A^{\top}"
+
+
+def test_logdet():
+    d = derive("X: symmetric(n); logdet(X)", wrt="X", gradient=True, hessian=True)
+    block = document_block(d)
+    r = dict(rows(block))
+    assert r[r"\nabla f(X)"] == r"X^{-1}"
+    assert r[r"f'(X)[\mathrm{d}X]"] == r"\operatorname{tr}(X^{-1} \mathrm{d}X)"
+    hessian = r[r"\nabla^2 f(X)"]
+    assert r"X^{-1} \otimes X^{-1}" in hessian and "K_{n,n}" in hessian and r"\frac{1}{2}" in hessian
+    assert "% shapes: X: symmetric(n)" in block
+
+
+def test_square_jacobian():
+    d = derive("X: matrix(n, n); X^2", wrt="X", jacobian=True)
+    r = dict(rows(document_block(d)))
+    assert r[r"f'(X)[\mathrm{d}X]"] == r"X \mathrm{d}X + \mathrm{d}X \, X"
+    assert r["J_f(X)"] == r"I_{n} \otimes X + X^{\top} \otimes I_{n}"
+
+
+def test_logistic_loss():
+    d = derive("w: vector(n); X: matrix(m, n); y: vector(m); sum(log(1 + exp(-y .* (X * w))))",
+               wrt="w", gradient=True, hessian=True)
+    block = document_block(d)
+    r = dict(rows(block))
+    g = r[r"\nabla f(w)"]
+    assert g.startswith(r"-X^{\top}") and r"\sigma(" in g and r"\odot" in g
+    assert r"X^{\top} \operatorname{diag}(" in r[r"\nabla^2 f(w)"]
+    assert r"\odot: elementwise product" in block  # the legend, since \odot is used
+
+
+def test_inverse_jacobian():
+    d = derive("X: matrix(n, n); inv(X)", wrt="X", jacobian=True)
+    r = dict(rows(document_block(d)))
+    assert r[r"f'(X)[\mathrm{d}X]"] == r"-X^{-1} \mathrm{d}X \, X^{-1}"
+    assert r["J_f(X)"] == r"-X^{-\top} \otimes X^{-1}"
+
+
+def test_det_hessian():
+    d = derive("X: matrix(n, n); det(X)", wrt="X", gradient=True, hessian=True)
+    r = dict(rows(document_block(d)))
+    assert r[r"\nabla f(X)"] == r"\det(X) \, X^{-\top}"
+    bilinear = r[r"f''(X)[\mathrm{d}X, \mathrm{d}X_{2}]"]
+    assert bilinear.startswith(r"\det(X) \, \left(")
+    assert r"\operatorname{tr}(X^{-1} \mathrm{d}X \, X^{-1} \mathrm{d}X_{2})" in bilinear
+    assert "K_{n,n}" in r[r"\nabla^2 f(X)"]
+
+
+def test_document_block_order_and_layout():
+    d = derive("x: vector(n); A: matrix(n, n); x' * A * x", wrt="x", gradient=True, jacobian=True, hessian=True)
+    block = document_block(d)
+    lines = block.rstrip("\n").split("\n")
+    assert lines[0] == "% shapes: " + documents.declarations_text(d)
+    begin = lines.index(r"\begin{align*}")
+    assert all(line.startswith("%") for line in lines[:begin])
+    assert lines[-1] == r"\end{align*}"
+    labels = [label for label, _ in rows(block)]
+    assert labels == [r"f'(x)[\mathrm{d}x]", r"\nabla f(x)", "J_f(x)",
+                      r"f''(x)[\mathrm{d}x, \mathrm{d}x_{2}]", r"\nabla^2 f(x)"]
+    body = lines[begin + 1:-1]
+    assert all(line.endswith(r" \\") for line in body[:-1]) and not body[-1].endswith(r"\\")
+    assert [rhs for _, rhs in rows(block)] == [r.latex() for r in documents.ordered_results(d)]
+    assert d.latex() == block
+
+
+def test_cookbook_gradient_is_labelled_as_such():
+    d = derive("X: symmetric(n); logdet(X)", wrt="X", gradient=True, symmetric_gradient="cookbook")
+    block = document_block(d)
+    labels = [label for label, _ in rows(block)]
+    assert labels == [r"f'(X)[\mathrm{d}X]", r"\nabla_{\text{cookbook}} f(X)"]
+    assert "% gradient: Matrix Cookbook convention" in block
+    plain = document_block(derive("X: symmetric(n); logdet(X)", wrt="X", gradient=True))
+    assert "cookbook" not in plain
+
+
+# --- reading the LaTeX back -------------------------------------------------------------------------
+
+FUNCTION_NAMES = {
+    r"\operatorname{tr}": "tr", r"\det": "det", r"\log\det": "logdet", r"\operatorname{adj}": "adj",
+    r"\operatorname{diag}": "diag", r"\operatorname{vec}": "vec", r"\operatorname{sum}": "sum",
+    r"\exp": "exp", r"\log": "log", r"\sin": "sin", r"\cos": "cos", r"\tan": "tan", r"\tanh": "tanh",
+    r"\arcsin": "arcsin", r"\arccos": "arccos", r"\arctan": "arctan", r"\sigma": "sigmoid",
+    r"\operatorname{sigmoid}": "sigmoid", r"\operatorname{relu}": "relu", r"\operatorname{sign}": "sign",
+    r"\operatorname{step}": "step",
+}
+
+READER_GRAMMAR = r"""
+?start: sum
+?sum: term | sum "+" term -> add | sum "-" term -> sub
+?term: kprod | "-" kprod -> neg
+?kprod: hprod | kprod "\\otimes" hprod -> kron
+?hprod: jprod | hprod "\\odot" jprod -> hadamard
+?jprod: sup | jprod sup -> mul | jprod "\\cdot" sup -> mul
+?sup: atom | atom "^{" script "}" -> superscript
+script: "\\top" -> top | "-\\top" -> inverse_transpose | "\\circ" sum -> hadamard_power | sum -> power
+?atom: NAMEREF -> name
+     | NUMBER -> number
+     | "\\frac{" sum "}{" sum "}" -> frac
+     | open sum close -> group
+     | FUNC open sum close -> call
+     | "\\operatorname{reshape}" open sum "," dim "," dim close -> reshape
+     | "\\sqrt{" sum "}" -> sqrt
+     | "\\lVert" sum NORM -> norm
+     | "\\lvert" sum "\\rvert" -> abs
+     | "I" -> eye
+     | "I_{" dim "}" -> eye_n
+     | "\\mathbf{1}" -> ones_broadcast
+     | "\\mathbf{1}_{" dim "}" -> ones_vector
+     | "\\mathbf{1}_{" dim "\\times" dim "}" -> ones_matrix
+     | "0_{" dim "\\times" dim "}" -> zeros
+     | "K_{" dim "," dim "}" -> commutation
+!open: "(" | "\\left("
+!close: ")" | "\\right)"
+dim: dimf+
+?dimf: DIMSYM | INT | DIMSYM "^{" INT "}" -> dim_power
+NORM: "\\rVert_1" | "\\rVert_2" | "\\rVert_F"
+DIMSYM: /[a-z]/
+INT: /[0-9]+/
+NUMBER: /[0-9]+(\.[0-9]+)?/
+THIN: "\\,"
+%ignore THIN
+%ignore /\s+/
+"""
+
+
+def _alternatives(texts) -> str:
+    return "|".join(re.escape(t) for t in sorted(texts, key=len, reverse=True))
+
+
+@v_args(inline=True)
+class ToLanguage(Transformer):
+    """LaTeX parse tree -> the matcalc language, every subexpression in parentheses."""
+
+    def __init__(self, names: dict):
+        super().__init__()
+        self.names = names
+
+    def add(self, a, b): return f"({a}) + ({b})"
+    def sub(self, a, b): return f"({a}) - ({b})"
+    def neg(self, a): return f"-({a})"
+    def kron(self, a, b): return f"kron({a}, {b})"
+    def hadamard(self, a, b): return f"({a}) .* ({b})"
+    def mul(self, a, b): return f"({a}) * ({b})"
+    def name(self, t): return self.names[str(t)]
+    def number(self, t): return str(t)
+    def frac(self, a, b): return f"({a}) / ({b})"
+    def group(self, _o, a, _c): return a
+    def call(self, f, _o, a, _c): return f"{FUNCTION_NAMES[str(f)]}({a})"
+    def reshape(self, _o, a, m, n, _c): return f"reshape({a}, {m}, {n})"
+    def sqrt(self, a): return f"sqrt({a})"
+    def norm(self, a, kind): return f"norm1({a})" if str(kind).endswith("1") else f"norm2({a})"
+    def abs(self, a): return f"abs({a})"
+    def eye(self): return "I"
+    def eye_n(self, n): return f"I({n})"
+    def ones_broadcast(self): return "1"
+    def ones_vector(self, n): return f"ones({n})"
+    def ones_matrix(self, m, n): return f"ones({m}, {n})"
+    def zeros(self, m, n): return f"zeros({m}, {n})"
+    def commutation(self, m, n): return f"commutation({m}, {n})"
+    def dim(self, *factors): return "*".join(str(f) for f in factors)
+    def dim_power(self, sym, k): return "*".join([str(sym)] * int(k))
+    def top(self): return ("'", None)
+    def inverse_transpose(self): return ("inv'", None)
+    def hadamard_power(self, k): return (".^", k)
+    def power(self, k): return ("^", k)
+
+    def superscript(self, base, script):
+        op, k = script
+        if op == "'":
+            return f"({base})'"
+        if op == "inv'":
+            return f"inv(({base})')"
+        return f"({base}){op}({k})"
+
+
+def reader(names: dict):
+    """A parser for the printer's LaTeX with the given rendered names (LaTeX -> language name)."""
+    functions = dict(FUNCTION_NAMES)
+    if any(t == r"\sigma" for t in names):
+        del functions[r"\sigma"]  # a variable sigma: the printer spells the function out
+    grammar = READER_GRAMMAR + f"NAMEREF: /{_alternatives(names)}/\n" + \
+        f"FUNC: /{_alternatives(functions)}/\n"
+    return _lark(grammar), ToLanguage(names)
+
+
+@lru_cache(maxsize=None)
+def _lark(grammar: str) -> Lark:
+    return Lark(grammar, parser="lalr")
+
+
+def read_back(latex: str, names: dict) -> str:
+    parser, to_language = reader(names)
+    return to_language.transform(parser.parse(latex))
+
+
+def derivation_names(d) -> dict:
+    """Rendered name -> name, for every symbol and the two differentials."""
+    printer = LatexPrinter(d.typed.symbols, {d.dx.name: d.x.name, d.dx2.name: d.x.name})
+    names = {printer.print(E.Var(n, sym.shape)): n for n, sym in d.typed.symbols.items()}
+    names[printer.print(d.dx)] = d.dx.name
+    names[printer.print(d.dx2)] = d.dx2.name
+    return names
+
+
+def reparse(d, language: str) -> E.Expr:
+    decls = [documents.declarations_text(d)] + [
+        f"{v.name}: {documents.shape_text(Symbol(v.name, v.shape, True, v.symmetric))}" for v in (d.dx, d.dx2)]
+    return check(parse("; ".join(decls + [language]))).expression
+
+
+ROUND_TRIP = [
+    ("x: vector(n); A: matrix(n, n); x' * A * x", "x"),
+    ("X: symmetric(n); logdet(X)", "X"),
+    ("X: matrix(n, n); X^2", "X"),
+    ("w: vector(n); X: matrix(m, n); y: vector(m); sum(log(1 + exp(-y .* (X * w))))", "w"),
+    ("X: matrix(n, n); inv(X)", "X"),
+    ("X: matrix(n, n); det(X)", "X"),
+    ("x: vector(n); norm2(x)^2 / 2 + norm1(x)", "x"),
+    ("X: matrix(m, n); sqrt(X) ./ X + X.^3", "X"),
+    ("X: matrix(n, n); alpha: scalar; sigma: scalar; tr(alpha * X + sigma * inv(X)') / (1 + sigma)", "X"),
+    ("x1: vector(n); theta_0: scalar; w_hat: vector(n); sigmoid(theta_0 * x1' * w_hat)", "x1"),
+    ("X: matrix(m, n); A: matrix(n, m); tr(A * X) * det(X' * X)", "X"),
+    ("X: matrix(n, n); A: matrix(n, n); kron(X, A) * vec(X)", "X"),
+    ("X: matrix(n, n); A: matrix(n, n); kron(A * X, 2 * X') * vec(X)", "X"),
+    ("x: vector(n); A: matrix(m, n); b: vector(m); norm2(A * x - b)^2", "x"),
+    ("X: matrix(n, n); adj(X) + X^3 - 2 * I", "X"),
+    ("x: vector(n); tanh(x) .* sin(x) + cos(x) ./ (1 + exp(x))", "x"),
+    ("x: vector(n); sum(arctan(x) + arcsin(x / 4) + arccos(x / 4) + tan(x / 4))", "x"),
+    ("x: vector(n); diag(x) * x + diag(x * x')", "x"),
+    ("X: matrix(m, n); reshape(vec(X'), m, n) + zeros(m, n)", "X"),
+    ("X: matrix(m, n); commutation(m, n) * vec(X)", "X"),
+    ("x: vector(n); c: scalar; sum(abs(x) + relu(x) .* sign(x)) / c + c * x' * x", "x"),
+    ("x: vector(n); s: scalar; exp(s * x' * x / 2) - 1 / (s + x' * x)", "x"),
+    ("S: symmetric(n); a: vector(n); a' * inv(S) * a + tr(S)^2", "S"),
+]
+
+
+def _values(d, rng):
+    sizes = numeric.dimension_sizes(d)
+    values = numeric.random_point(d, rng, sizes)
+    values[d.dx.name] = numeric.random_direction(d.dx, rng, sizes)
+    values[d.dx2.name] = numeric.random_direction(d.dx2, rng, sizes)
+    return values, sizes
+
+
+def _derive_all(program, wrt):
+    scalar = derive(program, wrt=wrt).expression.is_scalar
+    return derive(program, wrt=wrt, gradient=scalar, jacobian=True, hessian=scalar)
+
+
+@pytest.mark.parametrize("program, wrt", ROUND_TRIP, ids=[p for p, _ in ROUND_TRIP])
+def test_latex_reads_back_to_the_same_numbers(program, wrt):
+    d = _derive_all(program, wrt)
+    names = derivation_names(d)
+    values, sizes = _values(d, np.random.default_rng(len(program)))
+    items = [("expression", d.expression)] + [(name, r.expr) for name, r in d.results.items()]
+    for what, e in items:
+        latex = to_latex(e) if what == "expression" else LatexPrinter(
+            d.typed.symbols, {d.dx.name: d.x.name, d.dx2.name: d.x.name}).doprint(e)
+        language = read_back(latex, names)
+        back = reparse(d, language)
+        assert back.shape == e.shape, (what, latex, language)
+        want = numeric.evaluate(e, values, sizes)
+        got = numeric.evaluate(back, values, sizes)
+        assert np.allclose(got, want, rtol=1e-9, atol=1e-12), (what, latex, language)
+
+
+def test_reader_catches_a_wrong_parenthesisation():
+    """The read-back test can fail: x' (A + B) x and x' A + B x differ."""
+    d = derive("x: vector(n); A: matrix(n, n); x' * A * x", wrt="x", gradient=True)
+    names = derivation_names(d)
+    values, sizes = _values(d, np.random.default_rng(0))
+    grouped = reparse(d, read_back(r"\left(A + A^{\top}\right) x", names))
+    expanded = reparse(d, read_back(r"A x + A^{\top} x", names))
+    assert np.allclose(numeric.evaluate(grouped, values, sizes), numeric.evaluate(expanded, values, sizes))
+    with pytest.raises(Exception):  # A + A' x: a matrix plus a vector
+        reparse(d, read_back(r"A + A^{\top} x", names))
+    assert not np.allclose(numeric.evaluate(reparse(d, read_back(r"-x^{\top} A x", names)), values, sizes),
+                           numeric.evaluate(reparse(d, read_back(r"x^{\top} A x", names)), values, sizes))
+
+
+# --- compiling ----------------------------------------------------------------------------------------
+
+COMPILE_PROGRAMS = [
+    ("x: vector(n); A: matrix(n, n); x' * A * x", "x", []),
+    ("X: symmetric(n); logdet(X)", "X", ["--symmetric-gradient", "cookbook"]),
+    ("X: symmetric(n); logdet(X)", "X", []),
+    ("X: matrix(n, n); X^2", "X", []),
+    ("w: vector(n); X: matrix(m, n); y: vector(m); sum(log(1 + exp(-y .* (X * w))))", "w", []),
+    ("X: matrix(n, n); inv(X)", "X", []),
+    ("X: matrix(n, n); det(X)", "X", []),
+    ("X: matrix(m, n); sqrt(X) ./ X + X.^3", "X", []),
+    ("x: vector(n); A: matrix(m, n); A * ones(n) * sum(x) + norm1(A * x) * ones(m)", "x", []),
+    ("x: vector(n); dx: vector(n); x' * dx + norm2(x)^2", "x", []),
+    ("x1: vector(n); theta_0: scalar; w_hat: vector(n); sigma: scalar; sigmoid(sigma * x1' * w_hat / theta_0)", "x1", []),
+    ("X: matrix(m, n); reshape(vec(X'), m, n) .* abs(X)", "X", ["--layout", "denominator"]),
+    ("x: vector(n); s: scalar; exp(0.5 * s * x' * x) + 1.5e-8 * x' * x", "x", []),
+]
+
+PREAMBLE = "\\documentclass{article}\n\\usepackage{amsmath}\n\\begin{document}\n"
+
+
+@pytest.fixture(scope="module")
+def pdflatex():
+    exe = shutil.which("pdflatex")
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("pdflatex is missing, and CI must run the LaTeX compile test (install texlive-latex-base)")
+        pytest.skip("pdflatex is not installed (CI installs it and runs this test)")
+    return exe
+
+
+def compile_latex(pdflatex, body: str, tmp_path) -> subprocess.CompletedProcess:
+    (tmp_path / "doc.tex").write_text(PREAMBLE + body + "\n\\end{document}\n", encoding="utf-8")
+    return subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "doc.tex"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+
+def _flags(program, wrt, extra):
+    scalar = derive(program, wrt=wrt).expression.is_scalar
+    return (["--gradient", "--hessian"] if scalar else []) + ["--jacobian"] + extra
+
+
+def test_document_blocks_compile(pdflatex, tmp_path):
+    runner = CliRunner()
+    blocks = []
+    for program, wrt, extra in COMPILE_PROGRAMS:
+        result = runner.invoke(main, [program, "--wrt", wrt, "--format", "latex"] + _flags(program, wrt, extra))
+        assert result.exit_code == 0, (program, result.output)
+        blocks.append(result.stdout)
+    done = compile_latex(pdflatex, "\n".join(blocks), tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert (tmp_path / "doc.pdf").exists()
+
+
+def test_every_notation_compiles(pdflatex, tmp_path):
+    fragments = [tex(b()) for _, b, _ in NOTATION]
+    fragments += [tex(E.Var(n, (1, 1))) for n in ("alpha", "Sigma", "theta_0", "w_hat", "xy1", "x_y_z", "_x")]
+    fragments += [tex(E.Var("dx12", ("n", 1), diff=2)) + "^{\\top}"]
+    for program, wrt in ROUND_TRIP:
+        d = _derive_all(program, wrt)
+        fragments += [to_latex(d.expression)] + [r.latex() for r in d.results.values()]
+    body = "\n".join(f"\\[ {f} \\]" for f in fragments)
+    done = compile_latex(pdflatex, body, tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:]
+
+
+def test_compile_test_detects_bad_latex(pdflatex, tmp_path):
+    """The harness sees an undefined command (\\circledcirc needs amssymb, which is not loaded)."""
+    done = compile_latex(pdflatex, r"\[ A \circledcirc B \]", tmp_path)
+    assert done.returncode != 0
+
+
+# --- the command line ---------------------------------------------------------------------------------
+
+def test_cli_latex_prints_only_latex():
+    program = "x: vector(n); A: matrix(n, n); x' * A * x"
+    result = CliRunner().invoke(main, [program, "--wrt", "x", "--hessian", "--gradient", "--format", "latex"])
+    assert result.exit_code == 0, result.output
+    d = derive(program, wrt="x", gradient=True, hessian=True)
+    assert result.stdout == document_block(d)
+    assert result.stderr == ""
+    for line in result.stdout.splitlines():
+        assert line.startswith("%") or line in (r"\begin{align*}", r"\end{align*}") or " &= " in line, line
+
+
+def test_cli_latex_inferred_shapes_note_goes_to_stderr():
+    result = CliRunner().invoke(main, ["A: matrix(n, n); x' * A * x", "--wrt", "x", "--format", "latex"])
+    assert result.exit_code == 0, result.output
+    assert "inferred shapes" in result.stderr
+    assert "matcalc:" not in result.stdout
+    assert result.stdout.startswith("% shapes: ")
+
+
+def test_cli_latex_error_goes_to_stderr():
+    result = CliRunner().invoke(main, ["x: vector(n); x +", "--format", "latex"])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr
+
+
+def test_cli_latex_cookbook_gradient():
+    result = CliRunner().invoke(main, ["X: symmetric(n); logdet(X)", "--gradient", "--format", "latex",
+                                       "--symmetric-gradient", "cookbook"])
+    assert result.exit_code == 0, result.output
+    assert r"\nabla_{\text{cookbook}} f(X) &= " in result.stdout
+
+
+# --- a bug found in a file this test file does not own ---------------------------------------------------
+
+def test_text_printer_ones_in_a_product_reparses_with_the_same_shape():
+    d = derive("x: vector(n); A: matrix(m, n); A * ones(n) * sum(x)", wrt="x")
+    text = str(d.expression)   # 'sum(x) * A * 1': A is m x n, the expression is m x 1
+    back = check(parse("x: vector(n); A: matrix(m, n); " + text)).expression
+    assert back.shape == d.expression.shape
