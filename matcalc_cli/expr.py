@@ -10,6 +10,7 @@ Shapes are pairs of ``Dim``: a scalar is 1x1, a column vector n x 1.
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from numbers import Number
 
@@ -477,6 +478,10 @@ def split_coef(e: Expr):
 
 def _arith(a, b, op):
     result = op(a, b)
+    if isinstance(result, float) and not math.isfinite(result):
+        from .errors import MathError
+        raise MathError(f"a numeric constant overflows ({a} and {b} give {result})",
+                        hint="rescale the constants in the expression")
     if isinstance(result, float) and result.is_integer() and abs(result) < 2 ** 53:
         return Fraction(int(result))
     return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -126,6 +127,9 @@ def parse(text: str) -> Program:
     from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
     _check_limits(text)
+    if not re.sub(r"#[^\n]*", "", text).strip(" \t\r\n\f;"):
+        raise ParseError("the program is empty: there is no expression to differentiate", 1, 1,
+                         hint="write declarations and an expression, e.g. x: vector(n); x' * x")
     try:
         tree = _parser().parse(text)
     except UnexpectedCharacters as e:
