@@ -28,14 +28,17 @@ class Result:
     label: str           # how it is introduced to a person, e.g. "f'(x)[dx]"
     expr: E.Expr
     note: str = ""
+    taken: frozenset = frozenset()   # names in use, which shared subexpressions must not take
 
     def text(self) -> str:
+        """The result in the input language; a large one names what it repeats (t1 = ...; ...)."""
+        from .render.share import shared_text
         from .render.text import to_text
-        return to_text(self.expr)
+        return shared_text(self.expr, self.taken, to_text)
 
     def latex(self) -> str:
-        from .render.latex import to_latex
-        return to_latex(self.expr)
+        from .render.latex import shared_latex
+        return shared_latex(self.expr, self.taken)
 
     @property
     def shape(self):
@@ -81,6 +84,9 @@ class Derivation:
 def choose_wrt(typed: Typed, wrt: str | None) -> str:
     names = list(typed.variables)
     if wrt is not None:
+        if wrt in typed.definitions:
+            raise UsageError(f"--wrt {wrt}: '{wrt}' is a definition, not a variable",
+                             hint="differentiate against a variable: " + (", ".join(names) or "none"))
         if wrt not in typed.symbols:
             raise UsageError(f"--wrt {wrt}: there is no '{wrt}' in the program",
                              hint="names in the program: " + (", ".join(names) or "none"))
@@ -133,31 +139,36 @@ def derive(program: str, wrt: str | None = None, *, gradient: bool = False, jaco
                         hint="use --jacobian; the Hessian of each entry is not computed")
 
     d = Derivation(typed, name, x, dx, dx2, layout)
+    in_use = frozenset(taken | set(typed.definitions) | {dx.name, dx2.name})
+
+    def result(kind, label, expr, note=""):
+        return Result(kind, label, expr, note, in_use)
+
     df = simplify(differential(f, x, dx))
     arg = f"({name})"
-    d.results["differential"] = Result("differential", f"f'{arg}[{dx.name}]", df)
+    d.results["differential"] = result("differential", f"f'{arg}[{dx.name}]", df)
     G = None
     if gradient or hessian:
         G = identify.gradient(df, x, dx)
     if gradient:
         if x.symmetric and symmetric_gradient == "cookbook":
-            d.results["gradient"] = Result(
+            d.results["gradient"] = result(
                 "gradient", f"cookbook_gradient f{arg}", identify.cookbook_gradient(G),
                 note="Matrix Cookbook convention G + G' - I .* G for symmetric X; "
                      "not the gradient under the Frobenius inner product")
         else:
             note = "symmetric gradient: the symmetric G with <G, E> = f'(X)[E] for symmetric E" \
                 if x.symmetric else ""
-            d.results["gradient"] = Result("gradient", f"gradient f{arg}", G, note=note)
+            d.results["gradient"] = result("gradient", f"gradient f{arg}", G, note=note)
     if jacobian:
         J = identify.jacobian(f, df, x, dx, layout)
         note = "numerator layout: vec(df) = J vec(d{0})".format(name) if layout == "numerator" \
             else "denominator layout: vec(df)' = vec(d{0})' J".format(name)
-        d.results["jacobian"] = Result("jacobian", f"jacobian f{arg}", J, note=note)
+        d.results["jacobian"] = result("jacobian", f"jacobian f{arg}", J, note=note)
     if hessian:
         B = identify.hessian_bilinear(df, x, dx2)
-        d.results["hessian_bilinear"] = Result("hessian_bilinear", f"f''{arg}[{dx.name}, {dx2.name}]", B)
+        d.results["hessian_bilinear"] = result("hessian_bilinear", f"f''{arg}[{dx.name}, {dx2.name}]", B)
         H = identify.hessian_matrix(G, x, dx)
-        d.results["hessian"] = Result("hessian", f"hessian f{arg}", H,
+        d.results["hessian"] = result("hessian", f"hessian f{arg}", H,
                                       note="vec convention: f''[dx, dx2] = vec(dx)' H vec(dx2)")
     return d

@@ -622,6 +622,7 @@ def matmul(*factors: Expr) -> Expr:
         scalars.extend(c for c in chain if c.is_scalar)
         kept = [c for c in chain if not c.is_scalar]
         chain = kept or [Num(1)]
+        chain = _split_scalar_segments(chain, scalars)
     if any(is_zero(c) for c in chain) or any(is_zero(s) for s in scalars):
         return zero(shape)
     chain = _merge_matrix_powers([c for c in chain if not isinstance(c, Identity)] or [chain[0]])
@@ -632,6 +633,25 @@ def matmul(*factors: Expr) -> Expr:
     else:
         body = MatMul(tuple(chain), (chain[0].rows, chain[-1].cols))
     return mul(*scalars, body) if scalars else body
+
+
+def _split_scalar_segments(chain: list, scalars: list) -> list:
+    """Pull 1x1 sub-products out as scalars: x' x z' C y = (x'x)(z'Cy).
+
+    A segment f_i..f_j with one row at its start and one column at its end is a scalar, and the
+    factors around it still conform (both sides of it have an inner dimension of 1)."""
+    i = 0
+    while i < len(chain):
+        if chain[i].rows == 1:
+            for j in range(i, len(chain)):
+                if chain[j].cols == 1:
+                    if (i, j) != (0, len(chain) - 1) and j > i:
+                        scalars.append(MatMul(tuple(chain[i:j + 1]), (ONE, ONE)))
+                        chain = chain[:i] + chain[j + 1:]
+                        i -= 1
+                    break
+        i += 1
+    return chain or [Num(1)]
 
 
 def _matrix_base_exp(f: Expr):
@@ -1020,6 +1040,8 @@ def sum_(e: Expr) -> Expr:
         return Num(e.rows.coef * e.cols.coef)
     if isinstance(e, Identity) and e.n.is_int:
         return Num(e.n.coef)
+    if isinstance(e, Kron):
+        return mul(sum_(e.a), sum_(e.b))
     return Sum(e, (1, 1))
 
 

@@ -41,6 +41,7 @@ class Typed:
     symbols: dict                      # name -> Symbol, in order of first appearance
     source: str = ""
     variables: dict = field(default_factory=dict)   # name -> E.Var
+    definitions: dict = field(default_factory=dict)  # name -> E.Expr, for 'name = expr' statements
 
 
 # --- unification --------------------------------------------------------------------------------
@@ -128,6 +129,7 @@ class _Inference:
         self.shapes: dict = {}        # id(syntax node) -> shape with unknowns
         self.identity_sizes: dict = {}  # id(Name 'I' node) -> Dim
         self.rigid_dims: set = set()
+        self.definitions: dict = {}     # name -> syntax Definition
 
     # shapes -------------------------------------------------------------------------------
     def resolved(self, shape):
@@ -177,6 +179,20 @@ class _Inference:
                 raise NameLookupError(f"'{name}' is declared twice", *pos)
             self.symbols[name] = Symbol(name, shape, True, decl.kind == "symmetric", pos)
 
+    def define(self, definition: S.Definition):
+        name, pos = definition.name, definition.pos
+        if name == "I":
+            raise NameLookupError("'I' is the identity matrix and cannot be defined", *pos,
+                                  hint="choose another name")
+        if name in self.definitions:
+            raise NameLookupError(f"'{name}' is defined twice", *pos)
+        if name in self.symbols:
+            what = "declared" if self.symbols[name].declared else "used"
+            raise NameLookupError(f"'{name}' is already {what} as a variable; a definition needs a new name",
+                                  *pos)
+        self.infer(definition.expression)
+        self.definitions[name] = definition
+
     # expressions ---------------------------------------------------------------------------
     def infer(self, node):
         shape = getattr(self, "_infer_" + type(node).__name__)(node)
@@ -191,6 +207,8 @@ class _Inference:
             n = self.u.fresh()
             self.identity_sizes[id(node)] = n
             return (n, n)
+        if node.name in self.definitions:
+            return self.shapes[id(self.definitions[node.name].expression)]
         sym = self.symbols.get(node.name)
         if sym is None:
             # undeclared: a matrix if it starts upper-case, else a column vector; uses decide the rest
@@ -405,13 +423,17 @@ def _syntax_text(node, budget: int) -> str:
 def check(program: S.Program) -> Typed:
     """Shape-check a parsed program and build its IR."""
     inf = _Inference(program)
-    for decl in program.declarations:
-        inf.declare(decl)
+    for statement in program.declarations:
+        if isinstance(statement, S.Definition):
+            inf.define(statement)
+        else:
+            inf.declare(statement)
     inf.infer(program.expression)
     names = _name_free_dims(inf)
     builder = _Builder(inf, names)
     expression = builder.build(program.expression)
-    return Typed(expression, builder.symbols, program.source, builder.variables)
+    definitions = {name: builder.build_definition(name) for name in inf.definitions}
+    return Typed(expression, builder.symbols, program.source, builder.variables, definitions)
 
 
 def _name_free_dims(inf: _Inference) -> dict:
@@ -437,6 +459,7 @@ class _Builder:
         self.free_names = free_names
         self.symbols: dict = {}
         self.variables: dict = {}
+        self.defined: dict = {}   # name -> IR of its definition, built once (shared in the tree)
         for name, sym in inf.symbols.items():
             shape = tuple(self.dim(d) for d in sym.shape)
             self.symbols[name] = Symbol(name, shape, sym.declared, sym.symmetric, sym.pos)
@@ -460,7 +483,9 @@ class _Builder:
     def _build_Number(self, node):
         text = node.text
         try:
-            value = Fraction(int(text)) if text.isdigit() else float(text)
+            # decimals are exact (0.1 * 0.1 is 0.01); only extreme exponents fall back to floats
+            exponent = int(text.lower().split("e")[1]) if "e" in text.lower() else 0
+            value = Fraction(text) if abs(exponent) <= 30 else float(text)
         except (ValueError, OverflowError):
             raise ParseError(f"number {text} is out of range", *node.pos) from None
         if value != value or value in (float("inf"), float("-inf")):
@@ -470,7 +495,14 @@ class _Builder:
     def _build_Name(self, node):
         if node.name == "I":
             return E.identity(self.dim(self.inf.identity_sizes[id(node)], node.pos))
+        if node.name in self.inf.definitions:
+            return self.build_definition(node.name)
         return self.var(node.name)
+
+    def build_definition(self, name: str) -> E.Expr:
+        if name not in self.defined:
+            self.defined[name] = self.build(self.inf.definitions[name].expression)
+        return self.defined[name]
 
     def _build_Neg(self, node):
         return E.neg(self.build(node.operand))

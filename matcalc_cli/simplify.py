@@ -114,7 +114,9 @@ def factor_common(e: E.Expr) -> E.Expr:
             left = Counter(scalars) - shared
             rest.append(_compose(coef, list(left.elements()), chain))
         return E.mul(*common, factor_common(E.add(*rest)))
-    # 2. a numeric factor shared by every term: 2A + 2B -> 2 (A + B)
+    # 2. a numeric factor shared by every term: 2A + 2B -> 2 (A + B), -A - B -> -(A + B)
+    if all(c < 0 for c, _, _ in terms):
+        return E.neg(factor_common(E.add(*[E.neg(t) for t in e.args])))
     coefs = {abs(c) for c, _, _ in terms}
     if len(coefs) == 1 and 1 not in coefs and 0 not in coefs:
         c = coefs.pop()

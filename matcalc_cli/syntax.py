@@ -73,8 +73,16 @@ class Declaration:
 
 
 @dataclass(frozen=True)
+class Definition:
+    """``name = expr``: a name for a subexpression, used by the statements after it."""
+    name: str
+    expression: object
+    pos: tuple
+
+
+@dataclass(frozen=True)
 class Program:
-    declarations: tuple
+    declarations: tuple   # Declaration and Definition statements, in order
     expression: object
     source: str
 
@@ -198,8 +206,16 @@ def _build_program(tree, text: str) -> Program:
     """Turn lark's tree into the syntax tree, iteratively over statements."""
     declarations, expressions = [], []
     for stmt in tree.children:
-        if getattr(stmt, "data", None) == "declaration":
+        kind = getattr(stmt, "data", None)
+        if kind == "declaration":
+            if expressions:
+                break
             declarations.append(_declaration(stmt))
+        elif kind == "definition":
+            if expressions:
+                break
+            name = stmt.children[0]
+            declarations.append(Definition(str(name), _expression(stmt.children[1]), _pos(name)))
         else:
             expressions.append(stmt)
     if not expressions:
@@ -214,7 +230,7 @@ def _build_program(tree, text: str) -> Program:
     last = tree.children[-1]
     if last is not expr_tree:
         line, col = _first_position(last)
-        raise ParseError("declarations must come before the expression", line, col)
+        raise ParseError("declarations and definitions must come before the expression", line, col)
     return Program(tuple(declarations), _expression(expr_tree), text)
 
 

@@ -17,6 +17,7 @@ import re
 from fractions import Fraction
 
 from .. import expr as E
+from .share import shared_form
 from .text import ADD, ATOM, MUL, NEG, POSTFIX, POW, _float_text, _is_reciprocal, _shape_free, precedence
 from . import documents
 
@@ -422,6 +423,17 @@ def to_latex(e: E.Expr) -> str:
     return LatexPrinter(_names_in(e)).doprint(e)
 
 
+def shared_latex(e: E.Expr, taken=()) -> str:
+    """A result with the subexpressions it repeats named: ``body \\quad\\text{where } t_{1} = ...``."""
+    definitions, body = shared_form(e, taken)
+    printer = LatexPrinter(_names_in(e))
+    text = printer.doprint(body)
+    if definitions:
+        text += r" \quad \text{where } " + r",\ ".join(
+            f"{printer.doprint(var)} = {printer.doprint(d)}" for var, d in definitions)
+    return text
+
+
 # the document block ------------------------------------------------------------------------------
 
 ELEMENTWISE_LEGEND = (r"% \odot: elementwise product; X^{\circ k}: elementwise power; "
@@ -462,7 +474,11 @@ def document_block(derivation) -> str:
     rows = []
     for r in results:
         key = "cookbook_gradient" if r.name == "gradient" and r.label.startswith("cookbook") else r.name
-        rows.append(f"  {labels[key]} &= {printer.doprint(r.expr)}")
+        definitions, body = shared_form(r.expr, r.taken)
+        rows.append(f"  {labels[key]} &= {printer.doprint(body)}")
+        for i, (var, definition) in enumerate(definitions):
+            where = r"\text{where } " if i == 0 else ""
+            rows.append(f"  {where}{printer.doprint(var)} &= {printer.doprint(definition)}")
     lines.append(" \\\\\n".join(rows))
     lines.append(r"\end{align*}")
     return "\n".join(lines) + "\n"

@@ -80,7 +80,9 @@ class TextPrinter:
     def _print_Num(self, e):
         v = e.value
         if isinstance(v, Fraction):
-            return str(v.numerator) if v.denominator == 1 else f"{v.numerator}/{v.denominator}"
+            if v.denominator == 1:
+                return str(v.numerator)
+            return _decimal_text(v) or f"{v.numerator}/{v.denominator}"
         return _float_text(v)
 
     def _print_Identity(self, e):
@@ -130,8 +132,10 @@ class TextPrinter:
         # a scalar differential reads last: (2 * x * A) * dx
         numer.sort(key=lambda f: isinstance(f, E.Var) and f.diff > 0)
         known = self.shape_known[-1]
-        if isinstance(coef, Fraction):
-            p, q = coef.numerator, coef.denominator
+        if isinstance(coef, Fraction) and coef.denominator not in (1, 2) and _decimal_text(coef):
+            p, q = coef, 1          # 0.1 * x, as written
+        elif isinstance(coef, Fraction):
+            p, q = coef.numerator, coef.denominator   # (A + A') / 2, x / 3
         else:
             p, q = coef, 1
         sign = ""
@@ -244,6 +248,18 @@ def _shape_free(e: E.Expr) -> bool:
     if isinstance(e, E.Mul):
         return _shape_free(e.args[-1])
     return False
+
+
+def _decimal_text(v: Fraction):
+    """0.25 for 1/4, 0.001 for 1/1000; None when the decimal does not end soon (1/3)."""
+    q = v.denominator
+    for k in range(1, 13):
+        if (10 ** k) % q == 0:
+            digits = abs(v.numerator) * (10 ** k // q)
+            text = str(digits).rjust(k + 1, "0")
+            text = (text[:-k] + "." + text[-k:]).rstrip("0").rstrip(".")
+            return ("-" if v < 0 else "") + text
+    return None
 
 
 def _float_text(v: float) -> str:

@@ -1,0 +1,712 @@
+"""IR -> a self-contained Python module that computes f and its derivatives with NumPy.
+
+``to_numpy_module(derivation)`` writes one function per result, ``f``, ``differential``,
+``gradient``, ``jacobian``, ``hessian_bilinear``, ``hessian`` (those that were derived), each a
+direct translation of the symbolic result: no numerical differentiation.  Every function takes the
+program's variables as keyword arguments named as in the program (``f(**{"lambda": 2.0, ...})``
+works for names that are Python keywords); every dimension is read from the arguments' shapes.
+
+Inside the functions every value is a 2-D array (a scalar 1 x 1, a vector n x 1), as in the IR;
+inputs are converted on the way in and outputs on the way out (a float for a scalar, a 1-D array
+for a vector, a 2-D array otherwise; Jacobians and Hessians are always 2-D).  Repeated subtrees are
+computed once into temporaries (common-subexpression elimination).
+
+One ``_print_X`` method per node kind, as in the text printer; parentheses come from one
+precedence table (Python's).
+"""
+
+from __future__ import annotations
+
+import keyword
+import textwrap
+from fractions import Fraction
+
+from .. import __version__
+from .. import expr as E
+from ..dims import Dim
+
+# Python precedence, loosest first (what matters here)
+ADD, MUL, UNARY, POW, ATOM = 1, 2, 3, 4, 5
+
+# n-ary operations longer than this are split into temporaries (Python compiles deep chains badly)
+CHUNK = 24
+# an inline expression longer than this gets a temporary of its own
+LINE_LIMIT = 88
+
+RESULT_DOCS = {
+    "differential": "the differential",
+    "gradient": "the gradient",
+    "jacobian": "the Jacobian",
+    "hessian_bilinear": "the second differential (bilinear form)",
+    "hessian": "the Hessian matrix",
+}
+FUNCTION_ORDER = ("differential", "gradient", "jacobian", "hessian_bilinear", "hessian")
+
+# helpers the generated module may need, by name; only those used are written out
+HELPERS = {
+    "_tr": '''def _tr(a):
+    return np.full((1, 1), np.trace(a))''',
+    "_det": '''def _det(a):
+    return np.full((1, 1), np.linalg.det(a))''',
+    "_logdet": '''def _logdet(a):
+    """log(det(a)) via slogdet: NaN when det(a) < 0, -inf when a is singular."""
+    sign, value = np.linalg.slogdet(a)
+    return np.full((1, 1), value if sign > 0 else (-np.inf if sign == 0 else np.nan))''',
+    "_adj": '''def _adj(a):
+    """The adjugate, also of a singular matrix: with a = U S V', adj(a) = det(U) det(V) V adj(S) U'."""
+    n = a.shape[0]
+    if n == 1:
+        return np.ones((1, 1))
+    u, s, vh = np.linalg.svd(a)
+    adj_s = np.array([np.prod(np.delete(s, i)) for i in range(n)])
+    return np.linalg.det(u) * np.linalg.det(vh) * (vh.T * adj_s) @ u.T''',
+    "_diag_part": '''def _diag_part(a):
+    return np.diag(a).reshape(-1, 1).copy()''',
+    "_vec": '''def _vec(a):
+    """Column-major vec: the columns of a stacked into one column."""
+    return a.reshape(-1, 1, order="F")''',
+    "_reshape": '''def _reshape(a, rows, cols):
+    """Column-major reshape, the inverse of vec."""
+    return a.reshape((rows, cols), order="F")''',
+    "_sum": '''def _sum(a):
+    return np.full((1, 1), np.sum(a))''',
+    "_norm1": '''def _norm1(a):
+    return np.full((1, 1), np.sum(np.abs(a)))''',
+    "_norm2": '''def _norm2(a):
+    """Euclidean norm of a vector, Frobenius norm of a matrix."""
+    return np.full((1, 1), np.sqrt(np.sum(a * a)))''',
+    "_commutation": '''def _commutation(m, n):
+    """K (mn x mn) with K vec(X) = vec(X') for X m x n."""
+    K = np.zeros((m * n, m * n))
+    i, j = np.meshgrid(np.arange(m), np.arange(n), indexing="ij")
+    K[(j + i * n).ravel(), (i + j * m).ravel()] = 1.0
+    return K''',
+    "_sigmoid": '''def _sigmoid(a):
+    return 0.5 * (1.0 + np.tanh(0.5 * a))''',
+    "_relu": '''def _relu(a):
+    return np.maximum(a, 0.0)''',
+    "_step": '''def _step(a):
+    """Heaviside step (a > 0), the derivative of relu."""
+    return (a > 0).astype(float)''',
+}
+
+INPUT_HELPERS = '''def _dim_value(spec, dims):
+    """The size a dimension spec ("n", "m*n", "n^2", 3) stands for; None if a symbol is unknown."""
+    if isinstance(spec, int):
+        return spec
+    value = 1
+    for factor in spec.split("*"):
+        base, _, power = factor.partition("^")
+        if base.isdigit():
+            size = int(base)
+        elif base in dims:
+            size = dims[base]
+        else:
+            return None
+        value *= size ** int(power or 1)
+    return value
+
+
+def _inputs(vars, directions=(), need=()):
+    """Check and convert the keyword arguments: 2-D float arrays (scalars 1 x 1, vectors n x 1)
+    and the dimension sizes read from their shapes."""
+    wanted = {name: spec for name, *spec in _VARIABLES}
+    wanted.update((name, wanted[of]) for name, of in directions)
+    required = [name for name, *_, req in _VARIABLES if req] + [name for name, _ in directions]
+    unknown = sorted(set(vars) - set(wanted) - set(_FREE_DIMS))
+    if unknown:
+        raise TypeError("unexpected argument(s): " + ", ".join(unknown)
+                        + "; expected: " + ", ".join(required))
+    missing = [name for name in required if name not in vars]
+    if missing:
+        raise TypeError("missing argument(s): " + ", ".join(missing))
+    dims = {name: int(vars[name]) for name in _FREE_DIMS if name in vars}
+    arrays, pending = {}, []  # pending: (argument, dimension spec, size)
+    for name in wanted:
+        if name not in vars:
+            continue
+        kind, rows, cols, symmetric, _ = wanted[name]
+        a = np.asarray(vars[name], dtype=float)
+        if kind == "scalar":
+            if a.size != 1:
+                raise ValueError(f"{name} must be a scalar, got an array of shape {a.shape}")
+            a = a.reshape(1, 1)
+        elif kind == "vector":
+            if a.ndim == 1 or (a.ndim == 2 and a.shape[1] == 1):
+                a = a.reshape(-1, 1)
+            else:
+                raise ValueError(f"{name} must be a vector (1-D array), got shape {a.shape}")
+        elif a.ndim != 2:
+            raise ValueError(f"{name} must be a matrix (2-D array), got shape {a.shape}")
+        if symmetric and not np.allclose(a, a.T):
+            raise ValueError(f"{name} must be symmetric")
+        pending += [(name, rows, a.shape[0]), (name, cols, a.shape[1])]
+        arrays[name] = a
+    progress = True
+    while progress:  # bind symbols from the shapes; m*n with m known gives n
+        progress = False
+        for item in list(pending):
+            name, spec, size = item
+            value = _dim_value(spec, dims)
+            if value is None:
+                factors = [f.partition("^") for f in str(spec).split("*")]
+                unknown = [(base, power) for base, _, power in factors if not base.isdigit() and base not in dims]
+                if len(unknown) != 1 or unknown[0][1]:
+                    continue
+                rest = _dim_value("*".join(f for f in str(spec).split("*") if f != unknown[0][0]) or 1, dims)
+                if size % rest == 0:
+                    dims[unknown[0][0]] = size // rest
+                    value = size
+                    progress = True
+            if value != size:
+                raise ValueError(f"{name}: a dimension of size {size} does not match {spec}"
+                                 + ("" if value is None else f" = {value}") + " from the other arguments")
+            pending.remove(item)
+    for name, spec, size in pending:  # a product of sizes no argument gives alone: known as a whole
+        if dims.setdefault(spec, size) != size:
+            raise ValueError(f"{name}: a dimension of size {size} does not match {spec} = {dims[spec]}"
+                             " from the other arguments")
+    for symbol in need:
+        if symbol not in dims and _dim_value(symbol, dims) is not None:
+            dims[symbol] = _dim_value(symbol, dims)
+        if symbol not in dims:
+            raise TypeError(f"cannot tell the size {symbol} from the arguments: pass {symbol}=<int>")
+    return arrays, dims
+
+
+def _out(a, shape, kind):
+    """A result in the caller's form: a float, a 1-D array (vector) or a 2-D array."""
+    a = np.asarray(a, dtype=float)
+    if a.shape != shape:
+        if a.size != 1:
+            raise ValueError(f"internal error: result of shape {a.shape}, expected {shape}")
+        a = np.full(shape, a.reshape(-1)[0])
+    if kind == "scalar":
+        return float(a[0, 0])
+    if kind == "vector":
+        return a.reshape(-1)
+    return a'''
+
+
+def _kind(shape) -> str:
+    r, c = shape
+    if r == 1 and c == 1:
+        return "scalar"
+    if c == 1:
+        return "vector"
+    return "matrix"
+
+
+def _dim_spec(d: Dim):
+    return d.coef if d.is_int else str(d)
+
+
+def _num_literal(value) -> tuple:
+    """(code, precedence) of a number."""
+    if isinstance(value, Fraction):
+        if value.denominator == 1:
+            code = str(value.numerator)
+        else:
+            return f"{value.numerator} / {value.denominator}", MUL
+    else:
+        code = repr(float(value))
+        if code in ("inf", "-inf", "nan"):
+            code = {"inf": "np.inf", "-inf": "-np.inf", "nan": "np.nan"}[code]
+    return code, (UNARY if code.startswith("-") else ATOM)
+
+
+class Names:
+    """Local names: the program's own where Python allows, otherwise with a trailing underscore."""
+
+    def __init__(self, reserved):
+        self.taken = set(reserved)
+
+    def take(self, preferred: str) -> str:
+        name = preferred
+        if keyword.iskeyword(name) or name in self.taken:
+            name = preferred + "_"
+        i = 1
+        while keyword.iskeyword(name) or name in self.taken:
+            name = f"{preferred}_{i}"
+            i += 1
+        self.taken.add(name)
+        return name
+
+
+RESERVED = {"np", "vars", "f", "a", "d", "float", "int", "abs", "sum"} | set(FUNCTION_ORDER) | set(HELPERS) | {
+    "_inputs", "_out", "_dim_value", "_VARIABLES", "_FREE_DIMS", "_DIRECTIONS"}
+
+
+class _Code:
+    __slots__ = ("code", "prec", "positive")
+
+    def __init__(self, code, prec, positive=None):
+        self.code, self.prec, self.positive = code, prec, positive  # positive: code of -self, if cheap
+
+
+class FunctionWriter:
+    """Translates one expression into the body of one function, with temporaries for shared subtrees."""
+
+    def __init__(self, var_names: dict, names: Names, dims: "Dimensions"):
+        self.var_names = var_names      # program name -> local name
+        self.names = names
+        self.dims = dims
+        self.lines: list = []
+        self.helpers: set = set()
+        self.used_vars: set = set()
+        self.used_dims: set = set()
+        self.scalar_context: set = set()  # Num nodes that may stay Python numbers
+        self.done: dict = {}
+        self.temps: set = set()
+        self.counter = 0
+
+    # --- driver ---------------------------------------------------------------------------------
+    def translate(self, root: E.Expr) -> str:
+        order, uses = self._topological(root)
+        for node in order:
+            if isinstance(node, (E.Add, E.Mul, E.Hadamard)):
+                for c in node.args:
+                    if isinstance(c, E.Num):
+                        self.scalar_context.add(c)
+            if isinstance(node, E.Power):
+                if isinstance(node.exponent, E.Num):
+                    self.scalar_context.add(node.exponent)
+        done = self.done = {}
+        for node in order:
+            code = getattr(self, "_print_" + type(node).__name__)(node, [done[c] for c in node.children])
+            cheap = isinstance(node, (E.Var, E.Num))
+            if node is not root and not cheap and (uses[node] > 1 or len(code.code) > LINE_LIMIT):
+                code = self.temporary(code.code)
+                self.temps.add(node)
+            done[node] = code
+        return done[root].code
+
+    def _topological(self, root):
+        """Distinct nodes in dependency order, and how many times each is used by its parents."""
+        uses: dict = {root: 1}
+        order: list = []
+        placed: set = set()
+        stack = [(root, False)]
+        while stack:
+            node, ready = stack.pop()
+            if node in placed:
+                continue
+            if ready:
+                placed.add(node)
+                order.append(node)
+                for c in node.children:
+                    uses[c] = uses.get(c, 0) + 1
+                continue
+            stack.append((node, True))
+            stack.extend((c, False) for c in reversed(node.children) if c not in placed)
+        return order, uses
+
+    def temporary(self, code: str) -> _Code:
+        self.counter += 1
+        name = self.names.take(f"t{self.counter}")
+        self.lines.append(f"{name} = {code}")
+        return _Code(name, ATOM)
+
+    def wrap(self, c: _Code, level: int) -> str:
+        return f"({c.code})" if c.prec < level else c.code
+
+    def dim(self, d: Dim) -> str:
+        """Code for a size: a product of the locals the dimensions module decided on."""
+        parts = [] if d.coef == 1 and d.factors else [str(d.coef)]
+        for key, p in self.dims.split(Dim(1, d.factors)):
+            self.used_dims.add(key)
+            local = self.dims.local[key]
+            parts.append(local if p == 1 else f"{local} ** {p}")
+        return " * ".join(parts)
+
+    def shape(self, shape) -> str:
+        return f"({self.dim(shape[0])}, {self.dim(shape[1])})"
+
+    def call(self, fn: str, *args: str) -> _Code:
+        if fn.startswith("_"):
+            self.helpers.add(fn)
+        return _Code(f"{fn}({', '.join(args)})", ATOM)
+
+    def chain(self, parts: list, sep: str, level: int) -> _Code:
+        """a <sep> b <sep> ...: left-associative, long chains cut into temporaries."""
+        codes = [self.wrap(parts[0], level)] + [sep.lstrip() + self.wrap(p, level + 1) for p in parts[1:]]
+        return _Code(self.joined(codes), level)
+
+    def joined(self, codes: list) -> str:
+        """Join 'a', '* b', '* c' ...; a line that grows too long (or too many terms) becomes a temporary."""
+        while True:
+            line, count = codes[0], 1
+            while count < len(codes) and count < CHUNK and len(line) + 1 + len(codes[count]) <= LINE_LIMIT:
+                line += " " + codes[count]
+                count += 1
+            if count == len(codes):
+                return line
+            count = max(count, 2)
+            head = self.temporary(" ".join(codes[:count]))
+            codes = [head.code] + codes[count:]
+
+    # --- leaves ---------------------------------------------------------------------------------
+    def _print_Var(self, e, kids):
+        self.used_vars.add(e.name)
+        return _Code(self.var_names[e.name], ATOM)
+
+    def _print_Num(self, e, kids):
+        code, prec = _num_literal(e.value)
+        if e in self.scalar_context:
+            positive = _num_literal(-e.value)[0] if e.value < 0 else None
+            return _Code(code, prec, positive=positive)
+        return _Code(f"np.full((1, 1), {code})", ATOM)
+
+    def _print_Identity(self, e, kids):
+        return _Code(f"np.eye({self.dim(e.n)})", ATOM)
+
+    def _print_Zero(self, e, kids):
+        return _Code(f"np.zeros({self.shape(e.shape)})", ATOM)
+
+    def _print_Ones(self, e, kids):
+        return _Code(f"np.ones({self.shape(e.shape)})", ATOM)
+
+    def _print_Commutation(self, e, kids):
+        return self.call("_commutation", self.dim(e.m), self.dim(e.n))
+
+    # --- n-ary ----------------------------------------------------------------------------------
+    def _print_Add(self, e, kids):
+        codes = [self.wrap(kids[0], ADD)]
+        for k in kids[1:]:
+            codes.append(f"- {k.positive}" if k.positive is not None else f"+ {self.wrap(k, ADD + 1)}")
+        return _Code(self.joined(codes), ADD)
+
+    def _print_Mul(self, e, kids):
+        args = list(e.args)
+        coef = Fraction(1)
+        if isinstance(args[0], E.Num) and isinstance(args[0].value, Fraction):
+            coef, args, kids = args[0].value, args[1:], kids[1:]
+        numer, denom = [], []
+        for a, k in zip(args, kids):
+            reciprocal = (isinstance(a, E.Power) and a.is_scalar and isinstance(a.exponent, E.Num)
+                          and a.exponent.value == -1 and a not in self.temps)
+            if reciprocal:
+                denom.append(self.wrap(self.done[a.base], MUL + 1))
+            else:
+                numer.append(k)
+        size = abs(coef)
+        if size.numerator != 1 or not numer:
+            numer.insert(0, _Code(str(size.numerator), ATOM))
+        body = self.chain(numer, " * ", MUL) if len(numer) > 1 else numer[0]
+        if size.denominator != 1:
+            denom.append(str(size.denominator))
+        if denom:
+            body = _Code(self.wrap(body, MUL) + "".join(f" / {d}" for d in denom), MUL)
+        if coef > 0:
+            return body
+        negated = "-" + self.wrap(body, MUL)
+        return _Code(negated, UNARY if body.prec >= UNARY else MUL, positive=self.wrap(body, ADD + 1))
+
+    def _print_MatMul(self, e, kids):
+        return self.chain(kids, " @ ", MUL)
+
+    def _print_Hadamard(self, e, kids):
+        return self.chain(kids, " * ", MUL)
+
+    # --- unary ----------------------------------------------------------------------------------
+    def _print_Transpose(self, e, kids):
+        return _Code(self.wrap(kids[0], ATOM) + ".T", ATOM)
+
+    def _print_Inverse(self, e, kids):
+        return self.call("np.linalg.inv", kids[0].code)
+
+    def _print_MatPow(self, e, kids):
+        return self.call("np.linalg.matrix_power", kids[0].code, str(e.k))
+
+    def _print_Power(self, e, kids):
+        base, exponent = kids
+        return _Code(f"{self.wrap(base, ATOM)} ** {self.wrap(exponent, UNARY)}", POW)
+
+    def _print_Trace(self, e, kids):
+        return self.call("_tr", kids[0].code)
+
+    def _print_Det(self, e, kids):
+        return self.call("_det", kids[0].code)
+
+    def _print_LogDet(self, e, kids):
+        return self.call("_logdet", kids[0].code)
+
+    def _print_Adj(self, e, kids):
+        return self.call("_adj", kids[0].code)
+
+    def _print_Diag(self, e, kids):
+        return self.call("np.diagflat", kids[0].code)
+
+    def _print_DiagPart(self, e, kids):
+        return self.call("_diag_part", kids[0].code)
+
+    def _print_Vec(self, e, kids):
+        return self.call("_vec", kids[0].code)
+
+    def _print_Reshape(self, e, kids):
+        return self.call("_reshape", kids[0].code, self.dim(e.rows), self.dim(e.cols))
+
+    def _print_Sum(self, e, kids):
+        return self.call("_sum", kids[0].code)
+
+    def _print_Norm1(self, e, kids):
+        return self.call("_norm1", kids[0].code)
+
+    def _print_Norm2(self, e, kids):
+        return self.call("_norm2", kids[0].code)
+
+    def _print_Kron(self, e, kids):
+        return self.call("np.kron", kids[0].code, kids[1].code)
+
+    def _print_Elementwise(self, e, kids):
+        fn = {"sigmoid": "_sigmoid", "relu": "_relu", "step": "_step"}.get(e.fn, "np." + e.fn)
+        return self.call(fn, kids[0].code)
+
+
+# --- the module -----------------------------------------------------------------------------------
+
+def _walk(*roots):
+    seen, stack, out = set(), list(roots), []
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        out.append(node)
+        stack.extend(node.children)
+    return out
+
+
+def _symbols_of(dims) -> list:
+    out: list = []
+    for d in dims:
+        for s, _ in Dim.of(d).factors:
+            if s not in out:
+                out.append(s)
+    return out
+
+
+def _node_dims(node) -> list:
+    dims = list(node.shape)
+    if isinstance(node, E.Commutation):
+        dims += [node.m, node.n]
+    elif isinstance(node, E.Identity):
+        dims.append(node.n)
+    return dims
+
+
+def _docstring(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+
+
+DOC_LIMIT = 1200
+
+
+def _wrap_doc(doc: str) -> str:
+    """A function docstring: the first paragraph (the formula) wrapped, and cut when it is very long."""
+    first, sep, rest = doc.partition("\n\n")
+    if len(first) > DOC_LIMIT:
+        first = first[:DOC_LIMIT].rsplit(" ", 1)[0] + " ... (cut)"
+    first = textwrap.fill(first, width=96, subsequent_indent="    ", break_long_words=False,
+                          break_on_hyphens=False)
+    return first + sep + rest
+
+
+def _describe(kind: str, shape) -> str:
+    r, c = shape
+    if kind == "scalar":
+        return "a float"
+    if kind == "vector":
+        return f"a 1-D array of length {r}"
+    return f"a 2-D array {r} x {c}"
+
+
+def _argument_text(name: str, sym) -> str:
+    from .documents import shape_text
+    kind = _kind(sym.shape)
+    how = {"scalar": "a number", "vector": f"a 1-D array of length {sym.shape[0]} (or {sym.shape[0]} x 1)",
+           "matrix": f"a 2-D array {sym.shape[0]} x {sym.shape[1]}"}[kind]
+    if sym.symmetric:
+        how += ", symmetric"
+    return f"{name}: {shape_text(sym)} -> {how}"
+
+
+class Dimensions:
+    """Which sizes the arguments' shapes determine, and how code names each size.
+
+    A symbol is determined when it is a whole dimension of a required argument, or the one unknown
+    of a product (x: vector(m*n) with m known gives n).  A product none of whose unknowns is
+    determined (only m*n ever appears) is known as a whole; every other symbol is a keyword."""
+
+    def __init__(self, specs: list, used: list, names: Names):
+        known: set = set()
+        progress = True
+        while progress:
+            progress = False
+            for d in specs:
+                unknown = [(s, p) for s, p in d.factors if s not in known]
+                if len(unknown) == 1 and unknown[0][1] == 1:
+                    known.add(unknown[0][0])
+                    progress = True
+        self.known = known
+        self.products = []          # products known only as a whole, as factor tuples
+        for d in specs:
+            if any(s not in known for s, _ in d.factors) and d.factors not in self.products:
+                self.products.append(d.factors)
+        in_products = {s for f in self.products for s, _ in f}
+        self.free = [s for s in used if s not in known and s not in in_products] + \
+                    [s for s in in_products if s not in known]
+        self.local = {}
+        for s in list(known) + self.free:
+            self.local[s] = names.take(s)
+        for f in self.products:
+            key = str(Dim(1, f))
+            self.local[key] = names.take("_".join(s if p == 1 else f"{s}{p}" for s, p in f))
+
+    def split(self, d: Dim) -> list:
+        """d (coefficient 1) as [(key, power)]: whole products where they help, then symbols."""
+        powers = dict(d.factors)
+        out = []
+        for f in self.products:
+            if all(powers.get(s, 0) >= p for s, p in f):
+                rest = {s: powers[s] - dict(f).get(s, 0) for s in powers}
+                if all(s in self.known or q == 0 for s, q in rest.items()):
+                    out.append((str(Dim(1, f)), 1))
+                    powers = rest
+        out += [(s, p) for s, p in sorted(powers.items()) if p > 0]
+        return out
+
+
+class ModuleWriter:
+    """Assembles the module: docstring, specification of the arguments, functions, helpers."""
+
+    def __init__(self, derivation):
+        self.d = derivation
+        typed = derivation.typed
+        self.symbols = dict(typed.symbols)
+        self.required = [n for n in self.symbols if n in typed.variables or n == derivation.wrt]
+        self.names = Names(RESERVED | {"_args", "_dims"})
+        self.var_names = {n: self.names.take(n) for n in self.symbols}
+        for v in (derivation.dx, derivation.dx2):
+            self.var_names[v.name] = self.names.take(v.name)
+        roots = [derivation.expression] + [r.expr for r in derivation.results.values()]
+        specs = [Dim.of(d) for n in self.required for d in self.symbols[n].shape]
+        used = _symbols_of([d for s in self.symbols.values() for d in s.shape]
+                           + [d for node in _walk(*roots) for d in _node_dims(node)])
+        self.dims = Dimensions(specs, used, self.names)
+        self.free_dims = self.dims.free
+        self.helpers: set = set()
+
+    def function(self, name: str, expr: E.Expr, kind: str, doc: str, directions=()) -> str:
+        w = FunctionWriter(self.var_names, Names(self.names.taken), self.dims)
+        out_shape = w.shape(expr.shape)
+        code = w.translate(expr)
+        self.helpers |= w.helpers
+        need = [s for s in self.dims.local if s in w.used_dims]
+        args = []
+        if directions:
+            args.append(f"directions={tuple((n, self.d.wrt) for n in directions)!r}")
+        if need:
+            args.append(f"need={tuple(need)!r}")
+        lines = [f"def {name}(**vars):", f'    """{_docstring(_wrap_doc(doc))}"""',
+                 "    _args, _dims = _inputs(vars" + "".join(", " + a for a in args) + ")"]
+        for v in list(self.symbols) + list(directions):
+            if v in w.used_vars:
+                lines.append(f"    {self.var_names[v]} = _args[{v!r}]")
+        for s in need:
+            lines.append(f"    {self.dims.local[s]} = _dims[{s!r}]")
+        lines += [f"    {line}" for line in w.lines]
+        if len(code) > LINE_LIMIT - 30 and code.isidentifier() is False:
+            result = w.names.take("result")
+            lines.append(f"    {result} = {code}")
+            code = result
+        lines.append(f"    return _out({code}, {out_shape}, {kind!r})")
+        return "\n".join(lines)
+
+    def variables_spec(self) -> str:
+        rows = ["_VARIABLES = (", "    # name, kind, rows, cols, symmetric, required"]
+        for n, s in self.symbols.items():
+            kind = _kind(s.shape)
+            r, c = (_dim_spec(Dim.of(s.shape[0])), _dim_spec(Dim.of(s.shape[1])))
+            rows.append(f"    ({n!r}, {kind!r}, {r!r}, {c!r}, {bool(s.symmetric)!r}, {n in self.required!r}),")
+        rows.append(")")
+        rows.append(f"_FREE_DIMS = {tuple(self.free_dims)!r}"
+                    + ("  # sizes the arguments do not determine: pass them as keywords" if self.free_dims else ""))
+        return "\n".join(rows)
+
+    def docstring(self, functions: list) -> str:
+        from .documents import declarations_text
+        from .text import to_text
+        d = self.d
+        source = (d.typed.source or "").strip() or f"{declarations_text(d)}; {to_text(d.expression)}"
+        x_sym = self.symbols[d.wrt]
+        lines = [f"NumPy functions for a matrix expression and its derivatives (generated by matcalc {__version__}).", "",
+                 "Program:", ""]
+        lines += ["    " + line for line in source.splitlines()]
+        lines += ["", f"Shapes: {declarations_text(d)}", f"Differentiated with respect to {d.wrt}.", "",
+                  "Arguments (keywords named as in the program; every dimension is read from the shapes):"]
+        for n, s in self.symbols.items():
+            note = "" if n in self.required else "  (optional: not used by the expression)"
+            lines.append("    " + _argument_text(n, s) + note)
+        for s in self.free_dims:
+            lines.append(f"    {s}: int -> the size {s}, which no argument's shape determines")
+        if any(keyword.iskeyword(n) for n in self.symbols):
+            bad = next(n for n in self.symbols if keyword.iskeyword(n))
+            lines.append(f"    (a name that is a Python keyword is passed with **: f(**{{{bad!r}: ...}}))")
+        lines += ["", "Functions:"]
+        lines += ["    " + line for line in functions]
+        lines += ["", "Conventions:",
+                  "    Scalars come back as floats, vectors as 1-D arrays, matrices as 2-D arrays; Jacobians and",
+                  "    Hessians are always 2-D.  vec is column-major: vec(X) = X.reshape(-1, order=\"F\").",
+                  f"    The Jacobian ({d.layout} layout) is "
+                  + ("numel(f) x numel(x): vec(df) = J vec(dx)." if d.layout == "numerator"
+                     else "numel(x) x numel(f): vec(df)' = vec(dx)' J."),
+                  "    The Hessian is numel(x) x numel(x): f''(x)[dx, dx2] = vec(dx)' H vec(dx2)."]
+        if x_sym.symmetric:
+            lines += [f"    {d.wrt} is symmetric: only symmetric directions are admissible.  The gradient is the",
+                      "    symmetric G with <G, E> = f'(X)[E] for symmetric E, and the Jacobian and Hessian are",
+                      "    multiplied on the right by P = (I + K)/2 (zero on antisymmetric directions)."]
+        return '"""' + _docstring("\n".join(lines)) + '\n"""'
+
+    def write(self) -> str:
+        from .text import to_text
+        d = self.d
+        f = d.expression
+        x = d.x
+        fkind = _kind(f.shape)
+        dx, dx2 = d.dx.name, d.dx2.name
+        funcs, summary = [], []
+        funcs.append(self.function("f", f, fkind, f"f = {to_text(f)}: {_describe(fkind, f.shape)}."))
+        summary.append(f"f(**vars)  {to_text(f)}: {_describe(fkind, f.shape)}")
+        for name in FUNCTION_ORDER:
+            r = d.results.get(name)
+            if r is None:
+                continue
+            if name == "differential":
+                kind, dirs, extra = fkind, (dx,), f", {dx}=..."
+            elif name == "hessian_bilinear":
+                kind, dirs, extra = "scalar", (dx, dx2), f", {dx}=..., {dx2}=..."
+            elif name == "gradient":
+                kind, dirs, extra = _kind(x.shape), (), ""
+            else:
+                kind, dirs, extra = "matrix", (), ""
+            shape = r.expr.shape
+            what = _describe(kind, shape)
+            if name == "gradient":
+                what += f", shaped like {d.wrt}"
+            doc = f"{r.label} = {r.text()}: {what}."
+            if r.note:
+                doc += f"\n\n    ({r.note})\n    "
+            funcs.append(self.function(name, r.expr, kind, doc, dirs))
+            summary.append(f"{name}(**vars{extra})  {r.label}: {what}")
+        spec = self.variables_spec()
+        helpers = [HELPERS[h] for h in HELPERS if h in self.helpers]
+        rule = "# --- helpers " + "-" * 86
+        return (self.docstring(summary) + "\n\nimport numpy as np\n\n" + spec + "\n\n\n"
+                + "\n\n\n".join(funcs) + "\n\n\n" + rule + "\n\n" + "\n\n\n".join([INPUT_HELPERS] + helpers)
+                + "\n")
+
+
+def to_numpy_module(derivation) -> str:
+    """A self-contained Python module (NumPy only) computing f and every result of ``derivation``."""
+    return ModuleWriter(derivation).write()

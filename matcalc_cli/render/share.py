@@ -1,0 +1,120 @@
+"""Shared subexpressions for printing: name what a large result repeats.
+
+Results are DAGs in memory, but text writes them out as trees, and a subexpression used k times is
+written k times (the second derivative of exp(exp(exp(x))) repeats every inner exp).  For a large
+result this picks the repeated subexpressions that save the most text and names them t1, t2, ...,
+so the result prints as ``t1 = exp(x); t2 = exp(t1); ...; <result>``: the language's definitions,
+so the line still parses.  Small results are left as people write them.
+"""
+
+from __future__ import annotations
+
+from .. import expr as E
+
+MIN_TREE_SIZE = 60      # results smaller than this print whole
+MIN_SHARED_SIZE = 5     # a shared subexpression is at least this big
+MIN_SAVING = 0.25       # sharing must shrink the written size by at least this fraction
+
+
+def _order(roots) -> list:
+    """Distinct nodes, parents before children (reverse post-order over the DAG)."""
+    seen, post = set(), []
+    for root in roots:
+        stack = [(root, False)]
+        while stack:
+            node, done = stack.pop()
+            if done:
+                post.append(node)
+                continue
+            if node in seen:
+                continue
+            seen.add(node)
+            stack.append((node, True))
+            stack.extend((c, False) for c in node.children)
+    return post[::-1]
+
+
+def _choose(e: E.Expr) -> list:
+    """One pass, parents before children: a node written at least twice gets a name, and from then
+    on its children are written once, inside its definition.  Largest repeats are named first."""
+    order = _order([e])
+    count = dict.fromkeys(order, 0)
+    count[e] = 1
+    chosen = []
+    for node in order:
+        k = count[node]
+        named = (node is not e and k >= 2 and node.children and not E.has_differential(node)
+                 and E.tree_size(node) >= MIN_SHARED_SIZE)
+        if named:
+            chosen.append(node)
+            k = 1
+        for c in node.children:
+            count[c] += k
+    return chosen
+
+
+def _written_size(e: E.Expr, chosen: list) -> int:
+    """Characters-proxy: nodes written out, with each chosen node written once (in its definition)."""
+    leaves = set(chosen)
+    memo: dict = {}
+
+    def size(node, root):
+        if node in leaves and not root:
+            return 1
+        key = (node, root)
+        if key not in memo:
+            memo[key] = 1 + sum(size(c, False) for c in node.children)
+        return memo[key]
+
+    return size(e, True) + sum(size(n, True) for n in chosen)
+
+
+def shared_form(e: E.Expr, taken) -> tuple:
+    """([(name_var, definition)], body): the result with its repeated parts named."""
+    if E.tree_size(e) < MIN_TREE_SIZE:
+        return [], e
+    chosen = _choose(e)
+    if not chosen or _written_size(e, chosen) > (1 - MIN_SAVING) * E.tree_size(e):
+        return [], e
+    return _name(e, chosen, taken)
+
+
+def _name(e: E.Expr, chosen: list, taken) -> tuple:
+    # define inner subexpressions first: a definition may use the ones before it
+    depth_first = [n for n in _order([e] + chosen)[::-1] if n in set(chosen)]
+    names, mapping, definitions = iter(_fresh_names(taken)), {}, []
+    for node in depth_first:
+        inner = {k: v for k, v in mapping.items()}
+        definition = _replace(node, inner)
+        var = E.Var(next(names), node.shape, _is_symmetric(node))
+        mapping[node] = var
+        definitions.append((var, definition))
+    return definitions, _replace(e, mapping)
+
+
+def _replace(e: E.Expr, mapping: dict) -> E.Expr:
+    """Substitute below the root (the root itself is what is being defined)."""
+    if not e.children:
+        return e
+    return E.rebuild(e, [E.substitute(c, mapping) for c in e.children])
+
+
+def _is_symmetric(node: E.Expr) -> bool:
+    return not node.is_scalar and node.rows == node.cols and E.transpose(node) == node
+
+
+def _fresh_names(taken):
+    i = 1
+    while True:
+        name = f"t{i}"
+        if name not in taken:
+            yield name
+        i += 1
+
+
+def shared_text(e: E.Expr, taken, print_one) -> str:
+    """The text of a result with its definitions first: 't1 = ...; t2 = ...; result'."""
+    definitions, body = shared_form(e, taken)
+    parts = [f"{var.name} = {print_one(d)}" for var, d in definitions]
+    parts.append(print_one(body))
+    return "; ".join(parts)
