@@ -97,7 +97,7 @@ def d_power(D, e: E.Power):
             terms.append(E.mul(c, E.hadamard(coef, du)))
     if not E.is_zero(dc):
         terms.append(E.mul(dc, E.hadamard(e, E.elementwise("log", u))))
-    return E.add(*terms)
+    return E.add(*terms) if terms else E.zero(e.shape)
 
 
 def d_trace(D, e: E.Trace):

@@ -1000,7 +1000,7 @@ def vec(e: Expr) -> Expr:
     if isinstance(e, Ones):
         return Ones((e.rows * e.cols, ONE))
     if isinstance(e, Reshape):
-        return e.arg
+        return vec(e.arg)
     return Vec(e, (e.rows * e.cols, ONE))
 
 

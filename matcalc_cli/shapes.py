@@ -545,7 +545,7 @@ class _Builder:
         if op == "^":
             if a.is_scalar:
                 return E.power(a, b)
-            k = _integer_value(right_node)
+            k = int(b.value) if isinstance(b, E.Num) and float(b.value).is_integer() else None
             if k is None:
                 raise ShapeError("a matrix power needs an integer exponent such as 2 or -1", *pos,
                                  hint="use '.^' for an elementwise power, or a scalar base")
@@ -597,12 +597,3 @@ def _broadcast(a: E.Expr, b: E.Expr):
     if b.is_scalar:
         return a, E.mul(b, E.Ones(a.shape))
     raise AssertionError("shapes were checked")  # pragma: no cover
-
-
-def _integer_value(node):
-    if isinstance(node, S.Number) and node.text.isdigit():
-        return int(node.text)
-    if isinstance(node, S.Neg):
-        inner = _integer_value(node.operand)
-        return None if inner is None else -inner
-    return None
