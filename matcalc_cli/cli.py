@@ -22,7 +22,9 @@ Examples:
 PROGRAM is declarations, then one expression, separated by ';' or newlines:
   x: vector(n); A: matrix(m, n); S: symmetric(n); c: scalar; ...
 Undeclared names are inferred from use (upper case: matrix, lower case: vector).
+Definitions name subexpressions: u = X * w; sum(log(1 + exp(-y .* u)))
 With no result flag, the differential and the gradient (scalar f) or Jacobian are shown.
+A PROGRAM that starts with '-' goes after '--':  matcalc --wrt x -- "-x' * x"
 """
 
 FORMATS = ("plain", "latex", "json", "numpy")

@@ -10,11 +10,14 @@ Shapes are pairs of ``Dim``: a scalar is 1x1, a column vector n x 1.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from fractions import Fraction
 from numbers import Number
 
 from .dims import Dim, ONE
+
+MAX_KEY = 160
 
 ELEMENTWISE = (
     "exp", "log", "sin", "cos", "tan", "tanh", "arcsin", "arccos", "arctan",
@@ -84,9 +87,15 @@ class Expr:
 
     @property
     def key(self) -> str:
-        """A canonical string used to order terms and factors deterministically."""
+        """A canonical string used to order terms and factors deterministically.
+
+        Built from the children's keys; a long one keeps its start and a stable digest of the
+        rest, so keys stay short even where a shared subtree is written out many times."""
         if self._key is None:
-            object.__setattr__(self, "_key", self._make_key())
+            key = self._make_key()
+            if len(key) > MAX_KEY:
+                key = key[:MAX_KEY // 2] + "~" + hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
+            object.__setattr__(self, "_key", key)
         return self._key
 
     def _make_key(self) -> str:

@@ -9,6 +9,7 @@ undeclared name defaults to a column vector (lower case) or a matrix (upper case
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from fractions import Fraction
 from math import gcd
@@ -16,7 +17,7 @@ from math import gcd
 from . import expr as E
 from . import syntax as S
 from .dims import Dim, ONE
-from .errors import NameLookupError, ParseError, ShapeError
+from .errors import MathError, NameLookupError, ParseError, ShapeError
 
 MATRIX_FUNCTIONS = ("tr", "det", "logdet", "inv", "adj", "diag", "vec", "kron", "sum", "norm1", "norm2")
 CONSTRUCTORS = ("I", "ones", "zeros", "commutation", "reshape")
@@ -191,6 +192,9 @@ class _Inference:
             raise NameLookupError(f"'{name}' is already {what} as a variable; a definition needs a new name",
                                   *pos)
         self.infer(definition.expression)
+        if name in self.symbols:  # the expression used the name being defined
+            raise NameLookupError(f"the definition of '{name}' uses '{name}' itself", *pos,
+                                  hint="a definition can only use names declared or defined before it")
         self.definitions[name] = definition
 
     # expressions ---------------------------------------------------------------------------
@@ -443,7 +447,8 @@ def _name_free_dims(inf: _Inference) -> dict:
         for d in inf.resolved(sym.shape):
             used |= {s for s in d.symbols if not s.startswith("?")}
     names: dict = {}
-    pool = (n for n in PREFERRED_DIM_NAMES + tuple(f"n{i}" for i in range(1, 1000)) if n not in used)
+    pool = (n for n in itertools.chain(PREFERRED_DIM_NAMES, (f"n{i}" for i in itertools.count(1)))
+            if n not in used)
     # unknowns of undeclared names, in order of first appearance, get names
     for sym in inf.symbols.values():
         for d in inf.resolved(sym.shape):
@@ -533,6 +538,8 @@ class _Builder:
             return E.add(a, b) if op == "+" else E.sub(a, b)
         if op == "*":
             return E.mul(a, b) if (a.is_scalar or b.is_scalar) else E.matmul(a, b)
+        if op in ("/", "./") and E.is_zero(b):
+            raise MathError("division by zero", *pos)
         if op == "/":
             return E.mul(a, E.power(b, E.Num(-1)))
         if op == ".*":

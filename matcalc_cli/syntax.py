@@ -259,8 +259,15 @@ def _declaration(node) -> Declaration:
     dims = []
     kw = type_node.children[0]
     for dim_node in type_node.children[1:]:
-        factors = tuple(int(t) if t.type == "INT" else str(t) for t in dim_node.children)
-        dims.append((factors, _pos(dim_node.children[0])))
+        factors = []
+        for t in dim_node.children:
+            if getattr(t, "data", None) == "dim_power":   # n^2 is n*n
+                name, power = t.children
+                factors.extend([str(name)] * int(power))
+            else:
+                factors.append(int(t) if t.type == "INT" else str(t))
+        first = dim_node.children[0]
+        dims.append((tuple(factors), _pos(first.children[0] if hasattr(first, "children") else first)))
     return Declaration(tuple(names), kind, tuple(dims), _pos(kw))
 
 
