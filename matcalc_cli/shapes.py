@@ -492,9 +492,9 @@ class _Builder:
             exponent = int(text.lower().split("e")[1]) if "e" in text.lower() else 0
             value = Fraction(text) if abs(exponent) <= 30 else float(text)
         except (ValueError, OverflowError):
-            raise ParseError(f"number {text} is out of range", *node.pos) from None
+            raise ParseError(f"number {_short(text)} is out of range", *node.pos) from None
         if value != value or value in (float("inf"), float("-inf")):
-            raise ParseError(f"number {text} is out of range", *node.pos)
+            raise ParseError(f"number {_short(text)} is out of range", *node.pos)
         return E.Num(value)
 
     def _build_Name(self, node):
@@ -593,6 +593,10 @@ class _Builder:
             return E.commutation(dims[0], dims[1])
         shape = (dims[0], dims[1] if len(dims) > 1 else ONE)
         return E.ones(shape) if name == "ones" else E.zero(shape)
+
+
+def _short(text: str, limit: int = 30) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _broadcast(a: E.Expr, b: E.Expr):
