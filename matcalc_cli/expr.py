@@ -504,7 +504,14 @@ def add(*terms: Expr) -> Expr:
     """Sum of same-shaped terms: flattened, zeros dropped, like terms collected, sorted."""
     flat = []
     for t in terms:
-        flat.extend(t.args if isinstance(t, Add) else (t,))
+        if isinstance(t, Add):
+            flat.extend(t.args)
+        elif isinstance(t, Mul) and len(t.args) == 2 and isinstance(t.args[0], Num) \
+                and isinstance(t.args[1], Add):
+            # c * (a + b) inside a sum joins it, so that like terms meet: x - (x + y) = -y
+            flat.extend(scale(t.args[0].value, u) for u in t.args[1].args)
+        else:
+            flat.append(t)
     if not flat:
         raise ValueError("add() needs at least one term")
     shape = flat[0].shape
@@ -849,14 +856,19 @@ def _fold_power(b, k):
     return b ** int(k)
 
 
+# exact values of the elementwise functions at 0 (and of log at 1), folded when they are constants
+_AT_ZERO = {"exp": 1, "cos": 1, "sigmoid": Fraction(1, 2), "sin": 0, "tan": 0, "tanh": 0, "arcsin": 0,
+            "arctan": 0, "sqrt": 0, "sign": 0, "abs": 0, "relu": 0, "step": 0}
+
+
 def elementwise(fn: str, arg: Expr) -> Expr:
     if isinstance(arg, Num):
-        if fn in ("exp", "sin", "tan", "tanh", "arcsin", "arctan", "sqrt", "sign", "abs", "relu") and arg.value == 0:
-            return Num(0)
-        if fn == "exp" and arg.value == 0 or fn == "cos" and arg.value == 0:
-            return Num(1)
+        if arg.value == 0 and fn in _AT_ZERO:
+            return Num(_AT_ZERO[fn])
         if fn == "log" and arg.value == 1:
             return Num(0)
+        if fn == "abs":
+            return Num(abs(arg.value))
     if fn == "log" and isinstance(arg, Elementwise) and arg.fn == "exp":
         return arg.arg
     return Elementwise(fn, arg)

@@ -242,11 +242,13 @@ def _is_reciprocal(f: E.Expr) -> bool:
 
 
 def _shape_free(e: E.Expr) -> bool:
-    """Nodes whose printed form does not fix their own shape."""
+    """Nodes whose printed form does not fix their own shape (I, a broadcast 1, sums of those)."""
     if isinstance(e, (E.Identity, E.Ones)):
         return True
     if isinstance(e, E.Mul):
         return _shape_free(e.args[-1])
+    if isinstance(e, (E.Add, E.Hadamard)):
+        return all(_shape_free(a) for a in e.args)
     return False
 
 
