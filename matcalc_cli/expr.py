@@ -453,18 +453,22 @@ def ones(shape) -> Expr:
     return Num(1) if shape == (ONE, ONE) else Ones(shape)
 
 
-def contains(e: Expr, pred) -> bool:
-    """True if some node of ``e`` satisfies ``pred`` (iterative: trees may be deep)."""
-    stack, seen = [e], set()
+def walk(*roots: Expr) -> list:
+    """Every distinct node object under the roots, parents first (iterative: trees may be deep)."""
+    seen, stack, out = set(), list(roots), []
     while stack:
         node = stack.pop()
         if id(node) in seen:
             continue
         seen.add(id(node))
-        if pred(node):
-            return True
-        stack.extend(node.children)
-    return False
+        out.append(node)
+        stack.extend(reversed(node.children))
+    return out
+
+
+def contains(e: Expr, pred) -> bool:
+    """True if some node of ``e`` satisfies ``pred``."""
+    return any(pred(node) for node in walk(e))
 
 
 def depends_on(e: Expr, var: Var) -> bool:

@@ -27,17 +27,6 @@ MAX_CONDITION = 1e6
 
 # --- dimensions -----------------------------------------------------------------------------------
 
-def _walk(*roots):
-    """Every distinct node under the roots (iterative)."""
-    seen, stack, out = set(), list(roots), []
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        out.append(node)
-        stack.extend(reversed(node.children))
-    return out
 
 
 def _node_dims(node):
@@ -64,7 +53,7 @@ def dimension_symbols(derivation) -> list:
     for d in derivation.x.shape:
         note(d)
     roots = [derivation.expression] + [r.expr for r in derivation.results.values()]
-    for node in _walk(*roots):
+    for node in E.walk(*roots):
         for d in _node_dims(node):
             note(d)
     return order

@@ -465,16 +465,6 @@ class FunctionWriter:
 
 # --- the module -----------------------------------------------------------------------------------
 
-def _walk(*roots):
-    seen, stack, out = set(), list(roots), []
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        out.append(node)
-        stack.extend(node.children)
-    return out
 
 
 def _symbols_of(dims) -> list:
@@ -592,7 +582,7 @@ class ModuleWriter:
         roots = [derivation.expression] + [r.expr for r in derivation.results.values()]
         specs = [Dim.of(d) for n in self.required for d in self.symbols[n].shape]
         used = _symbols_of([d for s in self.symbols.values() for d in s.shape]
-                           + [d for node in _walk(*roots) for d in _node_dims(node)])
+                           + [d for node in E.walk(*roots) for d in _node_dims(node)])
         self.dims = Dimensions(specs, used, self.names)
         self.free_dims = self.dims.free
         self.helpers: set = set()
