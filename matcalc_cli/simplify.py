@@ -99,6 +99,26 @@ def _compose(coef, scalars, chain) -> E.Expr:
     return E.mul(E.Num(coef), *scalars, body)
 
 
+def collect_coefficients(e: E.Expr) -> E.Expr:
+    """s*M + t*M -> (s + t)*M: terms that differ only in their scalar factors."""
+    if not isinstance(e, E.Add):
+        return e
+    groups: dict = {}
+    for i, (_, _, chain) in enumerate(_decompose(t) for t in e.args):
+        if chain:
+            groups.setdefault(tuple(chain), []).append(i)
+    merged = [idx for idx in groups.values() if len(idx) >= 2]
+    if not merged:
+        return e
+    used = {i for idx in merged for i in idx}
+    out = [t for i, t in enumerate(e.args) if i not in used]
+    for idx in merged:
+        parts = [_decompose(e.args[i]) for i in idx]
+        coefficient = E.add(*[E.mul(E.Num(c), *scalars) for c, scalars, _ in parts])
+        out.append(E.mul(coefficient, E.matmul(*parts[0][2])))
+    return E.add(*out)
+
+
 def factor_common(e: E.Expr) -> E.Expr:
     if not isinstance(e, E.Add):
         return e
@@ -236,4 +256,5 @@ def merge_traces(e: E.Expr) -> E.Expr:
     return E.add(E.trace(factored), *others)
 
 
-RULES = (orient_scalar, exp_ratio_to_sigmoid, sum_of_products, factor_common, merge_traces)
+RULES = (orient_scalar, exp_ratio_to_sigmoid, sum_of_products, collect_coefficients, factor_common,
+         merge_traces)
