@@ -138,8 +138,8 @@ def _inputs(vars, directions=(), need=()):
                 raise ValueError(f"{name} must be a vector (1-D array), got shape {a.shape}")
         elif a.ndim != 2:
             raise ValueError(f"{name} must be a matrix (2-D array), got shape {a.shape}")
-        if symmetric and not np.allclose(a, a.T):
-            raise ValueError(f"{name} must be symmetric")
+        # a symmetric variable is taken as given: f at a non-symmetric matrix is the expression's
+        # value there, so finite differences entry by entry, symmetrized, give the gradient
         pending += [(name, rows, a.shape[0]), (name, cols, a.shape[1])]
         arrays[name] = a
     progress = True
