@@ -466,6 +466,16 @@ def walk(*roots: Expr) -> list:
     return out
 
 
+def node_dims(node: Expr) -> list:
+    """The dimensions a node mentions: its shape, and the sizes of I and K."""
+    dims = list(node.shape)
+    if isinstance(node, Commutation):
+        dims += [node.m, node.n]
+    elif isinstance(node, Identity):
+        dims.append(node.n)
+    return dims
+
+
 def contains(e: Expr, pred) -> bool:
     """True if some node of ``e`` satisfies ``pred``."""
     return any(pred(node) for node in walk(e))

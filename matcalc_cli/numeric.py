@@ -29,13 +29,6 @@ MAX_CONDITION = 1e6
 
 
 
-def _node_dims(node):
-    dims = list(node.shape)
-    if isinstance(node, E.Commutation):
-        dims += [node.m, node.n]
-    elif isinstance(node, E.Identity):
-        dims.append(node.n)
-    return dims
 
 
 def dimension_symbols(derivation) -> list:
@@ -54,7 +47,7 @@ def dimension_symbols(derivation) -> list:
         note(d)
     roots = [derivation.expression] + [r.expr for r in derivation.results.values()]
     for node in E.walk(*roots):
-        for d in _node_dims(node):
+        for d in E.node_dims(node):
             note(d)
     return order
 

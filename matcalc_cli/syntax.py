@@ -273,7 +273,7 @@ def _declaration(node) -> Declaration:
 
 def _expression(root):
     """Convert an expression subtree with an explicit stack (no recursion limit issues)."""
-    from lark import Token, Tree
+    from lark import Token
 
     # post-order traversal with an explicit stack; depth is bounded so later stages may recurse
     out, depth = {}, {}

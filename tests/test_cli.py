@@ -13,10 +13,8 @@ import os
 import re
 import select
 import shlex
-import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +27,7 @@ from matcalc_cli.cli import main
 from matcalc_cli.numeric import evaluate, random_direction, random_values, dimension_sizes
 from matcalc_cli.shapes import check
 from matcalc_cli.syntax import parse
+from clitools import Run, matcalc_command
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((REPO / "samples").glob("*.mc"))
@@ -38,19 +37,8 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 ORDER = ("differential", "gradient", "jacobian", "hessian_bilinear", "hessian")
 
 
-def matcalc_command() -> list:
-    script = Path(sys.executable).with_name("matcalc")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("matcalc")
-    return [found] if found else [sys.executable, "-m", "matcalc_cli.cli"]
 
 
-@dataclass
-class Run:
-    code: int
-    stdout: str
-    stderr: str
 
 
 def cli(args, stdin=None, env=None, cwd=None) -> Run:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from matcalc_cli.cli import main
+from clitools import Run, matcalc_command
 
 HERE = Path(__file__).resolve().parent
 
@@ -30,20 +29,8 @@ DOCUMENTED_FUNCTIONS = (
 ).split()
 
 
-def matcalc_command() -> list:
-    """The installed console script, next to this Python if possible."""
-    script = Path(sys.executable).with_name("matcalc")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("matcalc")
-    return [found] if found else [sys.executable, "-m", "matcalc_cli.cli"]
 
 
-@dataclass
-class Run:
-    code: int
-    stdout: str
-    stderr: str
 
 
 def run_inprocess(args, stdin=None, env=None) -> Run:

@@ -19,7 +19,6 @@ import os
 import random
 import re
 import resource
-import shutil
 import signal
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from matcalc_cli.render import documents
 from matcalc_cli.render.text import to_text
 from matcalc_cli.shapes import check
 from matcalc_cli.syntax import parse
+from clitools import matcalc_command
 
 SEED = int(os.environ.get("MATCALC_FUZZ_SEED", "20240611"))
 COUNT = int(os.environ.get("MATCALC_FUZZ_COUNT", "0"))   # 0: the default sizes below
@@ -528,12 +528,6 @@ def test_fuzz_cli_in_process(capsys):
 
 # --- the command line, as a subprocess -------------------------------------------------------
 
-def matcalc_command() -> list:
-    script = Path(sys.executable).with_name("matcalc")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("matcalc")
-    return [found] if found else [sys.executable, "-m", "matcalc_cli.cli"]
 
 
 def _limit_memory():

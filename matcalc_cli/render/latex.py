@@ -18,7 +18,8 @@ from fractions import Fraction
 
 from .. import expr as E
 from .share import shared_form
-from .text import ADD, ATOM, MUL, NEG, POSTFIX, POW, _float_text, _is_reciprocal, _shape_free, precedence
+from .printer import ATOM, MUL, NEG, POSTFIX, POW, Printer
+from .text import _float_text, _is_reciprocal, precedence
 from . import documents
 
 GREEK = frozenset((
@@ -92,31 +93,22 @@ def _starts_with_digit(text: str) -> bool:
     return text[:1].isdigit()
 
 
-class LatexPrinter:
+class LatexPrinter(Printer):
     """Prints a math-mode LaTeX fragment (no ``$``)."""
 
     def __init__(self, names=(), bases=None):
         """``names``: the variables in sight; ``bases``: differential name -> variable name, when known."""
-        self.shape_known = [False]  # stack: does the context determine the size of I / ones?
+        super().__init__()
         self.names = frozenset(names)
         self.bases = dict(bases or {})
         # a variable called sigma would read like the logistic function: spell the function out then
         self.sigmoid = r"\operatorname{sigmoid}" if "sigma" in self.names else r"\sigma"
 
-    def doprint(self, e: E.Expr) -> str:
-        E.check_printable(e)
-        return self.print(e)
+    def precedence(self, e: E.Expr) -> int:
+        return latex_precedence(e)
 
-    def print(self, e: E.Expr, known: bool = False) -> str:
-        self.shape_known.append(known)
-        try:
-            return getattr(self, "_print_" + type(e).__name__)(e)
-        finally:
-            self.shape_known.pop()
-
-    def paren(self, e: E.Expr, level: int, known: bool = False) -> str:
-        text = self.print(e, known)
-        return rf"\left({text}\right)" if latex_precedence(e) < level else text
+    def wrap(self, text: str) -> str:
+        return rf"\left({text}\right)"
 
     def call(self, name: str, *args: str) -> str:
         """``name(args)``; the parentheses grow only around tall arguments (fractions)."""
@@ -187,24 +179,7 @@ class LatexPrinter:
     def _print_Commutation(self, e):
         return f"K_{{{self.dim(e.m)},{self.dim(e.n)}}}"
 
-    # sums and products ---------------------------------------------------------------------
-    def _print_Add(self, e):
-        known = self._siblings_determine(e.args)
-        out = []
-        for i, term in enumerate(e.args):
-            c, body = E.split_coef(term)
-            if i > 0 and c < 0:
-                level = MUL if not isinstance(body, E.Add) else ATOM
-                out.append(" - " + self.paren(E.scale(-c, body), level, known))
-            else:
-                text = self.paren(term, ADD + 1 if i > 0 else ADD, known)
-                out.append((" + " if i > 0 else "") + text)
-        return "".join(out)
-
-    def _siblings_determine(self, args) -> bool:
-        """A sibling that fixes the shape lets I and a broadcast scalar print bare."""
-        return self.shape_known[-1] or any(not _shape_free(a) for a in args)
-
+    # products ------------------------------------------------------------------------------
     def _print_Mul(self, e):
         args = list(e.args)
         coef = args.pop(0).value if isinstance(args[0], E.Num) else Fraction(1)

@@ -476,13 +476,6 @@ def _symbols_of(dims) -> list:
     return out
 
 
-def _node_dims(node) -> list:
-    dims = list(node.shape)
-    if isinstance(node, E.Commutation):
-        dims += [node.m, node.n]
-    elif isinstance(node, E.Identity):
-        dims.append(node.n)
-    return dims
 
 
 def _docstring(text: str) -> str:
@@ -582,7 +575,7 @@ class ModuleWriter:
         roots = [derivation.expression] + [r.expr for r in derivation.results.values()]
         specs = [Dim.of(d) for n in self.required for d in self.symbols[n].shape]
         used = _symbols_of([d for s in self.symbols.values() for d in s.shape]
-                           + [d for node in E.walk(*roots) for d in _node_dims(node)])
+                           + [d for node in E.walk(*roots) for d in E.node_dims(node)])
         self.dims = Dimensions(specs, used, self.names)
         self.free_dims = self.dims.free
         self.helpers: set = set()

@@ -10,9 +10,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from .. import expr as E
-
-# precedence, loosest first
-ADD, MUL, NEG, POW, POSTFIX, ATOM = range(1, 7)
+from .printer import ADD, ATOM, MUL, NEG, POSTFIX, POW, Printer  # noqa: F401 (re-exported)
 
 
 def precedence(e: E.Expr) -> int:
@@ -47,28 +45,13 @@ def _is_simple_negation(e: E.Mul) -> bool:
     return e.args[0].value == -1 and not isinstance(e.args[1], E.Power)
 
 
-class TextPrinter:
+class TextPrinter(Printer):
     """Prints in the input language."""
 
     mul_sep = " * "
 
-    def __init__(self):
-        self.shape_known = [False]  # stack: does the context determine the size of I / ones?
-
-    def doprint(self, e: E.Expr) -> str:
-        E.check_printable(e)
-        return self.print(e)
-
-    def print(self, e: E.Expr, known: bool = False) -> str:
-        self.shape_known.append(known)
-        try:
-            return getattr(self, "_print_" + type(e).__name__)(e)
-        finally:
-            self.shape_known.pop()
-
-    def paren(self, e: E.Expr, level: int, known: bool = False) -> str:
-        text = self.print(e, known)
-        return f"({text})" if precedence(e) < level else text
+    def precedence(self, e: E.Expr) -> int:
+        return precedence(e)
 
     def dim(self, d) -> str:
         return str(d)
@@ -103,23 +86,7 @@ class TextPrinter:
     def _print_Commutation(self, e):
         return f"commutation({self.dim(e.m)}, {self.dim(e.n)})"
 
-    # sums and products ---------------------------------------------------------------------
-    def _print_Add(self, e):
-        known = self._siblings_determine(e.args)
-        out = []
-        for i, term in enumerate(e.args):
-            c, body = E.split_coef(term)
-            if i > 0 and c < 0:
-                out.append(" - " + self.paren(E.scale(-c, body), MUL if not isinstance(body, E.Add) else ATOM, known))
-            else:
-                text = self.paren(term, ADD + 1 if i > 0 else ADD, known)
-                out.append((" + " if i > 0 else "") + text)
-        return "".join(out)
-
-    def _siblings_determine(self, args) -> bool:
-        """A sibling that fixes the shape lets I and a broadcast scalar print bare."""
-        return self.shape_known[-1] or any(not _shape_free(a) for a in args)
-
+    # products ------------------------------------------------------------------------------
     def _print_Mul(self, e):
         args = list(e.args)
         coef = args.pop(0).value if isinstance(args[0], E.Num) else Fraction(1)
@@ -239,17 +206,6 @@ class TextPrinter:
 
 def _is_reciprocal(f: E.Expr) -> bool:
     return isinstance(f, E.Power) and isinstance(f.exponent, E.Num) and f.exponent.value < 0
-
-
-def _shape_free(e: E.Expr) -> bool:
-    """Nodes whose printed form does not fix their own shape (I, a broadcast 1, sums of those)."""
-    if isinstance(e, (E.Identity, E.Ones)):
-        return True
-    if isinstance(e, E.Mul):
-        return _shape_free(e.args[-1])
-    if isinstance(e, (E.Add, E.Hadamard)):
-        return all(_shape_free(a) for a in e.args)
-    return False
 
 
 def _decimal_text(v: Fraction):
