@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
@@ -51,9 +50,6 @@ def _decode(data: bytes, name: str) -> str:
     except UnicodeDecodeError as e:
         raise MatcalcError(f"{name} is not UTF-8 text (byte {e.start})") from None
 
-
-def _want_color() -> bool:
-    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},

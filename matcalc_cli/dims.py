@@ -6,8 +6,6 @@ integer coefficient, not just a symbol.  Dimensions are immutable and hashable.
 
 from __future__ import annotations
 
-import re
-
 
 class Dim:
     __slots__ = ("coef", "factors", "_hash")
@@ -76,19 +74,3 @@ class Dim:
 
 
 ONE = Dim(1)
-
-_DIM_TEXT = re.compile(r"^\s*(\d+|[A-Za-z_]\w*)(\s*\^\s*\d+)?\s*$")
-
-
-def parse_dim(text: str) -> Dim:
-    """Parse the printed form of a dimension back (``m*n``, ``n^2``, ``3``)."""
-    result = Dim(1)
-    for part in text.split("*"):
-        match = _DIM_TEXT.match(part)
-        if not match:
-            raise ValueError(f"not a dimension: {text!r}")
-        base, power = match.group(1), match.group(2)
-        d = Dim(int(base)) if base.isdigit() else Dim.of(base)
-        for _ in range(int(power.strip()[1:].strip()) if power else 1):
-            result = result * d
-    return result

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import math
 from fractions import Fraction
-from numbers import Number
 
 from .dims import Dim, ONE
 
@@ -425,10 +424,6 @@ class Kron(Expr):
 # ---------------------------------------------------------------------------------------------
 # Predicates and helpers
 # ---------------------------------------------------------------------------------------------
-
-def num(value) -> Num:
-    return Num(value)
-
 
 def is_zero(e: Expr) -> bool:
     return isinstance(e, Zero) or (isinstance(e, Num) and e.value == 0)
@@ -1128,10 +1123,6 @@ def inner(a: Expr, b: Expr) -> Expr:
     if a.rows == 1:
         return matmul(a, transpose(b))
     return trace(matmul(transpose(a), b))
-
-
-def is_number(x) -> bool:
-    return isinstance(x, Number)
 
 
 def rebuild(e: Expr, children: list) -> Expr:

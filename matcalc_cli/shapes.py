@@ -526,13 +526,13 @@ class _Builder:
             return E.add(*[E.mul(t, E.Ones(shape)) if t.shape != shape else t for t in terms])
         result = self.build(node.first)
         for op, operand, pos in node.rest:
-            result = self.binary(op, result, self.build(operand), operand, pos)
+            result = self.binary(op, result, self.build(operand), pos)
         return result
 
     def _build_BinOp(self, node):
-        return self.binary(node.op, self.build(node.left), self.build(node.right), node.right, node.pos)
+        return self.binary(node.op, self.build(node.left), self.build(node.right), node.pos)
 
-    def binary(self, op, a: E.Expr, b: E.Expr, right_node, pos) -> E.Expr:
+    def binary(self, op, a: E.Expr, b: E.Expr, pos) -> E.Expr:
         if op in ("+", "-"):
             a, b = _broadcast(a, b)
             return E.add(a, b) if op == "+" else E.sub(a, b)

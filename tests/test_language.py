@@ -16,6 +16,7 @@ from matcalc_cli.dims import Dim
 from matcalc_cli.errors import MatcalcError, NameLookupError, ParseError, ShapeError
 from matcalc_cli.render.text import to_text
 from matcalc_cli.shapes import check
+from matcalc_cli.render.documents import shape_text
 
 n, m, p = Dim.of("n"), Dim.of("m"), Dim.of("p")
 ONE = Dim(1)
@@ -498,21 +499,11 @@ ROUND_TRIP = [e for e, _ in OPERATIONS] + [
 def test_text_of_f_parses_back_to_the_same_ir(expression):
     t = typed(DECL + expression)
     text = to_text(t.expression)
-    declarations = "; ".join(f"{name}: {_decl(sym)}" for name, sym in t.symbols.items())
+    declarations = "; ".join(f"{name}: {shape_text(sym)}" for name, sym in t.symbols.items())
     again = typed(declarations + "\n" + text)
     assert again.expression == t.expression, f"{expression!r} printed as {text!r}"
     assert to_text(again.expression) == text
 
-
-def _decl(sym) -> str:
-    r, c = sym.shape
-    if sym.symmetric:
-        return f"symmetric({r})"
-    if r == 1 and c == 1:
-        return "scalar"
-    if c == 1:
-        return f"vector({r})"
-    return f"matrix({r}, {c})"
 
 
 @pytest.mark.parametrize("expression", [
@@ -523,7 +514,7 @@ def test_text_of_gradient_and_hessian_parses_back(expression):
     """The gradient and Hessian print in the input language: they parse, with the shapes they have."""
     wrt = "x" if "x" in expression else ("S" if "S" in expression else "A")
     d = derive(DECL + expression, wrt=wrt, gradient=True, hessian=True)
-    declarations = "; ".join(f"{name}: {_decl(sym)}" for name, sym in d.typed.symbols.items())
+    declarations = "; ".join(f"{name}: {shape_text(sym)}" for name, sym in d.typed.symbols.items())
     for name in ("gradient", "hessian"):
         result = d.results[name]
         again = typed(declarations + "\n" + result.text())

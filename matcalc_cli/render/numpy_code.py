@@ -24,6 +24,7 @@ from fractions import Fraction
 from .. import __version__
 from .. import expr as E
 from ..dims import Dim
+from .documents import ORDER as FUNCTION_ORDER  # results in the order every format uses
 
 # Python precedence, loosest first (what matters here)
 ADD, MUL, UNARY, POW, ATOM = 1, 2, 3, 4, 5
@@ -33,14 +34,6 @@ CHUNK = 24
 # an inline expression longer than this gets a temporary of its own
 LINE_LIMIT = 88
 
-RESULT_DOCS = {
-    "differential": "the differential",
-    "gradient": "the gradient",
-    "jacobian": "the Jacobian",
-    "hessian_bilinear": "the second differential (bilinear form)",
-    "hessian": "the Hessian matrix",
-}
-FUNCTION_ORDER = ("differential", "gradient", "jacobian", "hessian_bilinear", "hessian")
 
 # helpers the generated module may need, by name; only those used are written out
 HELPERS = {
