@@ -24,6 +24,7 @@ from fractions import Fraction
 from .. import __version__
 from .. import expr as E
 from ..dims import Dim
+from . import lowering as L
 from .documents import ORDER as FUNCTION_ORDER  # results in the order every format uses
 
 # Python precedence, loosest first (what matters here)
@@ -74,6 +75,29 @@ HELPERS = {
     i, j = np.meshgrid(np.arange(m), np.arange(n), indexing="ij")
     K[(j + i * n).ravel(), (i + j * m).ravel()] = 1.0
     return K''',
+    "_kron_matmul": '''def _kron_matmul(a, b, y, p, q):
+    """kron(a, b) @ y without forming the Kronecker product: column c of y is vec(Y_c) with Y_c
+    q x p, and kron(a, b) vec(Y_c) = vec(b Y_c a').  a is t x p, b is s x q; None is an identity."""
+    r = y.shape[1]
+    z = y.reshape(q, p, r, order="F")
+    if b is not None:
+        z = np.tensordot(b, z, axes=(1, 0))                  # s x p x r
+    if a is not None:
+        z = np.tensordot(z, a, axes=(1, 1)).transpose(0, 2, 1)  # s x t x r
+    return z.reshape(-1, r, order="F")''',
+    "_matmul_kron": '''def _matmul_kron(y, a, b, t, s):
+    """y @ kron(a, b) = (kron(a', b') @ y')' without forming the Kronecker product.  a is t x p,
+    b is s x q; None is an identity."""
+    at = None if a is None else a.T
+    bt = None if b is None else b.T
+    return _kron_matmul(at, bt, y.T, t, s).T''',
+    "_commute_rows": '''def _commute_rows(y, m, n):
+    """commutation(m, n) @ y: each column vec(X), X m x n, becomes vec(X'); a permutation of rows."""
+    r = y.shape[1]
+    return y.reshape(m, n, r, order="F").transpose(1, 0, 2).reshape(m * n, r, order="F")''',
+    "_commute_cols": '''def _commute_cols(y, m, n):
+    """y @ commutation(m, n) = (commutation(n, m) @ y')': a permutation of columns."""
+    return _commute_rows(y.T, n, m).T''',
     "_sigmoid": '''def _sigmoid(a):
     return 0.5 * (1.0 + np.tanh(0.5 * a))''',
     "_relu": '''def _relu(a):
@@ -255,7 +279,11 @@ class FunctionWriter:
 
     # --- driver ---------------------------------------------------------------------------------
     def translate(self, root: E.Expr) -> str:
-        order, uses = self._topological(root)
+        return self.translate_all([root])[0]
+
+    def translate_all(self, roots: list) -> list:
+        """Code for each root; subtrees shared within and across the roots are computed once."""
+        order, uses, parents = self._topological(roots)
         for node in order:
             if isinstance(node, (E.Add, E.Mul, E.Hadamard)):
                 for c in node.args:
@@ -264,22 +292,28 @@ class FunctionWriter:
             if isinstance(node, E.Power):
                 if isinstance(node.exponent, E.Num):
                     self.scalar_context.add(node.exponent)
+        # structured operators used only as factors of products are applied, never formed
+        self.operators = {node for node in order if isinstance(node, OPERATORS)
+                          and node not in roots and parents[node] <= {E.MatMul}
+                          and (uses[node] == 1 or not isinstance(node, E.Inverse))}
         done = self.done = {}
         for node in order:
             code = getattr(self, "_print_" + type(node).__name__)(node, [done[c] for c in node.children])
-            cheap = isinstance(node, (E.Var, E.Num))
-            if node is not root and not cheap and (uses[node] > 1 or len(code.code) > LINE_LIMIT):
+            cheap = isinstance(node, (E.Var, E.Num)) or node in self.operators
+            if node not in roots and not cheap and (uses[node] > 1 or len(code.code) > LINE_LIMIT):
                 code = self.temporary(code.code)
                 self.temps.add(node)
             done[node] = code
-        return done[root].code
+        return [done[r].code for r in roots]
 
-    def _topological(self, root):
-        """Distinct nodes in dependency order, and how many times each is used by its parents."""
-        uses: dict = {root: 1}
+    def _topological(self, roots):
+        """Distinct nodes in dependency order, how many times each is used by its parents, and
+        the kinds of those parents."""
+        uses: dict = {root: 1 for root in roots}
+        parents: dict = {root: set() for root in roots}
         order: list = []
         placed: set = set()
-        stack = [(root, False)]
+        stack = [(root, False) for root in reversed(roots)]
         while stack:
             node, ready = stack.pop()
             if node in placed:
@@ -289,10 +323,11 @@ class FunctionWriter:
                 order.append(node)
                 for c in node.children:
                     uses[c] = uses.get(c, 0) + 1
+                    parents.setdefault(c, set()).add(type(node))
                 continue
             stack.append((node, True))
             stack.extend((c, False) for c in reversed(node.children) if c not in placed)
-        return order, uses
+        return order, uses, parents
 
     def temporary(self, code: str) -> _Code:
         self.counter += 1
@@ -318,6 +353,7 @@ class FunctionWriter:
     def call(self, fn: str, *args: str) -> _Code:
         if fn.startswith("_"):
             self.helpers.add(fn)
+            self.helpers.update(HELPER_NEEDS.get(fn, ()))
         return _Code(f"{fn}({', '.join(args)})", ATOM)
 
     def chain(self, parts: list, sep: str, level: int) -> _Code:
@@ -396,7 +432,24 @@ class FunctionWriter:
         return _Code(negated, UNARY if body.prec >= UNARY else MUL, positive=self.wrap(body, ADD + 1))
 
     def _print_MatMul(self, e, kids):
-        return self.chain(kids, " @ ", MUL)
+        operands = [self.operand(a, k) for a, k in zip(e.args, kids)]
+        return ChainPlan(operands).code(self)
+
+    def operand(self, node: E.Expr, code: _Code) -> "Operand":
+        """A factor of a product: dense, or a structured operator applied without forming it."""
+        if node in self.operators:
+            if isinstance(node, E.Diag):
+                return Operand("diag", node, code, self.done[node.arg])
+            if isinstance(node, E.Inverse):
+                return Operand("inv", node, code, self.done[node.arg])
+            if isinstance(node, E.Commutation):
+                return Operand("comm", node, code, (self.dim(node.m), self.dim(node.n)))
+            if isinstance(node, E.Kron):
+                a, b = node.a, node.b
+                side = [None if isinstance(x, E.Identity) else self.done[x].code for x in (a, b)]
+                dims = [self.dim(a.rows), self.dim(a.cols), self.dim(b.rows), self.dim(b.cols)]
+                return Operand("kron", node, code, (side, dims))
+        return Operand("dense", node, code, None)
 
     def _print_Hadamard(self, e, kids):
         return self.chain(kids, " * ", MUL)
@@ -454,6 +507,142 @@ class FunctionWriter:
     def _print_Elementwise(self, e, kids):
         fn = {"sigmoid": "_sigmoid", "relu": "_relu", "step": "_step"}.get(e.fn, "np." + e.fn)
         return self.call(fn, kids[0].code)
+
+
+# --- products: the cheapest order, structured operators applied as maps ---------------------------
+
+# node kinds that a product applies without forming them
+OPERATORS = (E.Diag, E.Inverse, E.Kron, E.Commutation)
+
+# helpers that call other helpers
+HELPER_NEEDS = {"_matmul_kron": ("_kron_matmul",), "_commute_cols": ("_commute_rows",)}
+
+
+class Operand:
+    """One factor of a chain: kind dense | diag (v) | inv (A) | kron ((a, b), dims) | comm (m, n)."""
+
+    __slots__ = ("kind", "node", "code", "data")
+
+    def __init__(self, kind, node, code, data):
+        self.kind, self.node, self.code, self.data = kind, node, code, data
+
+
+def _pair_cost(left: Operand, right: Operand, p: float, q: float, r: float) -> float:
+    """Multiply-adds of (p x q) @ (q x r) when the left/right factors are of the given kinds
+    (an interval of two or more factors is dense, or diagonal if all of it is)."""
+    lk, rk = left.kind, right.kind
+    if lk == "diag" and rk == "diag":
+        return q
+    if lk == "diag":
+        return q * r
+    if rk == "diag":
+        return p * q
+    if lk == "comm":
+        return q * r
+    if rk == "comm":
+        return p * q
+    if lk == "inv":
+        return q ** 3 + q * q * r
+    if rk == "inv":
+        return q ** 3 + p * q * q
+    if lk == "kron":
+        return r * q * (L.size(left.node.b.rows) + L.size(left.node.a.rows))
+    if rk == "kron":
+        return p * q * (L.size(right.node.b.cols) + L.size(right.node.a.cols))
+    return p * q * r
+
+
+class ChainPlan:
+    """The order of a matrix chain with least cost (dynamic programme over the shapes, every
+    dimension symbol counted as the same large size, so a vector at an end makes every step a
+    matrix-vector product), and its code: structured operators applied as maps (diag as a
+    broadcast product, inverse as solve, kron through reshapes, commutation as a permutation)."""
+
+    def __init__(self, operands: list):
+        self.ops = operands
+        k = len(operands)
+        self.dims = [L.size(operands[0].node.rows)] + [L.size(o.node.cols) for o in operands]
+        self.cost = {}
+        self.split = {}
+        self.kind = {}
+        for i, o in enumerate(operands):
+            self.cost[i, i], self.kind[i, i] = 0.0, o.kind
+        for length in range(2, k + 1):
+            for i in range(k - length + 1):
+                j = i + length - 1
+                best = None
+                for s in range(i, j):
+                    c = self.cost[i, s] + self.cost[s + 1, j] + self._step(i, s, j)
+                    if best is None or c < best[0]:
+                        best = (c, s)
+                self.cost[i, j], self.split[i, j] = best
+                self.kind[i, j] = "diag" if all(o.kind == "diag" for o in operands[i:j + 1]) else "dense"
+
+    def _step(self, i, s, j):
+        left = self._as_operand(i, s)
+        right = self._as_operand(s + 1, j)
+        p, q, r = self.dims[i], self.dims[s + 1], self.dims[j + 1]
+        cost = _pair_cost(left, right, p, q, r)
+        if left.kind not in ("dense", "diag") and right.kind not in ("dense", "diag"):
+            cost += p * q   # two structured operators: the left one is formed
+        return cost
+
+    def _as_operand(self, i, j):
+        return self.ops[i] if i == j else Operand(self.kind[i, j], None, None, None)
+
+    def code(self, w: "FunctionWriter") -> _Code:
+        code, kind = self._emit(w, 0, len(self.ops) - 1)
+        if kind == "diag":
+            return w.call("np.diagflat", code.code)
+        return code
+
+    def _emit(self, w, i, j):
+        """(code, kind) of the product of factors i..j; kind diag means the code is the vector."""
+        if i == j:
+            o = self.ops[i]
+            if o.kind == "diag":
+                return o.data, "diag"
+            return o.code, o.kind
+        s = self.split[i, j]
+        left, lk = self._emit(w, i, s)
+        right, rk = self._emit(w, s + 1, j)
+        if lk not in ("dense", "diag") and rk not in ("dense", "diag"):
+            left, lk = self.ops[i].code, "dense"   # two structured operators: form the left one
+        if lk == "diag" and rk == "diag":
+            return _Code(f"{w.wrap(left, MUL)} * {w.wrap(right, MUL + 1)}", MUL), "diag"
+        if lk == "diag":
+            right = self._dense(w, right, rk, s + 1, j)
+            return _Code(f"{w.wrap(left, MUL)} * {w.wrap(right, MUL + 1)}", MUL), "dense"
+        if rk == "diag":
+            left = self._dense(w, left, lk, i, s)
+            return _Code(f"{w.wrap(left, MUL)} * {w.wrap(right, ATOM)}.T", MUL), "dense"
+        if lk == "dense" and rk == "dense":
+            return _Code(f"{w.wrap(left, MUL)} @ {w.wrap(right, MUL + 1)}", MUL), "dense"
+        if lk == "dense":
+            return self._apply_right(w, left, self.ops[j]), "dense"
+        return self._apply_left(w, self.ops[i], right), "dense"
+
+    def _dense(self, w, code, kind, i, j):
+        return self.ops[i].code if kind not in ("dense", "diag") and i == j else code
+
+    @staticmethod
+    def _apply_left(w, op: Operand, y: _Code) -> _Code:
+        if op.kind == "inv":
+            return w.call("np.linalg.solve", op.data.code, y.code)
+        if op.kind == "comm":
+            return w.call("_commute_rows", y.code, *op.data)
+        (a, b), (t, p, s, q) = op.data
+        return w.call("_kron_matmul", a or "None", b or "None", y.code, p, q)
+
+    @staticmethod
+    def _apply_right(w, y: _Code, op: Operand) -> _Code:
+        if op.kind == "inv":
+            solved = w.call("np.linalg.solve", f"{w.wrap(op.data, ATOM)}.T", f"{w.wrap(y, ATOM)}.T")
+            return _Code(solved.code + ".T", ATOM)
+        if op.kind == "comm":
+            return w.call("_commute_cols", y.code, *op.data)
+        (a, b), (t, p, s, q) = op.data
+        return w.call("_matmul_kron", y.code, a or "None", b or "None", t, s)
 
 
 # --- the module -----------------------------------------------------------------------------------
@@ -576,7 +765,7 @@ class ModuleWriter:
     def function(self, name: str, expr: E.Expr, kind: str, doc: str, directions=()) -> str:
         w = FunctionWriter(self.var_names, Names(self.names.taken), self.dims)
         out_shape = w.shape(expr.shape)
-        code = w.translate(expr)
+        code = w.translate(L.lower(expr)[0])
         self.helpers |= w.helpers
         need = [s for s in self.dims.local if s in w.used_dims]
         args = []
