@@ -3,11 +3,11 @@
 The printed forms are what a person writes; evaluated literally some are far slower than needed
 (``kron(x', I) * vec(B)`` forms an n x n^2 matrix where ``B * x`` is the answer).  Each rule
 below is an identity of matrix algebra, applied bottom-up over the shared DAG (each distinct node
-once), and each strictly lowers the cost of evaluation, so the rewriting terminates:
+once); a rewrite is kept only where it lowers the estimated cost of evaluation (``cost``), so the
+rewriting terminates:
 
-- ``distribute_into_smaller_product``: a product whose result is smaller than one of its sum
-  factors is distributed, ``(A + c I) x = A x + c x``; a sum of structured operators (identity,
-  kron, commutation, diag) is distributed too, so each is applied as the cheap map it is.
+- ``distribute_into_smaller_product``: a product over a sum factor is distributed,
+  ``(A + c I) x = A x + c x``, so that each term is applied as the cheap map it is.
 - ``kron_times_vector``: ``kron(A, B) y = vec(B Y A')`` with ``Y = reshape(y)``.
 - ``commutation_times_vector``: ``K(m, n) y = vec(reshape(y, m, n)')``.
 - ``diagonal_embedding_sandwich``: with ``S = diag(vec(I)) kron(1, I)`` (``S v = vec(diag(v))``),
@@ -70,13 +70,7 @@ def distribute_into_smaller_product(e: E.Expr):
         return None
     for i, f in enumerate(e.args):
         scalars, body = _scaled(f)
-        if not isinstance(body, E.Add):
-            continue
-        smaller = numel(e) < numel(body)
-        structured = all(_is_structured(t) for t in body.args) and len(e.args) > 1
-        if not (smaller or structured):
-            continue
-        if len(body.args) > MAX_DISTRIBUTED:
+        if not isinstance(body, E.Add) or len(body.args) > MAX_DISTRIBUTED:
             continue
         left, right = e.args[:i], e.args[i + 1:]
         return E.add(*[E.mul(*scalars, E.matmul(*left, t, *right)) for t in body.args])
@@ -176,8 +170,37 @@ RULES = (
 MAX_DEPTH = 50   # rules strictly lower the cost; this only bounds a pathological cascade
 
 
+def cost(e: E.Expr) -> float:
+    """Estimated multiply-adds to evaluate e as the code generator does (each subtree counted
+    where it occurs; memoised per node)."""
+    memo = e.memo()
+    if "evaluation_cost" not in memo:
+        memo["evaluation_cost"] = _cost(e)
+    return memo["evaluation_cost"]
+
+
+def _cost(e: E.Expr) -> float:
+    if not e.children:
+        return 0.0 if isinstance(e, (E.Var, E.Num)) else numel(e)
+    if isinstance(e, E.MatMul):
+        dense = [f for f in e.args if not isinstance(f, STRUCTURED)]
+        structured = [f for f in e.args if isinstance(f, STRUCTURED)]
+        # a structured factor is applied as a map: about one pass over its operand per factor
+        biggest = max((numel(f) for f in dense), default=0.0)
+        total = chain_cost([f.shape for f in dense]) + len(structured) * (numel(e) + biggest)
+        total += sum(cost(c) for f in structured for c in f.children) + sum(cost(f) for f in dense)
+        return total
+    own = numel(e)
+    if isinstance(e, (E.Inverse, E.Det, E.LogDet, E.Adj)):
+        own = size(e.arg.rows) ** 3
+    elif isinstance(e, E.MatPow):
+        own = size(e.rows) ** 3 * e.k.bit_length()
+    return own + sum(cost(c) for c in e.children)
+
+
 def lower(*roots: E.Expr) -> list:
-    """The roots rewritten by the rules, bottom-up, each distinct node once (shared across roots)."""
+    """The roots rewritten by the rules, bottom-up, each distinct node once (shared across roots).
+    A rule's rewrite is kept when, itself lowered, it costs less than the node."""
     memo: dict = {}
 
     def go(node, depth=0):
@@ -191,8 +214,11 @@ def lower(*roots: E.Expr) -> list:
         if depth < MAX_DEPTH:
             for rule in RULES:
                 new = rule(out)
-                if new is not None and new != out:
-                    out = go(new, depth + 1)
+                if new is None or new == out:
+                    continue
+                new = go(new, depth + 1)
+                if cost(new) < cost(out):
+                    out = new
                     break
         memo[node] = out
         return out

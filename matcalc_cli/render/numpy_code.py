@@ -251,7 +251,7 @@ class Names:
 
 
 RESERVED = {"np", "vars", "f", "a", "d", "float", "int", "abs", "sum"} | set(FUNCTION_ORDER) | set(HELPERS) | {
-    "_inputs", "_out", "_dim_value", "_VARIABLES", "_FREE_DIMS", "_DIRECTIONS"}
+    "_inputs", "_out", "derivatives", "hvp", "_dim_value", "_VARIABLES", "_FREE_DIMS", "_DIRECTIONS"}
 
 
 class _Code:
@@ -292,10 +292,15 @@ class FunctionWriter:
             if isinstance(node, E.Power):
                 if isinstance(node.exponent, E.Num):
                     self.scalar_context.add(node.exponent)
+        # inv(A) and inv(A') both needed: one inversion, the other its transpose
+        bases = [_inverse_base(n)[0] for n in order if isinstance(n, E.Inverse)]
+        self.shared_inverses = {b for b in bases if bases.count(b) > 1}
+        self.inverses: dict = {}
         # structured operators used only as factors of products are applied, never formed
         self.operators = {node for node in order if isinstance(node, OPERATORS)
                           and node not in roots and parents[node] <= {E.MatMul}
-                          and (uses[node] == 1 or not isinstance(node, E.Inverse))}
+                          and (not isinstance(node, E.Inverse)
+                               or (uses[node] == 1 and _inverse_base(node)[0] not in self.shared_inverses))}
         done = self.done = {}
         for node in order:
             code = getattr(self, "_print_" + type(node).__name__)(node, [done[c] for c in node.children])
@@ -459,7 +464,13 @@ class FunctionWriter:
         return _Code(self.wrap(kids[0], ATOM) + ".T", ATOM)
 
     def _print_Inverse(self, e, kids):
-        return self.call("np.linalg.inv", kids[0].code)
+        base, transposed = _inverse_base(e)
+        if base not in self.shared_inverses:
+            return self.call("np.linalg.inv", kids[0].code)
+        if base not in self.inverses:
+            self.inverses[base] = self.temporary(f"np.linalg.inv({self.done[base].code})")
+        inv = self.inverses[base]
+        return _Code(inv.code + ".T", ATOM) if transposed else inv
 
     def _print_MatPow(self, e, kids):
         return self.call("np.linalg.matrix_power", kids[0].code, str(e.k))
@@ -516,6 +527,13 @@ OPERATORS = (E.Diag, E.Inverse, E.Kron, E.Commutation)
 
 # helpers that call other helpers
 HELPER_NEEDS = {"_matmul_kron": ("_kron_matmul",), "_commute_cols": ("_commute_rows",)}
+
+
+def _inverse_base(node: E.Inverse):
+    """(A, transposed) for inv(A) and inv(A')."""
+    if isinstance(node.arg, E.Transpose):
+        return node.arg.arg, True
+    return node.arg, False
 
 
 class Operand:
@@ -763,9 +781,14 @@ class ModuleWriter:
         self.helpers: set = set()
 
     def function(self, name: str, expr: E.Expr, kind: str, doc: str, directions=()) -> str:
+        return self.function_of(name, [(None, expr, kind)], doc, directions)
+
+    def function_of(self, name: str, outputs: list, doc: str, directions=()) -> str:
+        """One function computing outputs [(key, expr, kind)]: the value itself for a single
+        output with key None, else a dict by key; subexpressions shared between them computed once."""
         w = FunctionWriter(self.var_names, Names(self.names.taken), self.dims)
-        out_shape = w.shape(expr.shape)
-        code = w.translate(L.lower(expr)[0])
+        shapes = [w.shape(expr.shape) for _, expr, _ in outputs]
+        codes = w.translate_all(L.lower(*[expr for _, expr, _ in outputs]))
         self.helpers |= w.helpers
         need = [s for s in self.dims.local if s in w.used_dims]
         args = []
@@ -781,12 +804,45 @@ class ModuleWriter:
         for s in need:
             lines.append(f"    {self.dims.local[s]} = _dims[{s!r}]")
         lines += [f"    {line}" for line in w.lines]
-        if len(code) > LINE_LIMIT - 30 and code.isidentifier() is False:
-            result = w.names.take("result")
-            lines.append(f"    {result} = {code}")
-            code = result
-        lines.append(f"    return _out({code}, {out_shape}, {kind!r})")
+        if len(outputs) == 1 and outputs[0][0] is None:
+            code, shape, kind = codes[0], shapes[0], outputs[0][2]
+            if len(code) > LINE_LIMIT - 30 and code.isidentifier() is False:
+                result = w.names.take("result")
+                lines.append(f"    {result} = {code}")
+                code = result
+            lines.append(f"    return _out({code}, {shape}, {kind!r})")
+        else:
+            lines.append("    return {")
+            for (key, _, kind), code, shape in zip(outputs, codes, shapes):
+                lines.append(f"        {key!r}: _out({code}, {shape}, {kind!r}),")
+            lines.append("    }")
         return "\n".join(lines)
+
+    def hvp_expression(self):
+        """H v without H: the derivative of the gradient in the direction v (for a symmetric
+        variable, in the direction sym(v), which is what H = J P does to vec(v))."""
+        from ..differential import differential
+        from ..identify import gradient
+        from ..simplify import simplify
+        d = self.d
+        x, dx = d.x, d.dx
+        G = gradient(d.results["differential"].expr, x, dx)
+        name = self.direction_name()
+        v = E.Var(name, x.shape, x.symmetric)
+        direction = v
+        if x.symmetric and x.rows != 1:
+            direction = E.mul(E.Num(Fraction(1, 2)), E.add(E.Var(name, x.shape), E.transpose(E.Var(name, x.shape))))
+        dG = simplify(differential(G, x, dx))
+        return E.substitute(dG, {dx: direction}), name
+
+    def direction_name(self) -> str:
+        taken = set(self.symbols) | {self.d.dx.name, self.d.dx2.name}
+        name, i = "v", 1
+        while name in taken:
+            name, i = f"v{i}", i + 1
+        if name not in self.var_names:
+            self.var_names[name] = self.names.take(name)
+        return name
 
     def variables_spec(self) -> str:
         rows = ["_VARIABLES = (", "    # name, kind, rows, cols, symmetric, required"]
@@ -864,6 +920,20 @@ class ModuleWriter:
                 doc += f"\n\n    ({r.note})\n    "
             funcs.append(self.function(name, r.expr, kind, doc, dirs))
             summary.append(f"{name}(**vars{extra})  {r.label}: {what}")
+        together = [("f", f, fkind)] + [(name, d.results[name].expr, "matrix" if name != "gradient" else _kind(x.shape))
+                                         for name in ("gradient", "jacobian", "hessian") if name in d.results]
+        if len(together) > 1:
+            keys = ", ".join(repr(k) for k, _, _ in together)
+            funcs.append(self.function_of("derivatives", together,
+                                          f"{{{keys}}} at once, computing what they share once.", ()))
+            summary.append(f"derivatives(**vars)  a dict of {keys}, sharing the work")
+        if "hessian" in d.results:
+            hv, v = self.hvp_expression()
+            what = "a 1-D array" if _kind(x.shape) == "vector" else f"shaped like {d.wrt}"
+            doc = (f"H @ vec({v}), the Hessian times a direction, without forming H: the derivative of "
+                   f"the gradient in the direction {v}: {what}.")
+            funcs.append(self.function_of("hvp", [(None, hv, _kind(x.shape))], doc, (v,)))
+            summary.append(f"hvp(**vars, {v}=...)  the Hessian times {v} ({what}), never forming the Hessian")
         spec = self.variables_spec()
         helpers = [HELPERS[h] for h in HELPERS if h in self.helpers]
         rule = "# --- helpers " + "-" * 86
