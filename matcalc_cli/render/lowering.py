@@ -23,7 +23,8 @@ from .. import expr as E
 from ..dims import Dim
 
 LARGE = 1000.0          # what a dimension symbol stands for when costs are compared
-MAX_DISTRIBUTED = 32    # a distribution that would make more terms than this is not done
+MAX_DISTRIBUTED = 32
+ELEMENTWISE = 4.0       # an entry of a new array from an elementwise pass, against one multiply-add    # a distribution that would make more terms than this is not done
 
 
 def size(d: Dim) -> float:
@@ -181,7 +182,7 @@ def cost(e: E.Expr) -> float:
 
 def _cost(e: E.Expr) -> float:
     if not e.children:
-        return 0.0 if isinstance(e, (E.Var, E.Num)) else numel(e)
+        return 0.0 if isinstance(e, (E.Var, E.Num)) else ELEMENTWISE * numel(e)
     if isinstance(e, E.MatMul):
         dense = [f for f in e.args if not isinstance(f, STRUCTURED)]
         structured = [f for f in e.args if isinstance(f, STRUCTURED)]
@@ -190,8 +191,10 @@ def _cost(e: E.Expr) -> float:
         total = chain_cost([f.shape for f in dense]) + len(structured) * (numel(e) + biggest)
         total += sum(cost(c) for f in structured for c in f.children) + sum(cost(f) for f in dense)
         return total
-    own = numel(e)
-    if isinstance(e, (E.Inverse, E.Det, E.LogDet, E.Adj)):
+    own = ELEMENTWISE * numel(e)
+    if isinstance(e, E.Transpose):
+        own = 0.0   # a view
+    elif isinstance(e, (E.Inverse, E.Det, E.LogDet, E.Adj)):
         own = size(e.arg.rows) ** 3
     elif isinstance(e, E.MatPow):
         own = size(e.rows) ** 3 * e.k.bit_length()
@@ -220,6 +223,56 @@ def lower(*roots: E.Expr) -> list:
                 if cost(new) < cost(out):
                     out = new
                     break
+        memo[node] = out
+        return out
+
+    return share_subchains([go(r) for r in roots])
+
+
+def share_subchains(roots: list) -> list:
+    """A product that contains the factors of another product computed anyway uses it:
+    x' A x next to A x becomes x' (A x).  The nested product is built directly (the constructor
+    would flatten it); it is code, not a printed form."""
+    nodes = E.walk(*roots)
+    chains = {n.args: n for n in nodes if isinstance(n, E.MatMul)}
+    if len(chains) < 2:
+        return roots
+    mapping = {}
+    for node in nodes:
+        if not isinstance(node, E.MatMul) or len(node.args) < 3:
+            continue
+        best = None
+        k = len(node.args)
+        for length in range(k - 1, 1, -1):
+            for i in range(k - length + 1):
+                inner = chains.get(node.args[i:i + length])
+                if inner is not None:
+                    best = (i, length, inner)
+                    break
+            if best:
+                break
+        if best is None:
+            continue
+        i, length, inner = best
+        args = node.args[:i] + (inner,) + node.args[i + length:]
+        if chain_cost([a.shape for a in args]) <= chain_cost([a.shape for a in node.args]):
+            mapping[node] = E.MatMul(args, node.shape)
+    if not mapping:
+        return roots
+    memo: dict = {}
+
+    def go(node):
+        if node in mapping:
+            return mapping[node]
+        if not node.children or node in memo:
+            return memo.get(node, node)
+        children = [go(c) for c in node.children]
+        if all(new is old for new, old in zip(children, node.children)):
+            out = node
+        elif isinstance(node, E.MatMul):
+            out = E.MatMul(tuple(children), node.shape)
+        else:
+            out = E.rebuild(node, children)
         memo[node] = out
         return out
 

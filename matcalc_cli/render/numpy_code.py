@@ -93,11 +93,15 @@ HELPERS = {
     return _kron_matmul(at, bt, y.T, t, s).T''',
     "_commute_rows": '''def _commute_rows(y, m, n):
     """commutation(m, n) @ y: each column vec(X), X m x n, becomes vec(X'); a permutation of rows."""
-    r = y.shape[1]
-    return y.reshape(m, n, r, order="F").transpose(1, 0, 2).reshape(m * n, r, order="F")''',
+    return y.reshape(n, m, -1).transpose(1, 0, 2).reshape(m * n, -1)''',
     "_commute_cols": '''def _commute_cols(y, m, n):
-    """y @ commutation(m, n) = (commutation(n, m) @ y')': a permutation of columns."""
-    return _commute_rows(y.T, n, m).T''',
+    """y @ commutation(m, n): a permutation of columns."""
+    return y.reshape(-1, m, n).transpose(0, 2, 1).reshape(-1, m * n)''',
+    "_plus_diagonal": '''def _plus_diagonal(a, c, fresh):
+    """a + c I without forming I: in place when a is a new array."""
+    a = a if fresh else a.copy()
+    a.flat[::a.shape[0] + 1] += np.asarray(c, dtype=float).reshape(-1)
+    return a''',
     "_sigmoid": '''def _sigmoid(a):
     return 0.5 * (1.0 + np.tanh(0.5 * a))''',
     "_relu": '''def _relu(a):
@@ -124,7 +128,27 @@ INPUT_HELPERS = '''def _dim_value(spec, dims):
     return value
 
 
+_CHECKED = {}   # (directions, need, argument shapes) -> (sizes, 2-D shape of each argument)
+
+
 def _inputs(vars, directions=(), need=()):
+    """The arguments as 2-D float arrays and the sizes; arguments of shapes seen before skip the
+    checks (they depend on the shapes alone)."""
+    key = [directions, need]
+    for k, v in vars.items():
+        key += (k, v.shape if type(v) is np.ndarray else v if k in _FREE_DIMS else np.shape(v))
+    key = tuple(key)
+    known = _CHECKED.get(key)
+    if known is None:
+        arrays, dims = _inputs_checked(vars, directions, need)
+        if len(_CHECKED) < 64:
+            _CHECKED[key] = (dims, {name: a.shape for name, a in arrays.items()})
+        return arrays, dims
+    dims, shapes = known
+    return {name: np.asarray(vars[name], dtype=float).reshape(shape) for name, shape in shapes.items()}, dims
+
+
+def _inputs_checked(vars, directions=(), need=()):
     """Check and convert the keyword arguments: 2-D float arrays (scalars 1 x 1, vectors n x 1)
     and the dimension sizes read from their shapes."""
     wanted = {name: spec for name, *spec in _VARIABLES}
@@ -251,7 +275,7 @@ class Names:
 
 
 RESERVED = {"np", "vars", "f", "a", "d", "float", "int", "abs", "sum"} | set(FUNCTION_ORDER) | set(HELPERS) | {
-    "_inputs", "_out", "derivatives", "hvp", "_dim_value", "_VARIABLES", "_FREE_DIMS", "_DIRECTIONS"}
+    "_inputs", "_inputs_checked", "_CHECKED", "_out", "derivatives", "hvp", "_dim_value", "_VARIABLES", "_FREE_DIMS", "_DIRECTIONS"}
 
 
 class _Code:
@@ -405,6 +429,27 @@ class FunctionWriter:
 
     # --- n-ary ----------------------------------------------------------------------------------
     def _print_Add(self, e, kids):
+        # c * I in a sum of matrices is added to the diagonal: the identity is never formed
+        diagonal = [i for i, t in enumerate(e.args) if _identity_multiple(t) and t not in self.temps]
+        if diagonal and len(diagonal) < len(e.args) and not e.is_scalar:
+            rest = [k for i, k in enumerate(kids) if i not in diagonal]
+            body = self._sum_code(rest) if len(rest) > 1 else rest[0]
+            scale = " + ".join(self._scalar_code(e.args[i]) for i in diagonal)
+            fresh = body.prec < ATOM    # an arithmetic result is a new array, safe to change
+            return self.call("_plus_diagonal", body.code, scale, str(fresh))
+        return self._sum_code(kids)
+
+    def _scalar_code(self, t: E.Expr) -> str:
+        """Code of the scalar c in c * I."""
+        if isinstance(t, E.Identity):
+            return "1"
+        parts = []
+        for a in t.args[:-1]:
+            code = _num_literal(a.value)[0] if isinstance(a, E.Num) else self.done[a].code
+            parts.append(f"({code})")
+        return " * ".join(parts)
+
+    def _sum_code(self, kids) -> _Code:
         codes = [self.wrap(kids[0], ADD)]
         for k in kids[1:]:
             codes.append(f"- {k.positive}" if k.positive is not None else f"+ {self.wrap(k, ADD + 1)}")
@@ -526,7 +571,11 @@ class FunctionWriter:
 OPERATORS = (E.Diag, E.Inverse, E.Kron, E.Commutation)
 
 # helpers that call other helpers
-HELPER_NEEDS = {"_matmul_kron": ("_kron_matmul",), "_commute_cols": ("_commute_rows",)}
+HELPER_NEEDS = {"_matmul_kron": ("_kron_matmul",)}
+
+
+def _identity_multiple(t: E.Expr) -> bool:
+    return isinstance(t, E.Identity) or (isinstance(t, E.Mul) and isinstance(t.args[-1], E.Identity))
 
 
 def _inverse_base(node: E.Inverse):
