@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import math
+import weakref
 from fractions import Fraction
 
 from .dims import Dim, ONE
 
 MAX_KEY = 160
+
+# (kind, data, shape) -> the canonical node with them; weak, so that trees no longer used go away
+_CANONICAL: "weakref.WeakValueDictionary" = None  # set below, once Expr exists
 
 ELEMENTWISE = (
     "exp", "log", "sin", "cos", "tan", "tanh", "arcsin", "arccos", "arctan",
@@ -27,15 +31,23 @@ ELEMENTWISE = (
 class Expr:
     """Base of all nodes.  Subclasses list their data in ``_fields``."""
 
-    __slots__ = ("shape", "_hash", "_key", "_free", "_memo")
+    __slots__ = ("shape", "_hash", "_key", "_free", "_memo", "_canon", "__weakref__")
     _fields: tuple = ()
 
     def _init(self, shape):
         self.shape = (Dim.of(shape[0]), Dim.of(shape[1]))
-        self._hash = hash((type(self).__name__,) + self._data())
+        data = self._data()
+        self._hash = hash((type(self).__name__,) + data)
         self._key = None
         self._free = None
         self._memo = None
+        # hash-consing: equal trees share one canonical node, so equality is one identity test
+        # (children compare by their canonical nodes) and per-node facts are computed once
+        index = (type(self), data, self.shape)
+        canon = _CANONICAL.get(index)
+        if canon is None:
+            _CANONICAL[index] = canon = self
+        self._canon = canon
 
     def _data(self) -> tuple:
         return tuple(getattr(self, f) for f in self._fields)
@@ -48,25 +60,23 @@ class Expr:
         return self._hash
 
     def __eq__(self, other):
-        if self is other:
-            return True
-        return (type(self) is type(other) and self._hash == other._hash
-                and self._data() == other._data())
+        return self is other or (isinstance(other, Expr) and self._canon is other._canon)
 
     def __ne__(self, other):
         return not self == other
 
     def __setattr__(self, name, value):
-        if name in ("_key", "_free", "_memo") or not hasattr(self, "_hash"):
+        if name in ("_key", "_free", "_memo", "_canon") or not hasattr(self, "_canon"):
             object.__setattr__(self, name, value)
         else:
             raise AttributeError(f"{type(self).__name__} is immutable")
 
     def memo(self) -> dict:
         """A per-node cache for facts derived from the (immutable) tree."""
-        if self._memo is None:
-            object.__setattr__(self, "_memo", {})
-        return self._memo
+        canon = self._canon
+        if canon._memo is None:
+            object.__setattr__(canon, "_memo", {})
+        return canon._memo
 
     @property
     def diff_rank(self) -> int:
@@ -124,6 +134,9 @@ class Expr:
 # ---------------------------------------------------------------------------------------------
 # Leaves
 # ---------------------------------------------------------------------------------------------
+
+_CANONICAL = weakref.WeakValueDictionary()
+
 
 class Var(Expr):
     """A named symbol.  ``diff`` > 0 marks a differential (dX for diff=1, dX2 for diff=2)."""

@@ -212,14 +212,19 @@ def test_hvp_and_derivatives_on_random_programs(prog):
 
 # --- code size follows the program ------------------------------------------------------------------------
 
-def _trace_chain(k: int) -> str:
+def _product_chain(k: int) -> str:
     decls = "; ".join(f"A{i}: matrix(n, n)" for i in range(1, k + 1))
-    return f"X: matrix(n, n); {decls}; tr(" + " * ".join(f"A{i} * X" for i in range(1, k + 1)) + ")"
+    return f"x: vector(n); {decls}; x' * " + " * ".join(f"A{i}" for i in range(1, k + 1)) + " * x"
 
 
-def test_generated_code_of_a_long_chain_grows_linearly():
+def test_generated_code_of_a_k64_chain_grows_linearly_and_is_matrix_vector_products():
     sizes = {}
     for k in (16, 32, 64):
-        source = to_numpy_module(derive(_trace_chain(k), wrt="X", gradient=True))
+        source = to_numpy_module(derive(_product_chain(k), wrt="x", gradient=True, hessian=True))
         sizes[k] = len(_function_source(source, "gradient").split('"""')[-1])
     assert sizes[64] / sizes[32] < 2.3 and sizes[32] / sizes[16] < 2.3, sizes
+    mod = load(derive(_product_chain(8), wrt="x", gradient=True))
+    rng = np.random.default_rng(5)
+    args = {f"A{i}": rng.standard_normal((6, 6)) for i in range(1, 9)}
+    for shapes in products(mod["gradient"], x=rng.standard_normal(6), **args):
+        assert 1 in shapes[0] or 1 in shapes[1]

@@ -41,6 +41,10 @@ def chain_cost(shapes: list) -> float:
     if k < 2:
         return 0.0
     dims = [size(shapes[0][0])] + [size(s[1]) for s in shapes]
+    if len(set(dims[1:-1])) == 1:
+        # every inner size the same: sweeping from the smaller end is optimal
+        n, p, q = dims[1], dims[0], dims[-1]
+        return min(p, q) * n * n * (k - 2) + p * n * q
     best = [[0.0] * k for _ in range(k)]
     for length in range(2, k + 1):
         for i in range(k - length + 1):
@@ -168,6 +172,7 @@ RULES = (
     trace_as_elementwise_sum,
 )
 
+WORK_PER_NODE = 2
 MAX_DEPTH = 50   # rules strictly lower the cost; this only bounds a pathological cascade
 
 
@@ -205,6 +210,9 @@ def lower(*roots: E.Expr) -> list:
     """The roots rewritten by the rules, bottom-up, each distinct node once (shared across roots).
     A rule's rewrite is kept when, itself lowered, it costs less than the node."""
     memo: dict = {}
+    # rewrites tried (each lowers a candidate) are bounded by the size of the DAG: past that the
+    # rest is printed as it is, still correct
+    budget = [WORK_PER_NODE * len(E.walk(*roots)) + 1000]
 
     def go(node, depth=0):
         if node in memo:
@@ -214,11 +222,12 @@ def lower(*roots: E.Expr) -> list:
         children = [go(c, depth) for c in node.children]
         same = all(new is old for new, old in zip(children, node.children))
         out = node if same else E.rebuild(node, children)
-        if depth < MAX_DEPTH:
+        if depth < MAX_DEPTH and budget[0] > 0:
             for rule in RULES:
                 new = rule(out)
                 if new is None or new == out:
                     continue
+                budget[0] -= 1
                 new = go(new, depth + 1)
                 if cost(new) < cost(out):
                     out = new
@@ -243,8 +252,8 @@ def share_subchains(roots: list) -> list:
             continue
         best = None
         k = len(node.args)
-        for length in range(k - 1, 1, -1):
-            for i in range(k - length + 1):
+        for length in range(k - 1, 1, -1):   # the longest shared prefix or suffix
+            for i in (0, k - length):
                 inner = chains.get(node.args[i:i + length])
                 if inner is not None:
                     best = (i, length, inner)

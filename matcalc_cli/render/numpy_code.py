@@ -634,6 +634,9 @@ class ChainPlan:
         self.kind = {}
         for i, o in enumerate(operands):
             self.cost[i, i], self.kind[i, i] = 0.0, o.kind
+        if all(o.kind == "dense" for o in operands) and len(set(self.dims[1:-1])) == 1:
+            self._sweep(k)   # every inner size the same: from the smaller end, no search needed
+            return
         for length in range(2, k + 1):
             for i in range(k - length + 1):
                 j = i + length - 1
@@ -644,6 +647,14 @@ class ChainPlan:
                         best = (c, s)
                 self.cost[i, j], self.split[i, j] = best
                 self.kind[i, j] = "diag" if all(o.kind == "diag" for o in operands[i:j + 1]) else "dense"
+
+    def _sweep(self, k):
+        from_left = self.dims[0] <= self.dims[-1]
+        for length in range(2, k + 1):
+            for i in range(k - length + 1):
+                j = i + length - 1
+                self.split[i, j] = j - 1 if from_left else i
+                self.kind[i, j] = "dense"
 
     def _step(self, i, s, j):
         left = self._as_operand(i, s)
@@ -732,6 +743,15 @@ def _docstring(text: str) -> str:
 
 
 DOC_LIMIT = 1200
+DOC_TREE_LIMIT = 20_000   # a result larger than this written out is not put in a docstring
+
+
+def _doc_text(e: E.Expr, text) -> str:
+    """The formula for a docstring; the code never needs it, so a huge one is left out (the code
+    computes shared subexpressions once, whatever the size of the written-out form)."""
+    if E.tree_size(e) > DOC_TREE_LIMIT:
+        return f"(a formula of {E.tree_size(e):,} nodes written out; not shown)"
+    return text()
 
 
 def _wrap_doc(doc: str) -> str:
@@ -946,8 +966,9 @@ class ModuleWriter:
         fkind = _kind(f.shape)
         dx, dx2 = d.dx.name, d.dx2.name
         funcs, summary = [], []
-        funcs.append(self.function("f", f, fkind, f"f = {to_text(f)}: {_describe(fkind, f.shape)}."))
-        summary.append(f"f(**vars)  {to_text(f)}: {_describe(fkind, f.shape)}")
+        f_text = _doc_text(f, lambda: to_text(f))
+        funcs.append(self.function("f", f, fkind, f"f = {f_text}: {_describe(fkind, f.shape)}."))
+        summary.append(f"f(**vars)  {f_text}: {_describe(fkind, f.shape)}")
         for name in FUNCTION_ORDER:
             r = d.results.get(name)
             if r is None:
@@ -964,7 +985,7 @@ class ModuleWriter:
             what = _describe(kind, shape)
             if name == "gradient":
                 what += f", shaped like {d.wrt}"
-            doc = f"{r.label} = {r.text()}: {what}."
+            doc = f"{r.label} = {_doc_text(r.expr, r.text)}: {what}."
             if r.note:
                 doc += f"\n\n    ({r.note})\n    "
             funcs.append(self.function(name, r.expr, kind, doc, dirs))
