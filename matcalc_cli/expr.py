@@ -783,9 +783,20 @@ def hadamard(*factors: Expr) -> Expr:
 
 
 def transpose(e: Expr) -> Expr:
-    """Transpose, pushed down to the leaves: (AB)' = B'A', inv(A)' = inv(A'), S' = S."""
+    """Transpose, pushed down to the leaves: (AB)' = B'A', inv(A)' = inv(A'), S' = S.
+
+    Memoised per distinct node (a pure function of the node), so a shared subtree is
+    transposed once, however often it occurs."""
     if e.is_scalar:
         return e
+    memo = e.memo()
+    out = memo.get("transpose")
+    if out is None:
+        out = memo["transpose"] = _transpose(e)
+    return out
+
+
+def _transpose(e: Expr) -> Expr:
     if isinstance(e, Var):
         return e if e.symmetric else Transpose(e, (e.cols, e.rows))
     if isinstance(e, Transpose):

@@ -456,6 +456,9 @@ class FunctionWriter:
         return _Code(self.joined(codes), ADD)
 
     def _print_Mul(self, e, kids):
+        scaled = self._scaled_product(e)
+        if scaled is not None:
+            return scaled
         args = list(e.args)
         coef = Fraction(1)
         if isinstance(args[0], E.Num) and isinstance(args[0].value, Fraction):
@@ -480,6 +483,28 @@ class FunctionWriter:
             return body
         negated = "-" + self.wrap(body, MUL)
         return _Code(negated, UNARY if body.prec >= UNARY else MUL, positive=self.wrap(body, ADD + 1))
+
+    def _scaled_product(self, e):
+        """s * (A @ B @ x): the scalar applied to the smallest factor, not to the result."""
+        product = e.args[-1]
+        if not isinstance(product, E.MatMul) or product in self.temps or e.is_scalar:
+            return None
+        ops = [self.operand(a, self.done[a]) for a in product.args]
+        dense = [o for o in ops if o.kind == "dense"]
+        if not dense:
+            return None
+        smallest = min(dense, key=lambda o: L.numel(o.node))
+        if L.numel(smallest.node) >= L.numel(product):
+            return None
+        scalar = E.mul(*e.args[:-1])
+        if isinstance(scalar, E.Num):
+            code = _Code(*_num_literal(scalar.value))
+        elif scalar in self.done:
+            code = self.done[scalar]
+        else:
+            code = self._print_Mul(scalar, [self.done[c] for c in scalar.args])
+        smallest.code = _Code(f"{self.wrap(code, MUL)} * {self.wrap(smallest.code, MUL + 1)}", MUL)
+        return ChainPlan(ops).code(self)
 
     def _print_MatMul(self, e, kids):
         operands = [self.operand(a, k) for a, k in zip(e.args, kids)]
