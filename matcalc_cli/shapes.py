@@ -351,6 +351,10 @@ class _Inference:
     def dim_argument(self, node) -> Dim:
         """A dimension written as an argument: n, 3, m*n."""
         if isinstance(node, S.Number) and node.text.isdigit() and int(node.text) > 0:
+            if len(node.text.lstrip("0")) > S.MAX_DIM_DIGITS:
+                raise ParseError(f"dimension {_short(node.text, 20)} is too large: the limit is "
+                                 f"{10 ** S.MAX_DIM_DIGITS - 1:,}", *node.pos,
+                                 hint="use a dimension name such as n for a large size")
             return Dim(int(node.text))
         if isinstance(node, S.Name) and node.name != "I":
             self.rigid_dims.add(node.name)
@@ -363,6 +367,10 @@ class _Inference:
         if isinstance(node, S.BinOp) and node.op == "^" and isinstance(node.right, S.Number) \
                 and node.right.text.isdigit():
             base = self.dim_argument(node.left)
+            if len(node.right.text) > 4 or int(node.right.text) > S.MAX_DIM_EXPONENT:
+                raise ParseError(f"dimension power {_short(node.right.text, 20)} is too large: the limit "
+                                 f"is {S.MAX_DIM_EXPONENT}", *node.right.pos,
+                                 hint="name the dimension instead, e.g. ones(N)")
             d = Dim(1)
             for _ in range(int(node.right.text)):
                 d = d * base
@@ -483,19 +491,25 @@ class _Builder:
         return self.variables[name]
 
     def build(self, node) -> E.Expr:
-        return getattr(self, "_build_" + type(node).__name__)(node)
+        try:
+            return getattr(self, "_build_" + type(node).__name__)(node)
+        except MathError as e:   # a constant out of range or undefined: point at where it is made
+            raise e.at(getattr(node, "pos", None))
 
     def _build_Number(self, node):
         text = node.text
+        out_of_range = ParseError(f"number {_short(text)} is out of range: numbers are at most about "
+                                  "1.8e308 and, unless 0, at least about 2.2e-308 in size", *node.pos,
+                                  hint="rescale the constants in the expression")
+        # exact (0.1 * 0.1 is 0.01, 1e-400 is not 0); an exponent far outside the range of doubles
+        # is refused before 10^exponent is ever formed
+        exponent = text.lower().split("e")[1] if "e" in text.lower() else "0"
+        if len(exponent.lstrip("+-0")) > 5 or abs(int(exponent)) > 400 + len(text):
+            raise out_of_range
         try:
-            # decimals are exact (0.1 * 0.1 is 0.01); only extreme exponents fall back to floats
-            exponent = int(text.lower().split("e")[1]) if "e" in text.lower() else 0
-            value = Fraction(text) if abs(exponent) <= 30 else float(text)
-        except (ValueError, OverflowError):
-            raise ParseError(f"number {_short(text)} is out of range", *node.pos) from None
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ParseError(f"number {_short(text)} is out of range", *node.pos)
-        return E.Num(value)
+            return E.Num(Fraction(text))
+        except MathError:
+            raise out_of_range from None
 
     def _build_Name(self, node):
         if node.name == "I":

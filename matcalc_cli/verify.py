@@ -29,10 +29,7 @@ NumPy; symbol names are 1-based, as in the reference text.
 from __future__ import annotations
 
 import random
-import signal
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -40,6 +37,7 @@ import sympy as sp
 from sympy.matrices.expressions.kronecker import matrix_kronecker_product
 from sympy.matrices.utilities import dotprodsimp
 
+from . import budget
 from . import expr as E
 from .dims import Dim
 
@@ -604,41 +602,6 @@ class _Side:
         return None if values is None else values[i, j]
 
 
-class _Timeout(BaseException):
-    """Raised by the alarm when symbolic simplification runs out of time (a BaseException, so
-    that no ``except Exception`` inside SymPy swallows it)."""
-
-
-@contextmanager
-def _time_limit(seconds: float):
-    """Interrupt the block after ``seconds`` with _Timeout, where a timer can be used: in the
-    main thread, on a system with setitimer, when nobody else uses SIGALRM.  Elsewhere the block
-    runs to its end (the budget is then only checked between entries)."""
-    usable = (hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-              and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None)
-              and signal.getitimer(signal.ITIMER_REAL)[0] == 0)
-    if not usable:
-        yield
-        return
-
-    armed = [True]
-
-    def on_alarm(signum, frame):
-        if armed[0]:
-            raise _Timeout()
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    try:
-        signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
-        try:
-            yield
-        finally:
-            armed[0] = False   # an alarm from here on is too late to matter
-            signal.setitimer(signal.ITIMER_REAL, 0)
-    finally:
-        signal.signal(signal.SIGALRM, previous)
-
-
 def _is_rational_function(d) -> bool:
     return not d.atoms(sp.Function) and all(p.exp.is_Integer for p in d.atoms(sp.Pow))
 
@@ -703,9 +666,9 @@ def _compare(name, actual: _Side, expected: _Side, points: _Points, deadline: fl
             undecided.append((i, j))
             continue
         try:
-            with _time_limit(left):
+            with budget.soft_limit(left):
                 proven = _proven_zero(d)
-        except _Timeout:
+        except budget.SoftTimeout:
             undecided.extend(todo[n_done:])
             break
         if proven is False:

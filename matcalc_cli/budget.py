@@ -1,0 +1,166 @@
+"""A work budget for every request: a deadline, and limits on sizes, each refused with a message
+that names the limit and says how to go on.
+
+    from matcalc_cli import budget
+    with budget.limit(60):             # one request (the CLI does this; a batch does it per entry)
+        d = derive(...)
+
+The deadline is enforced two ways.  Long loops call ``budget.check()``, which raises when the
+time is up (works in any thread).  In the main thread of a Unix process a timer (SIGALRM) also
+interrupts work that does not check, such as one long SymPy call.  Limits nest: ``verify`` gives
+its symbolic simplification a shorter deadline inside the request's.
+
+The exception raised inside the block is a BaseException (``_Expired``), so that no
+``except Exception`` in a library swallows it; the ``limit`` that owns the deadline turns it into
+``TimeLimitError``, a MatcalcError (exit status 1) with the limit in its message.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from contextlib import contextmanager
+
+from .errors import MatcalcError
+
+DEFAULT_TIMEOUT = 60.0          # seconds per program (the CLI's --timeout)
+MAX_INPUT_BYTES = 1_000_000     # a program read from a file or standard input
+MAX_DIM_EXPONENT = 64           # n^k in a declaration
+MAX_VERIFY_N = 12               # --verify N: dimensions of the explicit symbolic matrices
+MAX_VERIFY_ENTRIES = 20_000     # entries of the largest explicit matrix --verify would build
+MAX_CHECK_ENTRIES = 4_000_000   # entries of the largest array --check would evaluate
+
+
+class TimeLimitError(MatcalcError):
+    kind = "time limit"
+
+
+class LimitError(MatcalcError):
+    """A size limit: the input or the work it asks for is larger than matcalc handles."""
+
+    kind = "limit"
+
+
+class _Expired(BaseException):
+    """The deadline of one ``limit`` has passed (carries which one)."""
+
+    def __init__(self, owner):
+        super().__init__()
+        self.owner = owner
+
+
+class _Deadline:
+    def __init__(self, seconds: float, message):
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.message = message
+
+
+_active: list = []              # the deadlines in force, outermost first (per process)
+_lock = threading.Lock()
+
+
+def _timer_usable() -> bool:
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        return False
+    handler = signal.getsignal(signal.SIGALRM)
+    return handler in (signal.SIG_DFL, None, _on_alarm)
+
+
+def _on_alarm(signum, frame):
+    now = time.monotonic()
+    expired = [d for d in _active if d.at <= now + 0.001]
+    if expired:
+        raise _Expired(expired[0])   # the outermost expired deadline wins
+    _arm()
+
+
+def _arm():
+    if not _timer_usable():
+        return
+    if not _active:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        return
+    signal.signal(signal.SIGALRM, _on_alarm)
+    left = min(d.at for d in _active) - time.monotonic()
+    signal.setitimer(signal.ITIMER_REAL, max(left, 0.001))
+
+
+def _default_message(seconds: float) -> str:
+    return (f"the work took longer than the time limit of {seconds:g} s",
+            "raise it with --timeout SECONDS (timeout= in the API), or differentiate a smaller "
+            "expression (shorter definition chains, fewer nested calls)")
+
+
+@contextmanager
+def limit(seconds: float | None = DEFAULT_TIMEOUT, message=None):
+    """Run the block within ``seconds`` (None or 0: no deadline); TimeLimitError when it overruns.
+
+    ``message`` is (text, hint) for the error; by default it names the limit and --timeout."""
+    if not seconds or seconds <= 0:
+        yield
+        return
+    deadline = _Deadline(float(seconds), message or _default_message(float(seconds)))
+    with _lock:
+        _active.append(deadline)
+    try:
+        _arm()
+        yield deadline
+    except _Expired as e:
+        if e.owner is not deadline:
+            raise
+        text, hint = deadline.message
+        raise TimeLimitError(text, hint=hint) from None
+    finally:
+        with _lock:
+            if deadline in _active:
+                _active.remove(deadline)
+        _arm()
+
+
+@contextmanager
+def soft_limit(seconds: float):
+    """Run the block within ``seconds``; on overrun raise ``SoftTimeout`` (a BaseException) for
+    the caller to catch: for work that may stop early and still give an answer."""
+    deadline = _Deadline(float(seconds), None)
+    with _lock:
+        _active.append(deadline)
+    try:
+        _arm()
+        yield deadline
+    except _Expired as e:
+        if e.owner is not deadline:
+            raise
+        raise SoftTimeout() from None
+    finally:
+        with _lock:
+            if deadline in _active:
+                _active.remove(deadline)
+        _arm()
+
+
+class SoftTimeout(BaseException):
+    """The deadline of a ``soft_limit`` passed."""
+
+
+def check() -> None:
+    """Raise if a deadline in force has passed (called from long loops; cheap)."""
+    if _active:
+        now = time.monotonic()
+        for d in _active:
+            if d.at <= now:
+                raise _Expired(d)
+
+
+def remaining() -> float | None:
+    """Seconds left before the nearest deadline, or None when there is none."""
+    if not _active:
+        return None
+    return min(d.at for d in _active) - time.monotonic()
+
+
+def refuse(what: str, limit_text: str, hint: str):
+    """A LimitError that names the limit and how to go on."""
+    return LimitError(f"{what}; the limit is {limit_text}", hint=hint)
