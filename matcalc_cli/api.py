@@ -99,6 +99,24 @@ def choose_wrt(typed: Typed, wrt: str | None) -> str:
                      hint="names in the program: " + ", ".join(names))
 
 
+def _check_arguments(program, wrt, **options) -> None:
+    """Refuse arguments of the wrong type here, naming the parameter, not deep inside."""
+    if isinstance(program, (bytes, bytearray)):
+        raise TypeError("derive(): program must be a str, not bytes: decode it first "
+                        "(program.decode('utf-8'))")
+    if not isinstance(program, str):
+        raise TypeError(f"derive(): program must be a str (the matcalc program text), "
+                        f"not {type(program).__name__}")
+    if wrt is not None and not isinstance(wrt, str):
+        raise TypeError(f"derive(): wrt must be a variable name (str) or None, not {type(wrt).__name__}")
+    for name in ("gradient", "jacobian", "hessian"):
+        if not isinstance(options[name], bool):
+            raise TypeError(f"derive(): {name} must be True or False, not {options[name]!r}")
+    for name in ("layout", "symmetric_gradient"):
+        if not isinstance(options[name], str):
+            raise TypeError(f"derive(): {name} must be a str, not {type(options[name]).__name__}")
+
+
 def _fresh_name(base: str, taken) -> str:
     name, i = base, 1
     while name in taken:
@@ -114,6 +132,8 @@ def derive(program: str, wrt: str | None = None, *, gradient: bool = False, jaco
 
     With no result asked for, the natural derivative comes with the differential: the gradient
     of a scalar function, the Jacobian of any other."""
+    _check_arguments(program, wrt, gradient=gradient, jacobian=jacobian, hessian=hessian,
+                     layout=layout, symmetric_gradient=symmetric_gradient)
     if layout not in ("numerator", "denominator"):
         raise UsageError(f"unknown layout {layout!r}: use numerator or denominator")
     if symmetric_gradient not in ("frobenius", "cookbook"):

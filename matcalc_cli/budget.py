@@ -28,6 +28,7 @@ DEFAULT_TIMEOUT = 60.0          # seconds per program (the CLI's --timeout)
 MAX_INPUT_BYTES = 1_000_000     # a program read from a file or standard input
 MAX_DIM_EXPONENT = 64           # n^k in a declaration
 MAX_VERIFY_N = 12               # --verify N: dimensions of the explicit symbolic matrices
+MAX_VERIFY_DETERMINANT = 4      # --verify: symbolic inverses and determinants of at most 4 x 4
 MAX_VERIFY_ENTRIES = 20_000     # entries of the largest explicit matrix --verify would build
 MAX_CHECK_ENTRIES = 4_000_000   # entries of the largest array --check would evaluate
 
@@ -39,7 +40,7 @@ class TimeLimitError(MatcalcError):
 class LimitError(MatcalcError):
     """A size limit: the input or the work it asks for is larger than matcalc handles."""
 
-    kind = "limit"
+    kind = "size limit"
 
 
 class _Expired(BaseException):

@@ -28,6 +28,7 @@ NumPy; symbol names are 1-based, as in the reference text.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -173,7 +174,11 @@ class SympyConverter:
             method = getattr(self, "_convert_" + type(e).__name__, None)
             if method is None:
                 raise NotImplementedError(f"no SymPy conversion for {type(e).__name__}")
-            self.memo[e] = method(e)
+            out = method(e)
+            if not isinstance(out, sp.MatrixBase):   # nan from dividing by a determinant that is 0
+                value = out
+                out = sp.Matrix(*self.shape(e), lambda i, j: value)
+            self.memo[e] = out
         return self.memo[e]
 
     def shape(self, e):
@@ -418,6 +423,7 @@ class ResultCheck:
     points: int = 1
     undecided: int = 0
     entries: int = 0
+    undefined: int = 0      # entries where a side was undefined (a pole, log of 0) at every point
 
     @property
     def difference(self) -> str | None:
@@ -441,7 +447,7 @@ class ResultCheck:
         return {"name": self.name, "equal": self.equal, "first_difference": self.first_difference,
                 "position": list(self.position) if self.position else None,
                 "method": self.method, "points": self.points, "undecided": self.undecided,
-                "entries": self.entries}
+                "entries": self.entries, **({"undefined": self.undefined} if self.undefined else {})}
 
 
 @dataclass
@@ -467,6 +473,11 @@ class VerifyReport:
             if not r.equal:
                 diff = r.difference or ""
                 out.append(head + "NOT equal" + (f" at {diff}" if diff.startswith("[") else f": {diff}"))
+            elif r.undefined:
+                out.append(head + f"undefined at the sample points: {r.undefined} of {r.entries} entries "
+                                  "of f or the result are not finite at every random point tried "
+                                  "(a singular matrix or a value outside a function's domain at this "
+                                  "size; try another N)")
             elif r.method == "symbolic":
                 out.append(head + "equal")
             else:
@@ -612,6 +623,11 @@ def _proven_zero(d) -> bool | None:
 
     ``cancel`` decides rational functions exactly, and treats exp(...), sqrt(...), ... as
     further generators; ``simplify`` gets what that leaves, when it is small."""
+    if d.has(sp.nan, sp.zoo, sp.oo, -sp.oo):
+        return None   # undefined somewhere: decided (or not) at the random points
+    for p in d.atoms(sp.Pow):
+        if p.exp.is_negative and sp.expand(p.base) == 0:
+            return None   # a denominator that is identically 0 (det of X - X' at odd N): undefined
     c = sp.cancel(d)
     if c == 0:
         return True
@@ -641,9 +657,11 @@ def _compare(name, actual: _Side, expected: _Side, points: _Points, deadline: fl
         return None if a is None or b is None else _same(a, b)
 
     # 1. one random rational point: cheap, and a counterexample when the result is wrong
-    todo = []
+    todo, undefined = [], []
+    defined = set()          # entries compared with both sides defined at some point
     for i in range(A.rows):
         for j in range(A.cols):
+            budget.check()
             a, b = A[i, j], B[i, j]
             if a == b or (_size(a, 40) + _size(b, 40) < 40 and sp.expand(a - b) == 0):
                 continue  # equal on sight
@@ -653,6 +671,10 @@ def _compare(name, actual: _Side, expected: _Side, points: _Points, deadline: fl
                 same = same_at(k, i, j)
             if same is False:
                 return differ(i, j)
+            if same is None:
+                undefined.append((i, j))   # a pole everywhere (inv of a singular matrix): no proof
+                continue
+            defined.add((i, j))
             todo.append((i, j))
     # 2. symbolic proof, within the time budget
     undecided = []
@@ -679,11 +701,20 @@ def _compare(name, actual: _Side, expected: _Side, points: _Points, deadline: fl
     if undecided:
         for i, j in undecided:
             for k in range(1, 1 + EXTRA_POINTS):
-                if same_at(k, i, j) is False:
+                budget.check()
+                same = same_at(k, i, j)
+                if same is False:
                     return differ(i, j)
+                if same is not None:
+                    defined.add((i, j))
         check.method = "random points"
         check.points = 1 + EXTRA_POINTS
         check.undecided = len(undecided)
+    undefined += [ij for ij in undecided if ij not in defined]
+    if undefined:
+        check.method = "random points"
+        check.points = 1 + EXTRA_POINTS
+        check.undefined = len(undefined)
     return check
 
 
@@ -713,8 +744,58 @@ def verify_derivation(derivation, n: int = 3, *, seed: int = 0,
 
     ``budget`` bounds the seconds spent on symbolic simplification (the random-point check,
     which finds wrong results, always runs in full); ``seed`` fixes the random points."""
+    _check_arguments(derivation, n)
     with dotprodsimp(False):
         return _verify(derivation, n, seed, budget)
+
+
+def _check_arguments(derivation, n) -> None:
+    """Refuse bad arguments, and explicit matrices too large to build, before any work."""
+    from .api import Derivation
+    from .budget import MAX_VERIFY_DETERMINANT, MAX_VERIFY_ENTRIES, MAX_VERIFY_N, refuse
+    from .errors import UsageError
+    if not isinstance(derivation, Derivation):
+        raise TypeError(f"verify_derivation(): derivation must be a Derivation (from derive()), "
+                        f"not {type(derivation).__name__}")
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"verify_derivation(): n (the dimension size) must be an int, not {n!r}")
+    if not 1 <= n <= MAX_VERIFY_N:
+        raise UsageError(f"verify: N = {n} is out of range: N must be between 1 and {MAX_VERIFY_N}",
+                         hint="explicit symbolic matrices grow as N^2 symbols; --check tests "
+                              "numerically at any size")
+    inst = Instance(n)
+    numel = lambda shape: _bounded_numel(inst, shape)
+    n_x, n_f = numel(derivation.x.shape), numel(derivation.expression.shape)
+    sizes = [n_f * n_x, n_x * n_x] + [numel(r.expr.shape) for r in derivation.results.values()] \
+        + [numel(sym.shape) for sym in derivation.typed.symbols.values()]
+    largest = max(sizes)
+    # a symbolic inverse or determinant of a k x k matrix has k! terms
+    biggest = max((numel((node.arg.rows, 1)) for node in E.walk(derivation.expression, *[
+        r.expr for r in derivation.results.values()]) if isinstance(node, (E.Inverse, E.Det, E.LogDet, E.Adj))
+        and not node.arg.is_scalar), default=0)
+    if biggest > MAX_VERIFY_DETERMINANT:
+        raise refuse(f"--verify {n} would build symbolic inverses or determinants of {biggest} x {biggest} "
+                     "matrices", f"{MAX_VERIFY_DETERMINANT} x {MAX_VERIFY_DETERMINANT}",
+                     f"use --verify {max(1, min(3, MAX_VERIFY_DETERMINANT))}, or check numerically with --check")
+    if largest > MAX_VERIFY_ENTRIES:
+        raise refuse(f"--verify {n} would build symbolic matrices of {largest:,} entries",
+                     f"{MAX_VERIFY_ENTRIES:,} entries",
+                     "use a smaller N, name large dimensions (vector(n), not vector(1000)), "
+                     "or check numerically with --check")
+
+
+def _bounded_numel(inst, shape) -> int:
+    """rows * cols at size N, capped (a dimension n^64 at N = 3 is never multiplied out)."""
+    cap = 10 ** 12
+    total = 1
+    for d in shape:
+        d = Dim.of(d)
+        log = sum(p for _s, p in d.factors) * math.log10(max(inst.n, 1)) \
+            + math.log10(max(d.coef, 1))
+        if log > 12:
+            return cap
+        total *= inst.dim(d)
+    return min(total, cap)
 
 
 def _verify(derivation, n, seed, budget) -> VerifyReport:
@@ -729,9 +810,17 @@ def _verify(derivation, n, seed, budget) -> VerifyReport:
     F = convert(derivation.expression)
     X, dX, dX2 = inst.matrix(derivation.x), inst.matrix(derivation.dx), inst.matrix(derivation.dx2)
     expected = Expected(F, X, dX, dX2, derivation.x.symmetric)
+    def gradient():
+        G = expected.gradient()
+        if derivation.results["gradient"].label.startswith("cookbook"):
+            # the Matrix Cookbook's G + G' - I .* G of the unconstrained gradient, which is
+            # 2 sym(G) - I .* sym(G) of the symmetric one
+            G = 2 * G - sp.diag(*[G[i, i] for i in range(G.rows)])
+        return G
+
     makers = {
         "differential": expected.differential,
-        "gradient": expected.gradient,
+        "gradient": gradient,
         "jacobian": lambda: expected.jacobian(derivation.layout),
         "hessian_bilinear": expected.hessian_bilinear,
         "hessian": expected.hessian,
