@@ -165,3 +165,57 @@ def remaining() -> float | None:
 def refuse(what: str, limit_text: str, hint: str):
     """A LimitError that names the limit and how to go on."""
     return LimitError(f"{what}; the limit is {limit_text}", hint=hint)
+
+
+def check_verify_request(derivation, n) -> None:
+    """Refuse a --verify N whose explicit symbolic matrices would be too large, before any of
+    them is built (and before SymPy is imported): bad arguments, N beyond MAX_VERIFY_N, matrices
+    of more than MAX_VERIFY_ENTRIES entries, inverses or determinants beyond
+    MAX_VERIFY_DETERMINANT (a symbolic k x k determinant has k! terms)."""
+    from . import expr as E
+    from .api import Derivation
+    from .errors import UsageError
+    if not isinstance(derivation, Derivation):
+        raise TypeError(f"verify_derivation(): derivation must be a Derivation (from derive()), "
+                        f"not {type(derivation).__name__}")
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"verify_derivation(): n (the dimension size) must be an int, not {n!r}")
+    if not 1 <= n <= MAX_VERIFY_N:
+        raise UsageError(f"--verify {n}: N must be between 1 and {MAX_VERIFY_N}",
+                         hint="explicit symbolic matrices grow as N^2 symbols and their inverses and "
+                              "determinants much faster; --check tests numerically at any size")
+
+    def numel(shape) -> int:
+        total = 1
+        for d in shape:
+            total *= _size_at(d, n)
+        return min(total, 10 ** 12)
+
+    n_x, n_f = numel(derivation.x.shape), numel(derivation.expression.shape)
+    roots = [derivation.expression] + [r.expr for r in derivation.results.values()]
+    largest = max([n_f * n_x, n_x * n_x] + [numel(e.shape) for e in roots]
+                  + [numel(sym.shape) for sym in derivation.typed.symbols.values()])
+    biggest = max((_size_at(node.arg.rows, n) for node in E.walk(*roots)
+                   if isinstance(node, (E.Inverse, E.Det, E.LogDet, E.Adj)) and not node.arg.is_scalar),
+                  default=0)
+    if biggest > MAX_VERIFY_DETERMINANT:
+        raise refuse(f"--verify {n} would build symbolic inverses or determinants of "
+                     f"{biggest:,} x {biggest:,} matrices",
+                     f"{MAX_VERIFY_DETERMINANT} x {MAX_VERIFY_DETERMINANT}",
+                     "use --verify 3 (dimensions without a fixed size), or check numerically with --check")
+    if largest > MAX_VERIFY_ENTRIES:
+        raise refuse(f"--verify {n} would build symbolic matrices of {largest:,} entries",
+                     f"{MAX_VERIFY_ENTRIES:,} entries",
+                     "use a smaller N, name large dimensions (vector(n), not vector(1000)), "
+                     "or check numerically with --check")
+
+
+def _size_at(d, n: int) -> int:
+    """A dimension with every symbol set to n, capped at 10^12 (n^64 is never multiplied out)."""
+    import math
+    from .dims import Dim
+    d = Dim.of(d)
+    digits = sum(p for _s, p in d.factors) * math.log10(max(n, 1)) + math.log10(max(d.coef, 1))
+    if digits > 12:
+        return 10 ** 12
+    return d.evaluate({s: n for s in d.symbols})

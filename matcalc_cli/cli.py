@@ -174,6 +174,9 @@ def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric
     derivation = derive(source, wrt=wrt, gradient=gradient, jacobian=jacobian, hessian=hessian,
                         layout=layout, symmetric_gradient=symmetric_gradient)
     reports = {}
+    if verify is not None:
+        from .budget import check_verify_request
+        check_verify_request(derivation, verify)   # refuse before SymPy is even imported
     if check:
         from .check import check_derivation
         reports["check"] = check_derivation(derivation)

@@ -38,7 +38,7 @@ import sympy as sp
 from sympy.matrices.expressions.kronecker import matrix_kronecker_product
 from sympy.matrices.utilities import dotprodsimp
 
-from . import budget
+from . import budget as limits
 from . import expr as E
 from .dims import Dim
 
@@ -661,7 +661,7 @@ def _compare(name, actual: _Side, expected: _Side, points: _Points, deadline: fl
     defined = set()          # entries compared with both sides defined at some point
     for i in range(A.rows):
         for j in range(A.cols):
-            budget.check()
+            limits.check()
             a, b = A[i, j], B[i, j]
             if a == b or (_size(a, 40) + _size(b, 40) < 40 and sp.expand(a - b) == 0):
                 continue  # equal on sight
@@ -688,9 +688,9 @@ def _compare(name, actual: _Side, expected: _Side, points: _Points, deadline: fl
             undecided.append((i, j))
             continue
         try:
-            with budget.soft_limit(left):
+            with limits.soft_limit(left):
                 proven = _proven_zero(d)
-        except budget.SoftTimeout:
+        except limits.SoftTimeout:
             undecided.extend(todo[n_done:])
             break
         if proven is False:
@@ -701,7 +701,7 @@ def _compare(name, actual: _Side, expected: _Side, points: _Points, deadline: fl
     if undecided:
         for i, j in undecided:
             for k in range(1, 1 + EXTRA_POINTS):
-                budget.check()
+                limits.check()
                 same = same_at(k, i, j)
                 if same is False:
                     return differ(i, j)
@@ -744,58 +744,9 @@ def verify_derivation(derivation, n: int = 3, *, seed: int = 0,
 
     ``budget`` bounds the seconds spent on symbolic simplification (the random-point check,
     which finds wrong results, always runs in full); ``seed`` fixes the random points."""
-    _check_arguments(derivation, n)
+    limits.check_verify_request(derivation, n)
     with dotprodsimp(False):
         return _verify(derivation, n, seed, budget)
-
-
-def _check_arguments(derivation, n) -> None:
-    """Refuse bad arguments, and explicit matrices too large to build, before any work."""
-    from .api import Derivation
-    from .budget import MAX_VERIFY_DETERMINANT, MAX_VERIFY_ENTRIES, MAX_VERIFY_N, refuse
-    from .errors import UsageError
-    if not isinstance(derivation, Derivation):
-        raise TypeError(f"verify_derivation(): derivation must be a Derivation (from derive()), "
-                        f"not {type(derivation).__name__}")
-    if isinstance(n, bool) or not isinstance(n, int):
-        raise TypeError(f"verify_derivation(): n (the dimension size) must be an int, not {n!r}")
-    if not 1 <= n <= MAX_VERIFY_N:
-        raise UsageError(f"verify: N = {n} is out of range: N must be between 1 and {MAX_VERIFY_N}",
-                         hint="explicit symbolic matrices grow as N^2 symbols; --check tests "
-                              "numerically at any size")
-    inst = Instance(n)
-    numel = lambda shape: _bounded_numel(inst, shape)
-    n_x, n_f = numel(derivation.x.shape), numel(derivation.expression.shape)
-    sizes = [n_f * n_x, n_x * n_x] + [numel(r.expr.shape) for r in derivation.results.values()] \
-        + [numel(sym.shape) for sym in derivation.typed.symbols.values()]
-    largest = max(sizes)
-    # a symbolic inverse or determinant of a k x k matrix has k! terms
-    biggest = max((numel((node.arg.rows, 1)) for node in E.walk(derivation.expression, *[
-        r.expr for r in derivation.results.values()]) if isinstance(node, (E.Inverse, E.Det, E.LogDet, E.Adj))
-        and not node.arg.is_scalar), default=0)
-    if biggest > MAX_VERIFY_DETERMINANT:
-        raise refuse(f"--verify {n} would build symbolic inverses or determinants of {biggest} x {biggest} "
-                     "matrices", f"{MAX_VERIFY_DETERMINANT} x {MAX_VERIFY_DETERMINANT}",
-                     f"use --verify {max(1, min(3, MAX_VERIFY_DETERMINANT))}, or check numerically with --check")
-    if largest > MAX_VERIFY_ENTRIES:
-        raise refuse(f"--verify {n} would build symbolic matrices of {largest:,} entries",
-                     f"{MAX_VERIFY_ENTRIES:,} entries",
-                     "use a smaller N, name large dimensions (vector(n), not vector(1000)), "
-                     "or check numerically with --check")
-
-
-def _bounded_numel(inst, shape) -> int:
-    """rows * cols at size N, capped (a dimension n^64 at N = 3 is never multiplied out)."""
-    cap = 10 ** 12
-    total = 1
-    for d in shape:
-        d = Dim.of(d)
-        log = sum(p for _s, p in d.factors) * math.log10(max(inst.n, 1)) \
-            + math.log10(max(d.coef, 1))
-        if log > 12:
-            return cap
-        total *= inst.dim(d)
-    return min(total, cap)
 
 
 def _verify(derivation, n, seed, budget) -> VerifyReport:
