@@ -117,6 +117,13 @@ def _check_arguments(program, wrt, **options) -> None:
             raise TypeError(f"derive(): {name} must be a str, not {type(options[name]).__name__}")
 
 
+def _inferred_shapes(typed: Typed) -> str:
+    """' (with inferred shapes x: vector(n); ...)' when names were not declared, else ''."""
+    from .render.documents import shape_text
+    inferred = [f"{n}: {shape_text(s)}" for n, s in typed.symbols.items() if not s.declared]
+    return f" (with inferred shapes {'; '.join(inferred)})" if inferred else ""
+
+
 def _fresh_name(base: str, taken) -> str:
     name, i = base, 1
     while name in taken:
@@ -151,12 +158,16 @@ def derive(program: str, wrt: str | None = None, *, gradient: bool = False, jaco
 
     if not (gradient or jacobian or hessian):
         gradient, jacobian = f.is_scalar, not f.is_scalar
+    inferred = _inferred_shapes(typed)
     if gradient and not f.is_scalar:
         raise MathError(f"the gradient needs a scalar function, but the expression is "
-                        f"{f.rows} x {f.cols}", hint="use --jacobian for a vector or matrix valued function")
+                        f"{f.rows} x {f.cols}{inferred}",
+                        hint="use --jacobian for a vector or matrix valued function"
+                             + ("; declare the names whose inferred shape is not meant" if inferred else ""))
     if hessian and not f.is_scalar:
-        raise MathError(f"the Hessian needs a scalar function, but the expression is {f.rows} x {f.cols}",
-                        hint="use --jacobian; the Hessian of each entry is not computed")
+        raise MathError(f"the Hessian needs a scalar function, but the expression is {f.rows} x {f.cols}"
+                        f"{inferred}", hint="use --jacobian; the Hessian of each entry is not computed"
+                        + ("; declare the names whose inferred shape is not meant" if inferred else ""))
 
     d = Derivation(typed, name, x, dx, dx2, layout)
     in_use = frozenset(taken | set(typed.definitions) | {dx.name, dx2.name})

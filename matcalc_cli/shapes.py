@@ -168,6 +168,15 @@ class _Inference:
         unknown = lambda d: any(s.startswith("?") for s in d.symbols)
         return (x == 1 and unknown(y)) or (y == 1 and unknown(x))
 
+    def _open_lowercase(self, node, shape) -> bool:
+        """An undeclared lower-case name whose length nothing has fixed yet."""
+        if not isinstance(node, S.Name) or not node.name[:1].islower():
+            return False
+        sym = self.symbols.get(node.name)
+        rows = self.u.resolve(shape[0])
+        return (sym is not None and not sym.declared and self.u.is_one(shape[1])
+                and rows.coef == 1 and len(rows.factors) == 1 and rows.factors[0][0].startswith("?"))
+
     def try_unify(self, *pairs) -> bool:
         snap = self.u.snapshot()
         for a, b in pairs:
@@ -278,6 +287,11 @@ class _Inference:
                 return b
             if self.definitely_scalar(b):
                 return a
+            # an undeclared lower-case name before a row vector is a scalar factor, as in
+            # 'lambda * x' * x' (a penalty), not the left half of an outer product
+            if self._open_lowercase(left, a) and self.u.is_one(b[0]) and not self.u.is_one(b[1]) \
+                    and self.try_unify((a[0], ONE)):
+                return b
             # a product that would force an unknown dimension to 1 is less likely meant than a
             # scalar factor: 'c * A' with c undeclared is a scalar times A, not a row of A
             if not self._collapses(a[1], b[0]) and self.try_unify((a[1], b[0])):
@@ -464,6 +478,7 @@ def check(program: S.Program) -> Typed:
         if isinstance(statement, S.Definition):
             inf.define(statement)
     inf.infer(program.expression)
+    _check_names_apart(inf)
     names = _name_free_dims(inf)
     builder = _Builder(inf, names)
     expression = builder.build(program.expression)
@@ -471,9 +486,23 @@ def check(program: S.Program) -> Typed:
     return Typed(expression, builder.symbols, program.source, builder.variables, definitions)
 
 
+def _check_names_apart(inf: _Inference) -> None:
+    """A name is a variable or a dimension, not both: in 'm: scalar; ones(m)' the size of ones(m)
+    and the value of m would be one argument of the generated code, and m = 2.5 no size."""
+    dims = set(inf.rigid_dims)
+    for sym in inf.symbols.values():
+        for d in inf.resolved(sym.shape):
+            dims |= {s for s in d.symbols if not s.startswith("?")}
+    for name, sym in inf.symbols.items():
+        if name in dims:
+            raise NameLookupError(f"'{name}' is used both as a variable and as a dimension", *(sym.pos or ()),
+                                  hint=f"rename one of them, e.g. the dimension '{name}' to '{name}_' or "
+                                       f"'N{name}'")
+
+
 def _name_free_dims(inf: _Inference) -> dict:
     """Give every unknown dimension that use left open a readable name."""
-    used = set(inf.rigid_dims)
+    used = set(inf.rigid_dims) | set(inf.symbols)   # a dimension never takes a variable's name
     for sym in inf.symbols.values():
         for d in inf.resolved(sym.shape):
             used |= {s for s in d.symbols if not s.startswith("?")}

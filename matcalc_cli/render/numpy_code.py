@@ -478,6 +478,10 @@ def _symbols_of(dims) -> list:
 
 
 def _docstring(text: str) -> str:
+    # control characters (NUL, ESC, ...) from the program's comments become visible escapes: a
+    # Python source cannot carry some of them, and none belongs in a docstring
+    from ..errors import visible
+    text = "\n".join(visible(line) for line in text.split("\n"))
     return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
 
 
