@@ -52,11 +52,11 @@ class ResultCheck:
     max_rel_error: float
     tolerance: float
     message: str = ""
-    unchecked: bool = False   # f itself was not finite at any point tried: nothing to compare
+    unchecked: bool = False   # f itself was not finite at any point tried: nothing was compared
 
     @property
     def passed(self) -> bool:
-        return self.unchecked or self.max_rel_error <= self.tolerance
+        return not self.unchecked and self.max_rel_error <= self.tolerance
 
     def line(self) -> str:
         if self.unchecked:
@@ -195,7 +195,7 @@ def check_derivation(derivation, seed: int = 0, points: int = 3, sizes: dict | N
     Points are drawn where f and the results are finite and away from kinks and domain edges;
     when the first dimension sizes admit no such point (det(A * X * A') with A k x m needs
     k <= m) other assignments of the sizes are tried.  A result is UNCHECKED, not FAIL, when f
-    itself was not finite at any point tried."""
+    itself was not finite at any point tried (nothing was compared: not passed, not failed)."""
     from .budget import check as within_budget
     _check_size(derivation, sizes)
     rng = np.random.default_rng(seed)
@@ -236,8 +236,8 @@ def check_derivation(derivation, seed: int = 0, points: int = 3, sizes: dict | N
                 errors[name] = max(errors[name], err) if not math.isnan(err) else math.inf
     if not f_finite_somewhere:
         at_sizes = f" (sizes {', '.join(f'{k}={v}' for k, v in sizes.items())})" if sizes else ""
-        why = (f"no point found where f and its finite differences are finite{at_sizes}; "
-               "its domain may be empty or tiny")
+        why = (f"f is not finite at any point tried{at_sizes}: no point found where it and its "
+               "finite differences are defined; its domain may be empty or tiny")
         checks = [ResultCheck(name, math.inf, TOLERANCE_SECOND if name in SECOND_ORDER else TOLERANCE_FIRST,
                               why, unchecked=True) for name in derivation.results]
         return CheckReport(checks, sizes, seed, points, notes)
