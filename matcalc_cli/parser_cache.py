@@ -76,15 +76,12 @@ def _encode(obj):
     raise TypeError(f"cannot cache a {type(obj).__name__}")
 
 
-def _decode(obj):
-    if isinstance(obj, dict):
-        if "__t" in obj:
-            return tuple(_decode(v) for v in obj["__t"])
-        if "__d" in obj:
-            return {_hashable(_decode(k)): _decode(v) for k, v in obj["__d"]}
-        return {k: _decode(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_decode(v) for v in obj]
+def _decode_object(obj: dict):
+    """json's object_hook: tagged tuples and integer-keyed dicts back to what lark wrote."""
+    if "__t" in obj:
+        return tuple(obj["__t"])
+    if "__d" in obj:
+        return {_hashable(k): v for k, v in obj["__d"]}
     return obj
 
 
@@ -111,7 +108,7 @@ def load(grammar: str):
         with os.fdopen(fd, "rb") as fh:
             fd = None
             raw = fh.read(MAX_CACHE_BYTES + 1)
-        data, memo = _decode(json.loads(raw.decode("utf-8")))
+        data, memo = json.loads(raw.decode("utf-8"), object_hook=_decode_object)
         from lark import Lark
         return Lark._load_from_dict(data, memo)
     except Exception:   # a damaged or foreign cache is rebuilt, never trusted
