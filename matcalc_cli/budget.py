@@ -31,6 +31,7 @@ MAX_VERIFY_N = 12               # --verify N: dimensions of the explicit symboli
 MAX_VERIFY_DETERMINANT = 4      # --verify: symbolic inverses and determinants of at most 4 x 4
 MAX_VERIFY_ENTRIES = 20_000     # entries of the largest explicit matrix --verify would build
 MAX_CHECK_ENTRIES = 4_000_000   # entries of the largest array --check would evaluate
+MAX_MEMORY_BYTES = 3 << 30      # memory of the process while deriving (checked as the work goes)
 
 
 class TimeLimitError(MatcalcError):
@@ -46,9 +47,10 @@ class LimitError(MatcalcError):
 class _Expired(BaseException):
     """The deadline of one ``limit`` has passed (carries which one)."""
 
-    def __init__(self, owner):
+    def __init__(self, owner, memory: bool = False):
         super().__init__()
         self.owner = owner
+        self.memory = memory     # the memory limit, not the deadline
 
 
 class _Deadline:
@@ -74,6 +76,8 @@ def _on_alarm(signum, frame):
     expired = [d for d in _active if d.at <= now + 0.001]
     if expired:
         raise _Expired(expired[0])   # the outermost expired deadline wins
+    if _active and resident_bytes() > MAX_MEMORY_BYTES:
+        raise _Expired(_active[0], memory=True)
     _arm()
 
 
@@ -86,7 +90,8 @@ def _arm():
         return
     signal.signal(signal.SIGALRM, _on_alarm)
     left = min(d.at for d in _active) - time.monotonic()
-    signal.setitimer(signal.ITIMER_REAL, max(left, 0.001))
+    # wake up at the deadline, and in between to look at the memory
+    signal.setitimer(signal.ITIMER_REAL, max(min(left, MEMORY_CHECK_INTERVAL * 2.5), 0.001))
 
 
 def _default_message(seconds: float) -> str:
@@ -112,6 +117,11 @@ def limit(seconds: float | None = DEFAULT_TIMEOUT, message=None):
     except _Expired as e:
         if e.owner is not deadline:
             raise
+        if e.memory:
+            raise refuse(f"the work needs more than {MAX_MEMORY_BYTES >> 20:,} MB of memory",
+                         f"{MAX_MEMORY_BYTES >> 20:,} MB",
+                         "differentiate a smaller expression (shorter definition chains, fewer "
+                         "nested calls), or ask for fewer results (the Hessian is the largest)") from None
         text, hint = deadline.message
         raise TimeLimitError(text, hint=hint) from None
     finally:
@@ -146,13 +156,40 @@ class SoftTimeout(BaseException):
     """The deadline of a ``soft_limit`` passed."""
 
 
+_memory_checked = [0.0]      # when the memory was last looked at
+MEMORY_CHECK_INTERVAL = 0.2  # seconds
+
+
 def check() -> None:
-    """Raise if a deadline in force has passed (called from long loops; cheap)."""
+    """Raise if a deadline in force has passed (called from long loops, about once per node
+    visited; cheap), and, every few thousand calls, if the process holds more memory than
+    MAX_MEMORY_BYTES (before the machine starts swapping, not after).  Both only within a
+    ``limit``, which turns them into TimeLimitError / LimitError."""
     if _active:
         now = time.monotonic()
         for d in _active:
             if d.at <= now:
                 raise _Expired(d)
+        if now - _memory_checked[0] > MEMORY_CHECK_INTERVAL:
+            _memory_checked[0] = now
+            if resident_bytes() > MAX_MEMORY_BYTES:
+                raise _Expired(_active[0], memory=True)
+
+
+def resident_bytes() -> int:
+    """The memory this process holds now (Linux: /proc/self/statm), 0 where unknown."""
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+try:
+    import os as _os
+    _PAGE = _os.sysconf("SC_PAGE_SIZE")
+except (AttributeError, ValueError, OSError):   # pragma: no cover - not a POSIX system
+    _PAGE = 4096
 
 
 def remaining() -> float | None:

@@ -45,7 +45,8 @@ from clitools import matcalc_command
 
 SEED = int(os.environ.get("MATCALC_FUZZ_SEED", "20240611"))
 COUNT = int(os.environ.get("MATCALC_FUZZ_COUNT", "0"))   # 0: the default sizes below
-SLOW_FACTOR = 10                                         # the slow run makes this many times more
+# the slow run makes this many times more: 33 x 3,050 API cases is over 100,000 inputs
+SLOW_FACTOR = int(os.environ.get("MATCALC_FUZZ_SLOW_FACTOR", "33"))
 
 # per-case bounds; a loaded machine may need more: MATCALC_FUZZ_TIME_SCALE=2
 TIME_SCALE = float(os.environ.get("MATCALC_FUZZ_TIME_SCALE", "1"))

@@ -100,8 +100,8 @@ def test_language_example_parses_and_derives():
     assert derive(program, wrt="x", gradient=True).gradient.text()
 
 
-def test_python_api_example_runs_as_shown():
-    block = _blocks("python")[0]
+@pytest.mark.parametrize("block", _blocks("python"))
+def test_python_example_runs_as_shown(block):
     namespace: dict = {}
     code, claims = [], []
     for line in block.splitlines():

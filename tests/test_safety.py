@@ -372,3 +372,11 @@ def test_verify_says_undefined_rather_than_not_equal():
 def test_verify_of_an_identically_zero_determinant_has_no_internal_error():
     proc = in_process("X: matrix(n,n); det(X - X')", "--hessian", "--verify")
     assert proc.returncode in (0, 1) and "internal error" not in proc.stderr and "NOT equal" not in proc.stdout
+
+
+def test_work_beyond_the_memory_limit_is_refused(monkeypatch):
+    from matcalc_cli import budget
+    monkeypatch.setattr(budget, "MAX_MEMORY_BYTES", 1 << 20)   # 1 MB: any derivation is beyond it
+    with pytest.raises(LimitError, match="MB of memory"):
+        with limit(60):
+            derive(_chain(12), hessian=True)
