@@ -509,7 +509,10 @@ def checked_constant(value) -> Fraction:
         raise MathError(f"a numeric constant is not finite ({value})",
                         hint="rescale the constants in the expression")
     value = value if isinstance(value, Fraction) else Fraction(value)
-    if value and not (MIN_CONSTANT <= abs(value) <= MAX_CONSTANT):
+    bits = value.numerator.bit_length() - value.denominator.bit_length()
+    if not value or -1000 < bits < 1000:   # well inside the range (the usual case, no big arithmetic)
+        return value
+    if not (MIN_CONSTANT <= abs(value) <= MAX_CONSTANT):
         which = "overflows" if abs(value) > 1 else "underflows"
         raise MathError(f"a numeric constant {which}: {approximate(value)} is outside the range of "
                         "double precision numbers (about 2.2e-308 to 1.8e308 in size)",
