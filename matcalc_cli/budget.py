@@ -96,7 +96,7 @@ def _arm():
 
 def _default_message(seconds: float) -> str:
     return (f"the work took longer than the time limit of {seconds:g} s",
-            "raise it with --timeout SECONDS (timeout= in the API), or differentiate a smaller "
+            "raise it with --timeout SECONDS (budget.limit(seconds) in Python), or differentiate a smaller "
             "expression (shorter definition chains, fewer nested calls)")
 
 

@@ -90,6 +90,10 @@ def main(program, wrt, gradient, jacobian, hessian, fmt, layout, symmetric_gradi
     if not _stdout_usable():
         click.echo("error: standard output is closed: there is nowhere to write the results", err=True)
         sys.exit(1)
+    if timeout is not None and not 0 <= timeout < float("inf"):
+        click.echo(f"usage error: --timeout {timeout}: give a number of seconds >= 0 (0: no time limit)",
+                   err=True)
+        sys.exit(2)
     try:
         with budget.limit(budget.DEFAULT_TIMEOUT if timeout is None else timeout):
             source, filename = _read_program(program)

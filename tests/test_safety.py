@@ -380,3 +380,8 @@ def test_work_beyond_the_memory_limit_is_refused(monkeypatch):
     with pytest.raises(LimitError, match="MB of memory"):
         with limit(60):
             derive(_chain(12), hessian=True)
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf"])
+def test_a_bad_timeout_is_a_usage_error(value):
+    assert "--timeout" in clean_failure(in_process("x: vector(n); x' * x", "--timeout", value), 2)
