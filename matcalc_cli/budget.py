@@ -60,8 +60,12 @@ class _Deadline:
         self.message = message
 
 
-_active: list = []              # the deadlines in force, outermost first (per process)
-_lock = threading.Lock()
+class _PerThread(threading.local):
+    def __init__(self):
+        self.active = []        # the deadlines in force in this thread, outermost first
+
+
+_state = _PerThread()           # the timer (main thread) sees the main thread's deadlines
 
 
 def _timer_usable() -> bool:
@@ -73,23 +77,23 @@ def _timer_usable() -> bool:
 
 def _on_alarm(signum, frame):
     now = time.monotonic()
-    expired = [d for d in _active if d.at <= now + 0.001]
+    expired = [d for d in _state.active if d.at <= now + 0.001]
     if expired:
         raise _Expired(expired[0])   # the outermost expired deadline wins
-    if _active and resident_bytes() > MAX_MEMORY_BYTES:
-        raise _Expired(_active[0], memory=True)
+    if _state.active and resident_bytes() > MAX_MEMORY_BYTES:
+        raise _Expired(_state.active[0], memory=True)
     _arm()
 
 
 def _arm():
     if not _timer_usable():
         return
-    if not _active:
+    if not _state.active:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
         return
     signal.signal(signal.SIGALRM, _on_alarm)
-    left = min(d.at for d in _active) - time.monotonic()
+    left = min(d.at for d in _state.active) - time.monotonic()
     # wake up at the deadline, and in between to look at the memory
     signal.setitimer(signal.ITIMER_REAL, max(min(left, MEMORY_CHECK_INTERVAL * 2.5), 0.001))
 
@@ -109,8 +113,7 @@ def limit(seconds: float | None = DEFAULT_TIMEOUT, message=None):
         yield
         return
     deadline = _Deadline(float(seconds), message or _default_message(float(seconds)))
-    with _lock:
-        _active.append(deadline)
+    _state.active.append(deadline)
     try:
         _arm()
         yield deadline
@@ -125,9 +128,8 @@ def limit(seconds: float | None = DEFAULT_TIMEOUT, message=None):
         text, hint = deadline.message
         raise TimeLimitError(text, hint=hint) from None
     finally:
-        with _lock:
-            if deadline in _active:
-                _active.remove(deadline)
+        if deadline in _state.active:
+            _state.active.remove(deadline)
         _arm()
 
 
@@ -136,8 +138,7 @@ def soft_limit(seconds: float):
     """Run the block within ``seconds``; on overrun raise ``SoftTimeout`` (a BaseException) for
     the caller to catch: for work that may stop early and still give an answer."""
     deadline = _Deadline(float(seconds), None)
-    with _lock:
-        _active.append(deadline)
+    _state.active.append(deadline)
     try:
         _arm()
         yield deadline
@@ -146,9 +147,8 @@ def soft_limit(seconds: float):
             raise
         raise SoftTimeout() from None
     finally:
-        with _lock:
-            if deadline in _active:
-                _active.remove(deadline)
+        if deadline in _state.active:
+            _state.active.remove(deadline)
         _arm()
 
 
@@ -165,15 +165,15 @@ def check() -> None:
     visited; cheap), and, every few thousand calls, if the process holds more memory than
     MAX_MEMORY_BYTES (before the machine starts swapping, not after).  Both only within a
     ``limit``, which turns them into TimeLimitError / LimitError."""
-    if _active:
+    if _state.active:
         now = time.monotonic()
-        for d in _active:
+        for d in _state.active:
             if d.at <= now:
                 raise _Expired(d)
         if now - _memory_checked[0] > MEMORY_CHECK_INTERVAL:
             _memory_checked[0] = now
             if resident_bytes() > MAX_MEMORY_BYTES:
-                raise _Expired(_active[0], memory=True)
+                raise _Expired(_state.active[0], memory=True)
 
 
 def resident_bytes() -> int:
@@ -194,9 +194,9 @@ except (AttributeError, ValueError, OSError):   # pragma: no cover - not a POSIX
 
 def remaining() -> float | None:
     """Seconds left before the nearest deadline, or None when there is none."""
-    if not _active:
+    if not _state.active:
         return None
-    return min(d.at for d in _active) - time.monotonic()
+    return min(d.at for d in _state.active) - time.monotonic()
 
 
 def refuse(what: str, limit_text: str, hint: str):

@@ -14,6 +14,7 @@ import hashlib
 import math
 from fractions import Fraction
 
+from .budget import check as within_budget
 from .dims import Dim, ONE
 
 MAX_KEY = 160
@@ -31,6 +32,7 @@ class Expr:
     _fields: tuple = ()
 
     def _init(self, shape):
+        within_budget()   # every node built checks the request's deadline (budget.py)
         self.shape = (Dim.of(shape[0]), Dim.of(shape[1]))
         self._hash = hash((type(self).__name__,) + self._data())
         self._key = None
@@ -50,8 +52,10 @@ class Expr:
     def __eq__(self, other):
         if self is other:
             return True
-        return (type(self) is type(other) and self._hash == other._hash
-                and self._data() == other._data())
+        if type(self) is not type(other) or self._hash != other._hash:
+            return False
+        within_budget()   # a deep comparison of equal trees: the request's deadline (budget.py)
+        return self._data() == other._data()
 
     def __ne__(self, other):
         return not self == other

@@ -385,3 +385,15 @@ def test_work_beyond_the_memory_limit_is_refused(monkeypatch):
 @pytest.mark.parametrize("value", ["-1", "nan", "inf"])
 def test_a_bad_timeout_is_a_usage_error(value):
     assert "--timeout" in clean_failure(in_process("x: vector(n); x' * x", "--timeout", value), 2)
+
+
+def test_a_time_limit_in_another_thread_is_checked_as_the_work_goes():
+    from concurrent.futures import ThreadPoolExecutor
+
+    def entry():
+        with limit(1):
+            derive(_chain(40), hessian=True)
+
+    with ThreadPoolExecutor(1) as pool:
+        with pytest.raises(TimeLimitError):
+            pool.submit(entry).result(timeout=120)
