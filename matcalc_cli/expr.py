@@ -20,8 +20,6 @@ from .dims import Dim, ONE
 
 MAX_KEY = 160
 
-# (kind, data, shape) -> the canonical node with them; weak, so that trees no longer used go away
-_CANONICAL: "weakref.WeakValueDictionary" = None  # set below, once Expr exists
 
 ELEMENTWISE = (
     "exp", "log", "sin", "cos", "tan", "tanh", "arcsin", "arccos", "arctan",
@@ -45,11 +43,7 @@ class Expr:
         self._memo = None
         # hash-consing: equal trees share one canonical node, so equality is one identity test
         # (children compare by their canonical nodes) and per-node facts are computed once
-        index = (type(self), data, self.shape)
-        canon = _CANONICAL.get(index)
-        if canon is None:
-            _CANONICAL[index] = canon = self
-        self._canon = canon
+        self._canon = _canonical(self, (type(self), data, self.shape))
 
     def _data(self) -> tuple:
         return tuple(getattr(self, f) for f in self._fields)
@@ -137,7 +131,24 @@ class Expr:
 # Leaves
 # ---------------------------------------------------------------------------------------------
 
-_CANONICAL = weakref.WeakValueDictionary()
+# (kind, data, shape) -> weak reference to the canonical node.  Plain weak references (no
+# callbacks: a callback may run at any moment, also while a time limit interrupts); dead entries
+# are swept whenever the table has doubled since the last sweep.
+_CANONICAL: dict = {}
+_SWEEP_AT = [1 << 16]
+
+
+def _canonical(node, index):
+    ref = _CANONICAL.get(index)
+    canon = ref() if ref is not None else None
+    if canon is None:
+        if len(_CANONICAL) >= _SWEEP_AT[0]:
+            for k in [k for k, r in _CANONICAL.items() if r() is None]:
+                del _CANONICAL[k]
+            _SWEEP_AT[0] = max(1 << 16, 2 * len(_CANONICAL))
+        _CANONICAL[index] = weakref.ref(node)
+        canon = node
+    return canon
 
 
 class Var(Expr):
