@@ -39,9 +39,9 @@ LINE_LIMIT = 88
 # helpers the generated module may need, by name; only those used are written out
 HELPERS = {
     "_tr": '''def _tr(a):
-    return np.full((1, 1), np.trace(a))''',
+    return np.asarray(np.trace(a), dtype=float).reshape(1, 1)''',
     "_det": '''def _det(a):
-    return np.full((1, 1), np.linalg.det(a))''',
+    return np.asarray(np.linalg.det(a), dtype=float).reshape(1, 1)''',
     "_logdet": '''def _logdet(a):
     """log(det(a)) via slogdet: NaN when det(a) < 0, -inf when a is singular."""
     sign, value = np.linalg.slogdet(a)
@@ -63,12 +63,12 @@ HELPERS = {
     """Column-major reshape, the inverse of vec."""
     return a.reshape((rows, cols), order="F")''',
     "_sum": '''def _sum(a):
-    return np.full((1, 1), np.sum(a))''',
+    return np.asarray(np.sum(a), dtype=float).reshape(1, 1)''',
     "_norm1": '''def _norm1(a):
-    return np.full((1, 1), np.sum(np.abs(a)))''',
+    return np.asarray(np.sum(np.abs(a)), dtype=float).reshape(1, 1)''',
     "_norm2": '''def _norm2(a):
     """Euclidean norm of a vector, Frobenius norm of a matrix."""
-    return np.full((1, 1), np.sqrt(np.sum(a * a)))''',
+    return np.asarray(np.sqrt(np.sum(a * a)), dtype=float).reshape(1, 1)''',
     "_commutation": '''def _commutation(m, n):
     """K (mn x mn) with K vec(X) = vec(X') for X m x n."""
     K = np.zeros((m * n, m * n))
