@@ -77,6 +77,10 @@ def distribute_into_smaller_product(e: E.Expr):
         scalars, body = _scaled(f)
         if not isinstance(body, E.Add) or len(body.args) > MAX_DISTRIBUTED:
             continue
+        # distributing can pay only where the product is smaller than the sum factor (a vector
+        # at an end) or where a term is a structured operator applied more cheaply than formed
+        if numel(e) >= numel(body) and not any(_is_structured(t) for t in body.args):
+            continue
         left, right = e.args[:i], e.args[i + 1:]
         return E.add(*[E.mul(*scalars, E.matmul(*left, t, *right)) for t in body.args])
     return None
@@ -206,10 +210,10 @@ def _cost(e: E.Expr) -> float:
     return own + sum(cost(c) for c in e.children)
 
 
-def lower(*roots: E.Expr) -> list:
+def lower(*roots: E.Expr, memo: dict | None = None) -> list:
     """The roots rewritten by the rules, bottom-up, each distinct node once (shared across roots).
     A rule's rewrite is kept when, itself lowered, it costs less than the node."""
-    memo: dict = {}
+    memo = {} if memo is None else memo   # shared by the functions of one module
     # rewrites tried (each lowers a candidate) are bounded by the size of the DAG: past that the
     # rest is printed as it is, still correct
     budget = [WORK_PER_NODE * len(E.walk(*roots)) + 1000]

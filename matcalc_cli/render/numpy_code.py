@@ -883,6 +883,7 @@ class ModuleWriter:
         self.dims = Dimensions(specs, used, self.names)
         self.free_dims = self.dims.free
         self.helpers: set = set()
+        self.lowered: dict = {}   # node -> its lowered form, for every function of the module
 
     def function(self, name: str, expr: E.Expr, kind: str, doc: str, directions=()) -> str:
         return self.function_of(name, [(None, expr, kind)], doc, directions)
@@ -892,7 +893,7 @@ class ModuleWriter:
         output with key None, else a dict by key; subexpressions shared between them computed once."""
         w = FunctionWriter(self.var_names, Names(self.names.taken), self.dims)
         shapes = [w.shape(expr.shape) for _, expr, _ in outputs]
-        codes = w.translate_all(L.lower(*[expr for _, expr, _ in outputs]))
+        codes = w.translate_all(L.lower(*[expr for _, expr, _ in outputs], memo=self.lowered))
         self.helpers |= w.helpers
         need = [s for s in self.dims.local if s in w.used_dims]
         args = []
