@@ -68,15 +68,18 @@ def _decode(data: bytes, name: str) -> str:
 @click.option("--check", is_flag=True, help="Check every result against finite differences at random points (uses NumPy).")
 @click.option("--verify", type=int, is_flag=False, flag_value=3, default=None, metavar="[N]",
               help="Check every result symbolically with SymPy, all dimensions set to N (default 3).")
+@click.option("--steps", "show_steps", is_flag=True,
+              help="Show the work: the derivation step by step, each step naming its rule.")
 @click.version_option(__version__, "--version", prog_name="matcalc")
-def main(program, wrt, gradient, jacobian, hessian, fmt, layout, symmetric_gradient, check, verify):
+def main(program, wrt, gradient, jacobian, hessian, fmt, layout, symmetric_gradient, check, verify,
+         show_steps):
     """Differentiate a matrix expression: differential, gradient, Jacobian, Hessian."""
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
     source, filename = None, None
     try:
         source, filename = _read_program(program)
         run(source, wrt=wrt, gradient=gradient, jacobian=jacobian, hessian=hessian, fmt=fmt, layout=layout,
-            symmetric_gradient=symmetric_gradient, check=check, verify=verify)
+            symmetric_gradient=symmetric_gradient, check=check, verify=verify, steps=show_steps)
     except UsageError as e:
         click.echo(e.render(source, filename), err=True)
         sys.exit(2)
@@ -97,7 +100,7 @@ def main(program, wrt, gradient, jacobian, hessian, fmt, layout, symmetric_gradi
 
 
 def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric_gradient,
-        check=False, verify=None, out=None) -> int:
+        check=False, verify=None, out=None, steps=False) -> int:
     """Derive and print; returns the exit status the results call for (1 when a check fails)."""
     from .api import derive
     from .render import documents
@@ -105,7 +108,7 @@ def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric
     if verify is not None and verify < 1:
         raise UsageError("--verify N needs a positive dimension size")
     derivation = derive(source, wrt=wrt, gradient=gradient, jacobian=jacobian, hessian=hessian,
-                        layout=layout, symmetric_gradient=symmetric_gradient)
+                        layout=layout, symmetric_gradient=symmetric_gradient, steps=steps)
     reports = {}
     if check:
         from .check import check_derivation
@@ -118,8 +121,16 @@ def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric
     note = documents.inferred_shapes_note(derivation)
     if fmt is None:
         fmt = "labelled" if sys.stdout.isatty() else "plain"
+    if steps and fmt != "json":
+        _echo_steps(echo, derivation.steps, fmt)
     if fmt == "json":
-        echo(documents.as_json(derivation, {k: r.to_dict() for k, r in reports.items()}), nl=False)
+        extra = {k: r.to_dict() for k, r in reports.items()}
+        if steps:
+            from .render.steps import as_json
+            extra["steps"] = as_json(derivation.steps)
+        echo(documents.as_json(derivation, extra), nl=False)
+    elif steps and fmt != "numpy":
+        _echo_reports(echo, reports, "% " if fmt == "latex" else "# " if fmt == "plain" else "")
     elif fmt == "latex":
         from .render.latex import document_block
         echo(document_block(derivation), nl=False)
@@ -140,6 +151,18 @@ def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric
     if failed:
         sys.exit(1)
     return 0
+
+
+def _echo_steps(echo, steps, fmt):
+    """--steps: the derivation in place of the bare results (its chains end with them); with
+    --format numpy, as comment lines before the module."""
+    from .render import steps as render_steps
+    if fmt == "latex":
+        echo(render_steps.latex(steps), nl=False)
+    elif fmt == "numpy":
+        echo("".join("# " + line + "\n" for line in render_steps.plain(steps).splitlines()), nl=False)
+    else:
+        echo(render_steps.plain(steps), nl=False)
 
 
 def _echo_reports(echo, reports, prefix: str):

@@ -1,0 +1,695 @@
+"""Show the work: the derivation as a chain of true equalities, each step naming its rule.
+
+A tracing layer over the stages, which it runs again one rule at a time:
+
+- **The differential.**  Each node's rule of ``differential.RULES`` is applied with the
+  differentials of its children left as placeholders, so the rule's own form is kept (and can be
+  written out as the rule's name: ``d inv(X) = -inv(X) * dX * inv(X)``); the placeholders are then
+  filled in *literally* (no smart constructor runs), which gives the first step: every rule of
+  the calculus applied, nothing simplified.  Then the expression is tidied one kind of
+  rewriting at a time (transposes pushed to the leaves, scalar factors pulled out, like terms
+  collected, ...: the smart constructors of ``expr``, run on one node kind at a time), then the
+  canonical-form rules of ``simplify.RULES`` one rule at a time.  A step is recorded whenever a
+  pass changes the expression, with the names of what changed it; independent applications of
+  the same rule share a step.
+- **Identification.**  The gradient through df = tr(G' dX) (the adjoint moves of
+  ``identify.pullback`` named), the Jacobian through vec(A dX B) = kron(B', A) vec(dX), the
+  Hessian through the differential of the gradient; each result is then simplified in named steps
+  as above, ending with the printed result.
+
+Every step's expression equals the one before it (the tests evaluate each at random points), and
+the last step of each stage is the result ``derive`` printed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+from . import expr as E
+from . import identify
+from . import simplify as S
+from .differential import RULES as DIFFERENTIAL_RULES, _Differentiator, differential
+
+MAX_STEPS = 60          # per stage: a runaway rewrite cannot print forever
+CANONICAL = "rearrange into canonical form"
+REORDER = "reorder terms"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One line of a derivation: ``<lhs> = expr``, justified by ``rules`` (names in words)."""
+
+    stage: str           # differential | gradient | jacobian | hessian
+    expr: E.Expr
+    rules: tuple
+    taken: frozenset = frozenset()
+    result: bool = False  # the stage's result: printed exactly as the result is
+
+    def text(self) -> str:
+        from .render.steps import step_text
+        return step_text(self.expr, self.taken, self.result)
+
+    def latex(self) -> str:
+        from .render.steps import step_latex
+        return step_latex(self.expr, self.taken, self.result)
+
+
+# ---------------------------------------------------------------------------------------------
+# Literal trees: nodes rebuilt without the smart constructors, so a step shows what a rule wrote
+# ---------------------------------------------------------------------------------------------
+
+def raw_rebuild(node: E.Expr, children: list) -> E.Expr:
+    """``node`` with new children, built directly (no simplification)."""
+    if all(new is old for new, old in zip(children, node.children)):
+        return node
+    if isinstance(node, E._Nary):
+        return type(node)(tuple(children), node.shape)
+    if isinstance(node, E.Elementwise):
+        return E.Elementwise(node.fn, children[0])
+    if isinstance(node, E.MatPow):
+        return E.MatPow(children[0], node.k)
+    if isinstance(node, E.Power):
+        return E.Power(children[0], children[1])
+    if isinstance(node, E.Kron):
+        return E.Kron(children[0], children[1])
+    if isinstance(node, E._Unary):
+        return type(node)(children[0], node.shape)
+    return node
+
+
+def raw_substitute(e: E.Expr, mapping: dict) -> E.Expr:
+    memo: dict = {}
+
+    def go(node):
+        if node in mapping:
+            return mapping[node]
+        if not node.children:
+            return node
+        if node not in memo:
+            memo[node] = raw_rebuild(node, [go(c) for c in node.children])
+        return memo[node]
+
+    return go(e)
+
+
+def _text(e: E.Expr) -> str:
+    from .render.text import to_text
+    return to_text(e)
+
+
+# ---------------------------------------------------------------------------------------------
+# The differential, every rule applied literally
+# ---------------------------------------------------------------------------------------------
+
+class _Placeholders(_Differentiator):
+    """A differentiator whose d(child) is a placeholder name: applying a node's rule with it gives
+    the rule's own form, before the children's differentials are known."""
+
+    def __init__(self, x, dx, named=None):
+        super().__init__(x, dx)
+        self.made: dict = {}        # placeholder -> the child it stands for
+        self.named = named or {}    # child -> the differential to use for it (rule names)
+
+    def d(self, e):
+        if e in self.named:
+            return self.named[e]
+        if e == self.x:
+            return self.dx
+        if self.named or not E.depends_on(e, self.x):
+            return E.zero(e.shape)
+        for p, child in self.made.items():
+            if child == e:
+                return p
+        p = E.Var(f"\u00a7{len(self.made)}", e.shape, False, diff=1)
+        self.made[p] = e
+        return p
+
+
+_PRODUCTS = (E.Mul, E.MatMul, E.Hadamard, E.Kron)
+
+
+def _rule_name(node: E.Expr, x: E.Var, dx: E.Var) -> str:
+    """The rule used at ``node``, in words, or written out on a generic argument."""
+    if isinstance(node, E.Add):
+        return "sum rule"
+    if isinstance(node, _PRODUCTS):
+        dependent = sum(E.depends_on(c, x) for c in node.children)
+        return "product rule" if dependent > 1 else "constant factors"
+    # write the rule out: the node's argument as U (or the variable itself), its differential dU
+    generic, named = {}, {}
+    letters = iter(("U", "V") if node.children[0].cols != 1 else ("u", "v"))
+    for c in node.children:
+        if c in generic or not E.depends_on(c, x):
+            continue
+        if c == x:
+            generic[c], named[x] = x, dx
+        else:
+            g = E.Var(next(letters), c.shape, False)
+            generic[c], named[g] = g, E.Var("d" + g.name, c.shape, False, diff=1)
+    shown = raw_substitute(node, generic)
+    written = DIFFERENTIAL_RULES[type(node)](_Placeholders(x, dx, named), shown)
+    lhs = _text(shown)
+    lhs = f"d {lhs}" if lhs.endswith(")") and lhs[0].isalpha() else f"d({lhs})"
+    prefix = "chain rule: " if isinstance(node, E.Elementwise) else ""
+    return f"{prefix}{lhs} = {_text(written)}"
+
+
+def _product_rule(D: _Placeholders, e: E.Expr) -> E.Expr:
+    """d(f1 f2 ... fk) = df1 f2 ... fk + ... + f1 ... dfk, written in the order of the factors
+    (the rule as a reader writes it; ``differential`` builds the same sum, sorted)."""
+    terms = []
+    for i, f in enumerate(e.children):
+        df = D.d(f)
+        if not E.is_zero(df):
+            terms.append(raw_rebuild(e, [df if j == i else g for j, g in enumerate(e.children)]))
+    return terms[0] if len(terms) == 1 else E.Add(tuple(terms), e.shape)
+
+
+def literal_differential(f: E.Expr, x: E.Var, dx: E.Var):
+    """(df with every rule applied as written, the rules used, outermost first)."""
+    rules: list = []
+    memo: dict = {}
+
+    def expand(e):
+        if e == x:
+            return dx
+        if not E.depends_on(e, x):
+            return E.zero(e.shape)
+        if e in memo:
+            return memo[e]
+        name = _rule_name(e, x, dx)
+        if name not in rules:
+            rules.append(name)
+        D = _Placeholders(x, dx)
+        written = _product_rule(D, e) if isinstance(e, _PRODUCTS) else DIFFERENTIAL_RULES[type(e)](D, e)
+        out = raw_substitute(written, {p: expand(child) for p, child in D.made.items()})
+        memo[e] = out
+        return out
+
+    out = expand(f)
+    if not rules:   # f is the variable itself, or does not depend on it
+        rules.append(f"d{x.name} = {dx.name}" if f == x else f"f does not depend on {x.name}")
+    return out, rules
+
+
+# ---------------------------------------------------------------------------------------------
+# Tidying in named passes: the smart constructors, one node kind at a time
+# ---------------------------------------------------------------------------------------------
+
+def _name_transpose(before: E.Transpose, after: E.Expr) -> str:
+    a = before.arg
+    if a.is_scalar:
+        return "a scalar is its own transpose"
+    if isinstance(a, E.MatMul):
+        return "transpose of a product: (A * B)' = B' * A'"
+    if isinstance(a, E.Transpose):
+        return "(A')' = A"
+    if isinstance(a, E.Var) and a.symmetric:
+        return f"symmetry: {a.name}' = {a.name}"
+    if isinstance(a, E.Add):
+        return "transpose of a sum"
+    if isinstance(a, E.Hadamard):
+        return "(A .* B)' = A' .* B'"
+    if isinstance(a, E.Inverse):
+        return "inv(A)' = inv(A')"
+    if isinstance(a, E.Mul):
+        return "(c * A)' = c * A'"
+    if isinstance(a, E.Kron):
+        return "kron(A, B)' = kron(A', B')"
+    if isinstance(a, (E.Identity, E.Diag)):
+        return "a diagonal matrix is symmetric"
+    if isinstance(a, (E.Elementwise, E.Power)):
+        return "f(A)' = f(A') elementwise"
+    return "transpose"
+
+
+def _name_matmul(before: E.MatMul, after: E.Expr) -> str:
+    args = before.args
+    if any(is_zero_like(a) for a in args):
+        return "a zero factor"
+    if len(args) > 1 and any(a.is_scalar or isinstance(a, E.Mul) for a in args):
+        return "scalar factors commute"
+    if any(isinstance(a, E.MatMul) for a in args):
+        return "associativity of the product"
+    if any(isinstance(a, E.Identity) for a in args):
+        return "A * I = A"
+    if len(args) > 2 and any(a.is_scalar for a in _chain_segments(args)):
+        return "scalar factors commute"
+    return "powers of the same matrix"
+
+
+def _chain_segments(args):
+    return [E.MatMul(tuple(args[i:j + 1]), (args[i].rows, args[j].cols))
+            for i in range(len(args)) for j in range(i + 1, len(args)) if (i, j) != (0, len(args) - 1)
+            and args[i].rows == 1 and args[j].cols == 1]
+
+
+def is_zero_like(e: E.Expr) -> bool:
+    return E.is_zero(e)
+
+
+def _name_add(before: E.Add, after: E.Expr) -> str:
+    if any(E.is_zero(t) for t in before.args):
+        return "drop zero terms"
+    if any(isinstance(t, E.Add) for t in before.args) and not _fewer_terms(before, after):
+        return "associativity of the sum"
+    if _fewer_terms(before, after):
+        return "collect like terms"
+    return REORDER
+
+
+def _terms(e: E.Expr) -> int:
+    n = 0
+    for t in (e.args if isinstance(e, E.Add) else (e,)):
+        inner = t.args[-1] if isinstance(t, E.Mul) and len(t.args) == 2 and isinstance(t.args[0], E.Num) else t
+        n += len(inner.args) if isinstance(inner, E.Add) else 1
+    return n
+
+
+def _fewer_terms(before, after) -> bool:
+    return _terms(after) < _terms(before)
+
+
+def _name_mul(before: E.Mul, after: E.Expr) -> str:
+    if any(E.is_zero(a) for a in before.args):
+        return "a zero factor"
+    flat = [f for a in before.args for f in (a.args if isinstance(a, E.Mul) else (a,))]
+    bases = [E._base_and_exponent(f)[0] for f in flat if not isinstance(f, E.Num) and f.is_scalar]
+    if len(set(bases)) < len(bases):
+        return "powers of the same scalar: s^a * s^b = s^(a + b)"
+    if sum(isinstance(f, E.Num) for f in flat) > 1:
+        return "multiply the numbers"
+    return "scalar factors commute"
+
+
+def _name_trace(before: E.Trace, after: E.Expr) -> str:
+    a = before.arg
+    if a.is_scalar:
+        return "the trace of a scalar is the scalar"
+    if isinstance(a, (E.Add, E.Mul)):
+        return "linearity of the trace"
+    if isinstance(a, E.Transpose):
+        return "tr(A') = tr(A)"
+    if isinstance(a, E.MatMul):
+        return "cyclic property of the trace"
+    return "trace"
+
+
+def _name_hadamard(before: E.Hadamard, after: E.Expr) -> str:
+    if any(E.is_zero(a) for a in before.args):
+        return "a zero factor"
+    if any(a.is_scalar or isinstance(a, E.Mul) for a in before.args):
+        return "scalar factors commute"
+    if isinstance(after, (E.Power, E.Hadamard)) and _powers(after) > _powers(before):
+        return "u .* u = u.^2"
+    return "commutativity of .*"
+
+
+def _powers(e):
+    parts = e.args if isinstance(e, E.Hadamard) else (e,)
+    return sum(isinstance(p, E.Power) for p in parts)
+
+
+def _name_other(before: E.Expr, after: E.Expr) -> str:
+    kind = type(before).__name__
+    names = {"Power": "powers: u.^a .* u.^b = u.^(a + b)", "Vec": "vec of a vector is the vector",
+             "Diag": "diag of a scalar multiple", "DiagPart": "diagonal of a matrix",
+             "Sum": "linearity of sum", "Inverse": "inverse of a product", "Kron": "kron of scalars",
+             "MatPow": "powers of the same matrix", "Elementwise": "value at a constant",
+             "Det": "det(A') = det(A)", "LogDet": "logdet(A') = logdet(A)", "Reshape": "reshape of vec",
+             "Norm1": "norm of the transpose", "Norm2": "norm of the transpose"}
+    return names.get(kind, "simplify")
+
+
+# the passes in the order a reader expects them: transposes, then products, then sums
+TIDY_PASSES = (
+    ((E.Transpose,), _name_transpose),
+    ((E.Trace,), _name_trace),
+    ((E.Mul,), _name_mul),
+    ((E.MatMul,), _name_matmul),
+    ((E.Hadamard,), _name_hadamard),
+    ((E.Add,), _name_add),
+    ((E.Power, E.Vec, E.Diag, E.DiagPart, E.Sum, E.Inverse, E.Kron, E.MatPow, E.Elementwise, E.Det,
+      E.LogDet, E.Reshape, E.Norm1, E.Norm2, E.Adj), _name_other),
+)
+
+_NAMERS = {t: namer for types, namer in TIDY_PASSES for t in types}
+
+
+def _namer(node):
+    return _NAMERS.get(type(node), _name_other)
+
+
+def _bottom_up(e: E.Expr, at_node, names: list, smart_parents) -> E.Expr:
+    """Rewrite every node with ``at_node`` (children first).  Parents of changed nodes are rebuilt
+    literally, or through the smart constructors when ``smart_parents`` (whatever that changes
+    beyond the literal rebuild is named too)."""
+    memo: dict = {}
+
+    def go(node):
+        if not node.children:
+            return node
+        if node in memo:
+            return memo[node]
+        children = [go(c) for c in node.children]
+        out = raw_rebuild(node, children)
+        smart_here = smart_parents is True or (smart_parents and isinstance(node, smart_parents))
+        if smart_here and out is not node:
+            smart = E.rebuild(node, children)
+            if smart != out:
+                _note(names, _namer(out)(out, smart))
+            out = smart
+        out = at_node(out)
+        memo[node] = out
+        return out
+
+    return go(e)
+
+
+def _note(names: list, name: str):
+    if name not in names:
+        names.append(name)
+
+
+def _tidy_pass(e: E.Expr, types, namer):
+    names: list = []
+
+    def at_node(node):
+        if isinstance(node, types):
+            smart = E.rebuild(node, list(node.children))
+            if smart != node:
+                _note(names, namer(node, smart))
+                return smart
+        return node
+
+    # a scalar multiple of a scalar multiple reads as one: -(-a) / 2 is written a / 2
+    return _bottom_up(e, at_node, names, smart_parents=(E.Mul,)), names
+
+
+def _is_tidy(e: E.Expr) -> bool:
+    """Every node is as the smart constructors build it (up to the order of terms in a sum)."""
+    for n in E.walk(e):
+        if not n.children:
+            continue
+        smart = E.rebuild(n, list(n.children))
+        if smart != n and not (isinstance(n, E.Add) and isinstance(smart, E.Add)
+                               and sorted(a.key for a in n.args) == sorted(a.key for a in smart.args)):
+            return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# The canonical-form rules, one at a time
+# ---------------------------------------------------------------------------------------------
+
+RULE_NAMES = {
+    "exp_ratio_to_sigmoid": "exp(u) ./ (1 + exp(u)) = sigmoid(u)",
+    "sum_of_products": "sum(u .* v) = u' * v",
+    "collect_coefficients": "collect like terms",
+    "factor_common": "factor out common factors",
+    "merge_traces": "tr(A) + tr(B) = tr(A + B)",
+}
+
+
+def simplify_rule_name(rule) -> str:
+    """A simplifier rule's name in words (a rule added later gets its docstring's first line)."""
+    name = getattr(rule, "step_name", None) or RULE_NAMES.get(rule.__name__)
+    if name:
+        return name
+    doc = (rule.__doc__ or "").strip().splitlines()
+    return doc[0].rstrip(".") if doc else rule.__name__.replace("_", " ")
+
+
+def _rule_pass(e: E.Expr, rule):
+    names: list = [simplify_rule_name(rule)]
+    changed = [False]
+
+    def at_node(node):
+        out = rule(node)
+        if out != node:
+            changed[0] = True
+            return out
+        return node
+
+    out = _bottom_up(e, at_node, names, smart_parents=True)
+    return out, names if changed[0] or out != e else []
+
+
+def _scalar_flip_passes(e: E.Expr):
+    """``orient_scalar`` as a reader does it, in two steps: write the scalar as its transpose,
+    then push the transpose through the product.  Yields (expr, rules) for each step taken."""
+    flips: list = []
+
+    def mark(node):
+        out = S.orient_scalar(node)
+        if out != node:
+            flips.append(node)
+            return E.Transpose(node, node.shape)
+        return node
+
+    first = _bottom_up(e, mark, [], smart_parents=False)
+    if not flips:
+        return []
+    names = ["a scalar is its own transpose"]
+
+    def push(node):
+        if isinstance(node, E.Transpose) and node.arg in flips:
+            return S.orient_scalar(node.arg)
+        return node
+
+    second_names = ["transpose of a product: (A * B)' = B' * A'"]
+    second = _bottom_up(first, push, second_names, smart_parents=True)
+    return [(first, names), (second, second_names)]
+
+
+def simplify_steps(e: E.Expr, target: E.Expr | None = None) -> list:
+    """[(expr, rules)] taking ``e`` (a literal tree) to canonical form one named pass at a time.
+
+    ``target`` is the canonical form the stage printed; should the passes end elsewhere, a last
+    step says so (the tests check that this is rare and still a true equation)."""
+    out: list = []
+    current = e
+    while len(out) < MAX_STEPS:
+        taken = _next_steps(current)
+        if not taken:
+            break
+        out.extend(taken)
+        current = taken[-1][0]
+    goal = target if target is not None else S.simplify(current)
+    if current != goal:
+        out.append((goal, [CANONICAL]))
+    return out
+
+
+def _next_steps(e: E.Expr) -> list:
+    """The first pass, in reading order, that changes ``e``: its steps [(expr, rules)], or []."""
+    reorder = None
+    for types, namer in TIDY_PASSES:
+        new, names = _tidy_pass(e, types, namer)
+        if new != e:
+            if names == [REORDER]:
+                reorder = reorder or [(new, names)]   # commutativity alone: only if nothing else
+                continue
+            return [(new, names)]
+    if not _is_tidy(e):
+        return [(_full_rebuild(e), ["simplify"])]
+    for rule in S.RULES:
+        if rule is S.orient_scalar:
+            flips = _scalar_flip_passes(e)
+            if flips:
+                return flips
+            continue
+        new, names = _rule_pass(e, rule)
+        if new != e:
+            return [(new, names)]
+    return reorder or []
+
+
+def _full_rebuild(e: E.Expr) -> E.Expr:
+    memo: dict = {}
+
+    def go(node):
+        if not node.children:
+            return node
+        if node not in memo:
+            memo[node] = E.rebuild(node, [go(c) for c in node.children])
+        return memo[node]
+
+    return go(e)
+
+
+# ---------------------------------------------------------------------------------------------
+# Identification: the rules of identify's adjoint and vec/kron walks, named along the way to dx
+# ---------------------------------------------------------------------------------------------
+
+def _holder(L: E.Expr, dx: E.Var):
+    held = [c for c in L.children if E.depends_on(c, dx)]
+    return held[0] if len(held) == 1 else None
+
+
+def _adjoint_name(L: E.Expr, dx: E.Var, top: bool):
+    F = _holder(L, dx)
+    if isinstance(L, E.Transpose):
+        return "tr(W' * F') = tr(W * F)"
+    if isinstance(L, E.Mul) and F is not None and F.is_scalar and not L.is_scalar:
+        return "tr(W' * (s * M)) = s * tr(M' * W)"
+    if isinstance(L, E.MatMul) and F is not None:
+        i = L.args.index(F)
+        if i + 1 < len(L.args):
+            if L.is_scalar and L.args[0].rows == 1 and F.cols != 1:
+                return "a' * dX * b = tr(b * a' * dX)"
+            return "cyclic property of the trace: tr(A * dX * B) = tr(B * A * dX)"
+        return None
+    if isinstance(L, E.Hadamard):
+        if L.cols == 1 and L.is_scalar is False:
+            return "u .* dx = diag(u) * dx"
+        return "tr(W' * (U .* dX)) = tr((U .* W)' * dX)"
+    if isinstance(L, E.Sum):
+        return "sum(F) = tr(ones' * F)"
+    if isinstance(L, E.DiagPart):
+        return "w' * diag(F) = tr(diag(w) * F)"
+    if isinstance(L, E.Diag):
+        return "tr(W' * diag(f)) = diag(W)' * f"
+    if isinstance(L, (E.Vec, E.Reshape)):
+        return "w' * vec(F) = tr(reshape(w)' * F)"
+    if isinstance(L, E.Kron):
+        return "vec(kron(A, B)) rearranged as a product with vec(A) or vec(B)"
+    return None
+
+
+def _jacobian_name(L: E.Expr, dx: E.Var, top: bool):
+    F = _holder(L, dx)
+    if isinstance(L, E.Transpose):
+        return "vec(dX') = commutation * vec(dX)"
+    if isinstance(L, E.Mul) and F is not None:
+        return "vec(s * M) = vec(M) * s" if F.is_scalar else "vec(c * F) = c * vec(F)"
+    if isinstance(L, E.MatMul):
+        return "vec(A * dX * B) = kron(B', A) * vec(dX)"
+    if isinstance(L, E.Hadamard):
+        return "vec(U .* dX) = diag(vec(U)) * vec(dX)"
+    if isinstance(L, E.DiagPart):
+        return "vec(diag(F)) = kron(ones', I) * diag(vec(I)) * vec(F)"
+    if isinstance(L, E.Diag):
+        return "vec(diag(f)) = diag(vec(I)) * kron(ones, I) * f"
+    if isinstance(L, E.Kron):
+        return "vec(kron(A, B)) rearranged as a product with vec(A) or vec(B)"
+    return None
+
+
+def _walk_rules(L: E.Expr, dx: E.Var, namer, out: list, top: bool = True, adjoint_below_scalars=False):
+    if not E.depends_on(L, dx) or isinstance(L, E.Var):
+        return
+    if adjoint_below_scalars and L.is_scalar and namer is _jacobian_name:
+        _note(out, "vec(s) = s = tr(g' * dX) = vec(g)' * vec(dX)")
+        _walk_rules(L, dx, _adjoint_name, out, top)
+        return
+    name = namer(L, dx, top)
+    if name:
+        _note(out, name)
+    if isinstance(L, E.Add):
+        for t in L.args:
+            _walk_rules(L=t, dx=dx, namer=namer, out=out, top=False,
+                        adjoint_below_scalars=adjoint_below_scalars)
+        return
+    for c in L.children:
+        if E.depends_on(c, dx):
+            _walk_rules(c, dx, namer, out, False, adjoint_below_scalars)
+
+
+def _identification_rule(dx: E.Var) -> str:
+    if dx.is_scalar:
+        return f"df = \u2207f * {dx.name}"
+    if dx.cols == 1:
+        return f"df = \u2207f' * {dx.name}"
+    return f"df = tr(\u2207f' * {dx.name})"
+
+
+def gradient_steps(df: E.Expr, x: E.Var, dx: E.Var, target: E.Expr, cookbook: bool = False) -> list:
+    """[(expr, rules)]: the gradient read off df = tr(G' dX), then simplified to ``target``."""
+    raw = identify.pullback(df, E.Num(1), dx)
+    rules = [_identification_rule(dx)]
+    _walk_rules(df, dx, _adjoint_name, rules)
+    current = raw
+    if x.symmetric:
+        current = _half(E.Add((raw, E.Transpose(raw, raw.shape)), raw.shape))
+        rules.append(f"{x.name} symmetric: \u2207f = (G + G') / 2 for G with df = tr(G' * {dx.name})")
+    if cookbook:
+        G = identify.gradient(df, x, dx)
+        current = E.Add((E.Mul((E.Num(2), G), G.shape),
+                         E.Mul((E.Num(-1), E.Hadamard((E.Identity(G.rows), G), G.shape)), G.shape)), G.shape)
+        rules.append(f"Matrix Cookbook convention: 2 * G - I .* G, G = {_text(G)}")
+    return _drop_repeats([(current, rules)] + simplify_steps(current, target))
+
+
+def _half(e: E.Expr) -> E.Expr:
+    return E.Mul((E.Num(Fraction(1, 2)), e), e.shape)
+
+
+def _symmetric_projection(J: E.Expr, x: E.Var, rules: list) -> E.Expr:
+    P = identify.symmetric_projection(x.rows)
+    rules.append(f"{x.name} symmetric: J acts through P = (I + commutation) / 2")
+    return E.MatMul((J, P), (J.rows, P.cols))
+
+
+def jacobian_steps(f: E.Expr, df: E.Expr, x: E.Var, dx: E.Var, layout: str, target: E.Expr) -> list:
+    if f.is_scalar:
+        G = identify.gradient(df, x, dx)
+        raw = E.Transpose(E.Vec(G, (G.rows * G.cols, 1)) if G.cols != 1 else G, (1, G.rows * G.cols))
+        rules = ["J = vec(\u2207f)' for a scalar f"]
+    else:
+        raw = identify.jacobian_kron(df, dx)
+        rules = [f"vec(df) = J * vec({dx.name})"]
+        _walk_rules(df, dx, _jacobian_name, rules, adjoint_below_scalars=True)
+        if x.symmetric:
+            raw = _symmetric_projection(raw, x, rules)
+    if layout == "denominator":
+        raw = E.Transpose(raw, (raw.cols, raw.rows))
+        rules.append("denominator layout: the transpose of the numerator layout")
+    return _drop_repeats([(raw, rules)] + simplify_steps(raw, target))
+
+
+def hessian_steps(G: E.Expr, x: E.Var, dx: E.Var, target: E.Expr, taken) -> list:
+    dG = S.simplify(differential(G, x, dx))
+    raw = identify.jacobian_kron(E.vec(dG), dx)
+    from .render.share import shared_text
+    rules = [f"second differential: d(\u2207f) = {shared_text(dG, taken, _text)}",
+             f"vec(d(\u2207f)) = H * vec({dx.name})"]
+    _walk_rules(E.vec(dG), dx, _jacobian_name, rules, adjoint_below_scalars=True)
+    if x.symmetric:
+        raw = _symmetric_projection(raw, x, rules)
+    return _drop_repeats([(raw, rules)] + simplify_steps(raw, target))
+
+
+def _drop_repeats(steps: list) -> list:
+    """A step that writes the same expression as the one before adds nothing."""
+    out = []
+    for e, rules in steps:
+        if out and out[-1][0] == e:
+            continue
+        out.append((e, rules))
+    return out
+
+
+def differential_steps(f: E.Expr, x: E.Var, dx: E.Var, target: E.Expr) -> list:
+    lit, rules = literal_differential(f, x, dx)
+    return _drop_repeats([(lit, rules)] + simplify_steps(lit, target))
+
+
+def derivation_steps(d) -> list:
+    """Every step of the derivation ``d`` (an ``api.Derivation``): a list of ``Step``."""
+    results = d.results
+    taken = results["differential"].taken
+    df = results["differential"].expr
+    stages = [("differential", differential_steps(d.expression, d.x, d.dx, df))]
+    if "gradient" in results:
+        cookbook = results["gradient"].label.startswith("cookbook")
+        stages.append(("gradient", gradient_steps(df, d.x, d.dx, results["gradient"].expr, cookbook)))
+    if "jacobian" in results:
+        stages.append(("jacobian", jacobian_steps(d.expression, df, d.x, d.dx, d.layout,
+                                                  results["jacobian"].expr)))
+    if "hessian" in results:
+        G = identify.gradient(df, d.x, d.dx)
+        stages.append(("hessian", hessian_steps(G, d.x, d.dx, results["hessian"].expr, taken)))
+    return [Step(stage, e, tuple(rules), taken, result=i == len(steps) - 1)
+            for stage, steps in stages for i, (e, rules) in enumerate(steps)]
