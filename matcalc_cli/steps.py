@@ -55,6 +55,22 @@ class Step:
         return step_latex(self.expr, self.taken, self.result)
 
 
+class Rule(str):
+    """A rule's name in words (the JSON ``rules`` entry), with its LaTeX when it is a formula."""
+
+    latex: str | None = None
+
+    def __new__(cls, text: str, latex: str | None = None):
+        self = super().__new__(cls, text)
+        self.latex = latex
+        return self
+
+
+def _latex(e: E.Expr) -> str:
+    from .render.latex import to_latex
+    return to_latex(e)
+
+
 # ---------------------------------------------------------------------------------------------
 # Literal trees: nodes rebuilt without the smart constructors, so a step shows what a rule wrote
 # ---------------------------------------------------------------------------------------------
@@ -135,7 +151,7 @@ def _rule_name(node: E.Expr, x: E.Var, dx: E.Var) -> str:
         return "sum rule"
     if isinstance(node, _PRODUCTS):
         dependent = sum(E.depends_on(c, x) for c in node.children)
-        return "product rule" if dependent > 1 else "constant factors"
+        return "product rule" if dependent > 1 else "constant factors: d(A * U) = A * dU"
     # write the rule out: the node's argument as U (or the variable itself), its differential dU
     generic, named = {}, {}
     letters = iter(("U", "V") if node.children[0].cols != 1 else ("u", "v"))
@@ -150,9 +166,12 @@ def _rule_name(node: E.Expr, x: E.Var, dx: E.Var) -> str:
     shown = raw_substitute(node, generic)
     written = DIFFERENTIAL_RULES[type(node)](_Placeholders(x, dx, named), shown)
     lhs = _text(shown)
-    lhs = f"d {lhs}" if lhs.endswith(")") and lhs[0].isalpha() else f"d({lhs})"
+    call = lhs.endswith(")") and lhs[0].isalpha()
+    lhs = f"d {lhs}" if call else f"d({lhs})"
+    lhs_latex = r"\mathrm{d}\," + _latex(shown) if call else r"\mathrm{d}\left(" + _latex(shown) + r"\right)"
     prefix = "chain rule: " if isinstance(node, E.Elementwise) else ""
-    return f"{prefix}{lhs} = {_text(written)}"
+    return Rule(f"{prefix}{lhs} = {_text(written)}",
+                (r"\text{chain rule: }" if prefix else "") + f"{lhs_latex} = {_latex(written)}")
 
 
 def _product_rule(D: _Placeholders, e: E.Expr) -> E.Expr:
@@ -206,7 +225,7 @@ def _name_transpose(before: E.Transpose, after: E.Expr) -> str:
     if isinstance(a, E.Transpose):
         return "(A')' = A"
     if isinstance(a, E.Var) and a.symmetric:
-        return f"symmetry: {a.name}' = {a.name}"
+        return Rule(f"symmetry: {a.name}' = {a.name}", rf"\text{{symmetry: }} {_latex(a)}^{{\top}} = {_latex(a)}")
     if isinstance(a, E.Add):
         return "transpose of a sum"
     if isinstance(a, E.Hadamard):
@@ -287,6 +306,9 @@ def _name_trace(before: E.Trace, after: E.Expr) -> str:
     a = before.arg
     if a.is_scalar:
         return "the trace of a scalar is the scalar"
+    if isinstance(a, E.Add) and isinstance(after, E.Add) and any(
+            isinstance(t, E.Trace) and t.arg not in a.args for t in after.args):
+        return "linearity and cyclic property of the trace"
     if isinstance(a, (E.Add, E.Mul)):
         return "linearity of the trace"
     if isinstance(a, E.Transpose):
@@ -581,7 +603,7 @@ def _walk_rules(L: E.Expr, dx: E.Var, namer, out: list, top: bool = True, adjoin
     if not E.depends_on(L, dx) or isinstance(L, E.Var):
         return
     if adjoint_below_scalars and L.is_scalar and namer is _jacobian_name:
-        _note(out, "vec(s) = s = tr(g' * dX) = vec(g)' * vec(dX)")
+        _note(out, "a scalar s = tr(G' * dX) has vec(s) = vec(G)' * vec(dX)")
         _walk_rules(L, dx, _adjoint_name, out, top)
         return
     name = namer(L, dx, top)
@@ -597,29 +619,128 @@ def _walk_rules(L: E.Expr, dx: E.Var, namer, out: list, top: bool = True, adjoin
             _walk_rules(c, dx, namer, out, False, adjoint_below_scalars)
 
 
-def _identification_rule(dx: E.Var) -> str:
+def _identification_rule(dx: E.Var) -> Rule:
+    d = _latex(dx)
     if dx.is_scalar:
-        return f"df = \u2207f * {dx.name}"
+        return Rule(f"df = \u2207f * {dx.name}", rf"\mathrm{{d}}f = \nabla f \, {d}")
     if dx.cols == 1:
-        return f"df = \u2207f' * {dx.name}"
-    return f"df = tr(\u2207f' * {dx.name})"
+        return Rule(f"df = \u2207f' * {dx.name}", rf"\mathrm{{d}}f = \nabla f^{{\top}} {d}")
+    return Rule(f"df = tr(\u2207f' * {dx.name})", rf"\mathrm{{d}}f = \operatorname{{tr}}(\nabla f^{{\top}} {d})")
+
+
+# the adjoint moves of ``identify.pullback``, written literally: G as a reader first writes it,
+# e.g. (x' * (A + A'))' from df = x' * (A + A') * dx, before any simplification
+
+def _r_transpose(e: E.Expr) -> E.Expr:
+    if e.is_scalar:
+        return e
+    if isinstance(e, E.Transpose):
+        return e.arg                       # (A')' = A, too plain to be a step
+    if isinstance(e, E.Mul):               # (c * A)' = c * A'
+        return _r_mul(list(e.args[:-1]), _r_transpose(e.args[-1]))
+    return E.Transpose(e, (e.cols, e.rows))
+
+
+def _r_matmul(factors: list) -> E.Expr:
+    """A literal product; numbers and scalars in front, identity factors and ones dropped."""
+    scalars, chain = [], []
+    for f in factors:
+        if isinstance(f, E.Mul):
+            scalars += list(f.args[:-1])
+            f = f.args[-1]
+        if f.is_scalar and len(factors) > 1:
+            scalars.append(f)
+        elif not isinstance(f, E.Identity):
+            chain.append(f)
+    if not chain:
+        identity = [f for f in factors if isinstance(f, E.Identity)]
+        chain = identity[:1] or [E.Num(1)]
+    body = chain[0] if len(chain) == 1 else E.MatMul(tuple(chain), (chain[0].rows, chain[-1].cols))
+    return _r_mul(scalars, body)
+
+
+def _r_mul(scalars: list, body: E.Expr) -> E.Expr:
+    """A literal scalar multiple: one number in front, then the other scalars, then ``body``."""
+    if isinstance(body, E.Mul):
+        scalars, body = scalars + list(body.args[:-1]), body.args[-1]
+    flat = []
+    for f in scalars:
+        flat += list(f.args) if isinstance(f, E.Mul) else [f]
+    coef = Fraction(1)
+    for f in flat:
+        if isinstance(f, E.Num):
+            coef *= f.value
+    rest = [f for f in flat if not isinstance(f, E.Num)]
+    if isinstance(body, E.Num) and body.is_scalar:
+        coef *= body.value
+        if rest:
+            rest, body = rest[:-1], rest[-1]
+        else:
+            return E.Num(coef)
+    parts = ([E.Num(coef)] if coef != 1 else []) + rest
+    return E.Mul(tuple(parts) + (body,), body.shape) if parts else body
+
+
+def literal_pullback(L: E.Expr, W: E.Expr, dx: E.Var) -> E.Expr:
+    """The G with <W, L(dx)> = <G, dx>, each adjoint move written out (cf. ``identify.pullback``)."""
+    if not E.depends_on(L, dx):
+        return E.zero(dx.shape)
+    if isinstance(L, E.Var):
+        return W
+    F = _holder(L, dx)
+    if isinstance(L, E.Add):
+        parts = [literal_pullback(t, W, dx) for t in L.args if E.depends_on(t, dx)]
+        return parts[0] if len(parts) == 1 else E.Add(tuple(parts), dx.shape)
+    if F is None:
+        return identify.pullback(L, W, dx)
+    others = [c for c in L.children if c is not F] if not isinstance(L, E.Kron) else None
+    if isinstance(L, E.Transpose):
+        return literal_pullback(F, _r_transpose(W), dx)
+    if isinstance(L, E.Mul):
+        if not F.is_scalar or L.is_scalar:
+            return literal_pullback(F, _r_mul(others, W), dx)
+        M = _r_mul(others[:-1], others[-1]) if len(others) > 1 else others[0]
+        return literal_pullback(F, E.inner(M, W), dx)
+    if isinstance(L, E.MatMul):
+        i = L.args.index(F)
+        left, right = list(L.args[:i]), list(L.args[i + 1:])
+        seed = [W]
+        if left:
+            seed = [_r_transpose(_r_matmul(left))] + seed
+        if right:
+            seed = seed + [_r_transpose(_r_matmul(right))]
+        return literal_pullback(F, _r_matmul(seed), dx)
+    if isinstance(L, E.Hadamard):
+        if W.is_scalar:
+            body = others[0] if len(others) == 1 else E.Hadamard(tuple(others), L.shape)
+            return literal_pullback(F, _r_mul([W], body), dx)
+        return literal_pullback(F, E.Hadamard(tuple(others) + (W,), L.shape), dx)
+    if isinstance(L, E.Trace):
+        return literal_pullback(F, _r_mul([W], E.Identity(F.rows)), dx)
+    if isinstance(L, E.Sum):
+        return literal_pullback(F, _r_mul([W], E.ones(F.shape)), dx)
+    return identify.PULLBACK_RULES[type(L)](L, W, dx) if type(L) in identify.PULLBACK_RULES \
+        else identify.pullback(L, W, dx)
 
 
 def gradient_steps(df: E.Expr, x: E.Var, dx: E.Var, target: E.Expr, cookbook: bool = False) -> list:
     """[(expr, rules)]: the gradient read off df = tr(G' dX), then simplified to ``target``."""
-    raw = identify.pullback(df, E.Num(1), dx)
+    raw = literal_pullback(df, E.Num(1), dx)
     rules = [_identification_rule(dx)]
     _walk_rules(df, dx, _adjoint_name, rules)
     current = raw
     if x.symmetric:
         current = _half(E.Add((raw, E.Transpose(raw, raw.shape)), raw.shape))
-        rules.append(f"{x.name} symmetric: \u2207f = (G + G') / 2 for G with df = tr(G' * {dx.name})")
+        rules.append(Rule(f"{x.name} symmetric: \u2207f = (G + G') / 2 for G with df = tr(G' * {dx.name})",
+                          rf"{_latex(x)} \text{{ symmetric: }} \nabla f = \tfrac{{1}}{{2}}(G + G^{{\top}}) "
+                          rf"\text{{ for }} G \text{{ with }} \mathrm{{d}}f = \operatorname{{tr}}(G^{{\top}} {_latex(dx)})"))
     if cookbook:
         G = identify.gradient(df, x, dx)
         current = E.Add((E.Mul((E.Num(2), G), G.shape),
                          E.Mul((E.Num(-1), E.Hadamard((E.Identity(G.rows), G), G.shape)), G.shape)), G.shape)
-        rules.append(f"Matrix Cookbook convention: 2 * G - I .* G, G = {_text(G)}")
-    return _drop_repeats([(current, rules)] + simplify_steps(current, target))
+        rules.append(Rule(f"Matrix Cookbook convention: 2 * G - I .* G, G = {_text(G)}",
+                          rf"\text{{Matrix Cookbook convention: }} 2G - I \odot G,\ G = {_latex(G)}"))
+    return _chain(current, rules, target)
 
 
 def _half(e: E.Expr) -> E.Expr:
@@ -639,33 +760,45 @@ def jacobian_steps(f: E.Expr, df: E.Expr, x: E.Var, dx: E.Var, layout: str, targ
         rules = ["J = vec(\u2207f)' for a scalar f"]
     else:
         raw = identify.jacobian_kron(df, dx)
-        rules = [f"vec(df) = J * vec({dx.name})"]
+        rules = [Rule(f"vec(df) = J * vec({dx.name})",
+                      rf"\operatorname{{vec}}(\mathrm{{d}}f) = J \operatorname{{vec}}({_latex(dx)})")]
         _walk_rules(df, dx, _jacobian_name, rules, adjoint_below_scalars=True)
         if x.symmetric:
             raw = _symmetric_projection(raw, x, rules)
     if layout == "denominator":
         raw = E.Transpose(raw, (raw.cols, raw.rows))
         rules.append("denominator layout: the transpose of the numerator layout")
-    return _drop_repeats([(raw, rules)] + simplify_steps(raw, target))
+    return _chain(raw, rules, target)
 
 
 def hessian_steps(G: E.Expr, x: E.Var, dx: E.Var, target: E.Expr, taken) -> list:
     dG = S.simplify(differential(G, x, dx))
     raw = identify.jacobian_kron(E.vec(dG), dx)
     from .render.share import shared_text
-    rules = [f"second differential: d(\u2207f) = {shared_text(dG, taken, _text)}",
-             f"vec(d(\u2207f)) = H * vec({dx.name})"]
+    from .render.latex import shared_latex
+    rules = [Rule(f"second differential: d(\u2207f) = {shared_text(dG, taken, _text)}",
+                  rf"\text{{second differential: }} \mathrm{{d}}(\nabla f) = {shared_latex(dG, taken)}"),
+             Rule(f"vec(d(\u2207f)) = H * vec({dx.name})",
+                  rf"\operatorname{{vec}}(\mathrm{{d}}(\nabla f)) = H \operatorname{{vec}}({_latex(dx)})")]
     _walk_rules(E.vec(dG), dx, _jacobian_name, rules, adjoint_below_scalars=True)
     if x.symmetric:
         raw = _symmetric_projection(raw, x, rules)
-    return _drop_repeats([(raw, rules)] + simplify_steps(raw, target))
+    return _chain(raw, rules, target)
+
+
+def _chain(first: E.Expr, rules: list, target: E.Expr) -> list:
+    """The stage's steps: ``first`` (justified by ``rules``), simplified step by step to ``target``;
+    the last step holds the target object itself, so that it prints exactly as the result does."""
+    return _drop_repeats([(first, rules)] + simplify_steps(first, target) + [(target, [])])
 
 
 def _drop_repeats(steps: list) -> list:
-    """A step that writes the same expression as the one before adds nothing."""
+    """A step that writes the same expression as the one before adds nothing (the later object is
+    kept: the last one is the result itself)."""
     out = []
     for e, rules in steps:
         if out and out[-1][0] == e:
+            out[-1] = (e, out[-1][1])
             continue
         out.append((e, rules))
     return out
@@ -673,7 +806,7 @@ def _drop_repeats(steps: list) -> list:
 
 def differential_steps(f: E.Expr, x: E.Var, dx: E.Var, target: E.Expr) -> list:
     lit, rules = literal_differential(f, x, dx)
-    return _drop_repeats([(lit, rules)] + simplify_steps(lit, target))
+    return _chain(lit, rules, target)
 
 
 def derivation_steps(d) -> list:

@@ -15,8 +15,9 @@ from .text import TextPrinter
 
 # what each stage's chain of equalities is about
 LHS = {"differential": "df", "gradient": "\u2207f", "jacobian": "J", "hessian": "H"}
-LATEX_LHS = {"differential": r"df", "gradient": r"\nabla f", "jacobian": r"J", "hessian": r"H"}
+LATEX_LHS = {"differential": r"\mathrm{d}f", "gradient": r"\nabla f", "jacobian": r"J", "hessian": r"H"}
 
+LATEX_RULES_WIDTH = 60   # LaTeX: longer lists of rules go one a row
 WIDTH = 100   # plain text: rules go in a column when the lines fit this width
 
 
@@ -58,15 +59,26 @@ def _below_root(e: E.Expr, mapping: dict) -> E.Expr:
     return raw_rebuild(e, [raw_substitute(c, mapping) for c in e.children])
 
 
+LITERAL_SHARE_SIZE = 300   # a step that is not a result names its repeats only when this large
+
+
+def step_parts(e: E.Expr, taken=(), result: bool = False) -> tuple:
+    """([(name, definition text)], body text) of a step: its repeated parts named as results are."""
+    if result:
+        from .text import to_text
+        definitions, body = share.shared_form(e, taken)
+        return [(v.name, to_text(d)) for v, d in definitions], to_text(body)
+    definitions, body = _literal_shared_form(e, taken) if E.tree_size(e) > LITERAL_SHARE_SIZE else ([], e)
+    return [(v.name, StepTextPrinter().doprint(d)) for v, d in definitions], StepTextPrinter().doprint(body)
+
+
 def step_text(e: E.Expr, taken=(), result: bool = False) -> str:
-    """A step in the input language (parses back), its repeated parts named as results are."""
+    """A step in the input language (parses back): 't1 = ...; t2 = ...; body'."""
     if result:
         from .text import to_text
         return share.shared_text(e, taken, to_text)
-    definitions, body = _literal_shared_form(e, taken)
-    printer = StepTextPrinter()
-    parts = [f"{var.name} = {printer.doprint(d)}" for var, d in definitions]
-    return "; ".join(parts + [StepTextPrinter().doprint(body)])
+    definitions, body = step_parts(e, taken)
+    return "; ".join([f"{name} = {d}" for name, d in definitions] + [body])
 
 
 def step_latex(e: E.Expr, taken=(), result: bool = False) -> str:
@@ -74,7 +86,7 @@ def step_latex(e: E.Expr, taken=(), result: bool = False) -> str:
     from .latex import LatexPrinter, _names_in, shared_latex
     if result:
         return shared_latex(e, taken)
-    definitions, body = _literal_shared_form(e, taken)
+    definitions, body = _literal_shared_form(e, taken) if E.tree_size(e) > LITERAL_SHARE_SIZE else ([], e)
     printer = LatexPrinter(_names_in(e))
     text = printer.doprint(body)
     if definitions:
@@ -90,7 +102,9 @@ def rows(steps, lhs_names=None) -> list:
     for s in steps:
         lhs = names[s.stage] if s.stage != stage else ""
         stage = s.stage
-        out.append((lhs, s.text(), "; ".join(s.rules)))
+        definitions, body = step_parts(s.expr, s.taken, s.result)
+        where = "  where " + ", ".join(f"{n} = {d}" for n, d in definitions) if definitions else ""
+        out.append((lhs, body + where, "; ".join(s.rules)))
     return out
 
 
@@ -130,14 +144,69 @@ def latex_text(rule: str) -> str:
                    else f"[U+{ord(ch):04X}]" for ch in rule)
 
 
+# rules whose names are formulas, typeset (the others are set as words)
+T, TR, INV = r"^{\top}", r"\operatorname{tr}", r"^{-1}"
+LATEX_RULES = {
+    "transpose of a product: (A * B)' = B' * A'": rf"\text{{transpose of a product: }} (AB){T} = B{T} A{T}",
+    "(A')' = A": rf"(A{T}){T} = A",
+    "(A .* B)' = A' .* B'": rf"(A \odot B){T} = A{T} \odot B{T}",
+    "inv(A)' = inv(A')": rf"(A{INV}){T} = (A{T}){INV}",
+    "(c * A)' = c * A'": rf"(cA){T} = cA{T}",
+    "kron(A, B)' = kron(A', B')": rf"(A \otimes B){T} = A{T} \otimes B{T}",
+    "f(A)' = f(A') elementwise": rf"f(A){T} = f(A{T}) \text{{ elementwise}}",
+    "A * I = A": r"AI = A",
+    "powers of the same scalar: s^a * s^b = s^(a + b)": r"\text{powers of the same scalar: } s^{a} s^{b} = s^{a + b}",
+    "tr(A') = tr(A)": rf"{TR}(A{T}) = {TR}(A)",
+    "u .* u = u.^2": r"u \odot u = u^{\circ 2}",
+    "powers: u.^a .* u.^b = u.^(a + b)": r"u^{\circ a} \odot u^{\circ b} = u^{\circ (a + b)}",
+    "det(A') = det(A)": rf"\det(A{T}) = \det(A)",
+    "logdet(A') = logdet(A)": rf"\log\det(A{T}) = \log\det(A)",
+    "exp(u) ./ (1 + exp(u)) = sigmoid(u)": r"\exp(u) \oslash (1 + \exp(u)) = \sigma(u)",
+    "sum(u .* v) = u' * v": rf"\operatorname{{sum}}(u \odot v) = u{T} v",
+    "tr(A) + tr(B) = tr(A + B)": rf"{TR}(A) + {TR}(B) = {TR}(A + B)",
+    "constant factors: d(A * U) = A * dU": r"\text{constant factors: } \mathrm{d}(AU) = A \, \mathrm{d}U",
+    "tr(W' * F') = tr(W * F)": rf"{TR}(W{T} F{T}) = {TR}(W F)",
+    "tr(W' * (s * M)) = s * tr(M' * W)": rf"{TR}(W{T} (s M)) = s \, {TR}(M{T} W)",
+    "a' * dX * b = tr(b * a' * dX)": rf"a{T} \mathrm{{d}}X \, b = {TR}(b a{T} \mathrm{{d}}X)",
+    "cyclic property of the trace: tr(A * dX * B) = tr(B * A * dX)":
+        rf"\text{{cyclic property of the trace: }} {TR}(A \mathrm{{d}}X \, B) = {TR}(B A \mathrm{{d}}X)",
+    "u .* dx = diag(u) * dx": r"u \odot \mathrm{d}x = \operatorname{diag}(u) \mathrm{d}x",
+    "tr(W' * (U .* dX)) = tr((U .* W)' * dX)": rf"{TR}(W{T} (U \odot \mathrm{{d}}X)) = {TR}((U \odot W){T} \mathrm{{d}}X)",
+    "sum(F) = tr(ones' * F)": rf"\operatorname{{sum}}(F) = {TR}(\mathbf{{1}}{T} F)",
+    "vec(dX') = commutation * vec(dX)": rf"\operatorname{{vec}}(\mathrm{{d}}X{T}) = K \operatorname{{vec}}(\mathrm{{d}}X)",
+    "vec(s * M) = vec(M) * s": r"\operatorname{vec}(s M) = \operatorname{vec}(M) \, s",
+    "vec(c * F) = c * vec(F)": r"\operatorname{vec}(c F) = c \operatorname{vec}(F)",
+    "vec(A * dX * B) = kron(B', A) * vec(dX)":
+        rf"\operatorname{{vec}}(A \mathrm{{d}}X \, B) = (B{T} \otimes A) \operatorname{{vec}}(\mathrm{{d}}X)",
+    "vec(U .* dX) = diag(vec(U)) * vec(dX)":
+        r"\operatorname{vec}(U \odot \mathrm{d}X) = \operatorname{diag}(\operatorname{vec}(U)) \operatorname{vec}(\mathrm{d}X)",
+    "a scalar s = tr(G' * dX) has vec(s) = vec(G)' * vec(dX)":
+        rf"\text{{a scalar }} s = {TR}(G{T} \mathrm{{d}}X) \text{{ has }} \operatorname{{vec}}(s) = "
+        rf"\operatorname{{vec}}(G){T} \operatorname{{vec}}(\mathrm{{d}}X)",
+    "J = vec(\u2207f)' for a scalar f": rf"J = \operatorname{{vec}}(\nabla f){T} \text{{ for a scalar }} f",
+}
+
+
+def latex_rule(rule: str) -> str:
+    """A rule in math mode: its formula typeset where known, else its words in \\text{}."""
+    formula = getattr(rule, "latex", None) or LATEX_RULES.get(str(rule))
+    return formula if formula else r"\text{" + latex_text(rule) + "}"
+
+
 def latex(steps) -> str:
-    """An align* block: ``df &= ... && \\text{(rule)}`` per line."""
+    """An align* block: ``\\mathrm{d}f &= ... && (rule; rule)`` per line."""
     lines, stage = [], None
     for s in steps:
         lhs = LATEX_LHS[s.stage] if s.stage != stage else ""
         stage = s.stage
-        rule = r"\text{(" + latex_text("; ".join(s.rules)) + ")}"
-        lines.append(f"{lhs} &= {s.latex()} && {rule}")
+        typeset = [latex_rule(r) for r in s.rules]
+        if len(s.rules) <= 2 and sum(len(r) for r in s.rules) <= LATEX_RULES_WIDTH:
+            lines.append(rf"{lhs} &= {s.latex()} && \text{{(}}" + r"\text{; }".join(typeset) + r"\text{)}")
+            continue
+        # many rules: one a row, under each other in the rules column
+        lines.append(rf"{lhs} &= {s.latex()} && \text{{(}}{typeset[0]}\text{{;}}")
+        lines += [rf" & && {r}\text{{;}}" for r in typeset[1:-1]]
+        lines.append(rf" & && {typeset[-1]}\text{{)}}")
     return "\\begin{align*}\n" + " \\\\\n".join(lines) + "\n\\end{align*}\n"
 
 
