@@ -585,11 +585,13 @@ def _jacobian_name(L: E.Expr, dx: E.Var, top: bool):
     if isinstance(L, E.Transpose):
         return "vec(dX') = commutation * vec(dX)"
     if isinstance(L, E.Mul) and F is not None:
-        return "vec(s * M) = vec(M) * s" if F.is_scalar else "vec(c * F) = c * vec(F)"
+        return "vec(s * M) = vec(M) * s" if F.is_scalar else None   # vec(c F) = c vec(F): plain
     if isinstance(L, E.MatMul):
+        if F is not None and F.cols == 1 and L.args[-1] is F:
+            return None    # vec(A * dx) = A * dx: nothing to rearrange
         return "vec(A * dX * B) = kron(B', A) * vec(dX)"
     if isinstance(L, E.Hadamard):
-        return "vec(U .* dX) = diag(vec(U)) * vec(dX)"
+        return "u .* dx = diag(u) * dx" if L.cols == 1 else "vec(U .* dX) = diag(vec(U)) * vec(dX)"
     if isinstance(L, E.DiagPart):
         return "vec(diag(F)) = kron(ones', I) * diag(vec(I)) * vec(F)"
     if isinstance(L, E.Diag):
@@ -760,8 +762,11 @@ def jacobian_steps(f: E.Expr, df: E.Expr, x: E.Var, dx: E.Var, layout: str, targ
         rules = ["J = vec(\u2207f)' for a scalar f"]
     else:
         raw = identify.jacobian_kron(df, dx)
-        rules = [Rule(f"vec(df) = J * vec({dx.name})",
-                      rf"\operatorname{{vec}}(\mathrm{{d}}f) = J \operatorname{{vec}}({_latex(dx)})")]
+        if dx.cols == 1 and df.cols == 1:
+            rules = [Rule(f"df = J * {dx.name}", rf"\mathrm{{d}}f = J {_latex(dx)}")]
+        else:
+            rules = [Rule(f"vec(df) = J * vec({dx.name})",
+                          rf"\operatorname{{vec}}(\mathrm{{d}}f) = J \operatorname{{vec}}({_latex(dx)})")]
         _walk_rules(df, dx, _jacobian_name, rules, adjoint_below_scalars=True)
         if x.symmetric:
             raw = _symmetric_projection(raw, x, rules)
@@ -771,16 +776,27 @@ def jacobian_steps(f: E.Expr, df: E.Expr, x: E.Var, dx: E.Var, layout: str, targ
     return _chain(raw, rules, target)
 
 
-def hessian_steps(G: E.Expr, x: E.Var, dx: E.Var, target: E.Expr, taken) -> list:
+def hessian_steps(G: E.Expr, x: E.Var, dx: E.Var, dx2: E.Var, target: E.Expr, bilinear: E.Expr,
+                  taken) -> list:
+    """The Hessian read off the differential of the gradient, d(∇f) = H dx (vec(d∇f) = H vec(dX));
+    the rules also give the second differential f''[dx, dx2] it comes with."""
+    from .render.latex import shared_latex
+    from .render.share import shared_text
     dG = S.simplify(differential(G, x, dx))
     raw = identify.jacobian_kron(E.vec(dG), dx)
-    from .render.share import shared_text
-    from .render.latex import shared_latex
+    d, d2 = _latex(dx), _latex(dx2)
     rules = [Rule(f"second differential: d(\u2207f) = {shared_text(dG, taken, _text)}",
-                  rf"\text{{second differential: }} \mathrm{{d}}(\nabla f) = {shared_latex(dG, taken)}"),
-             Rule(f"vec(d(\u2207f)) = H * vec({dx.name})",
-                  rf"\operatorname{{vec}}(\mathrm{{d}}(\nabla f)) = H \operatorname{{vec}}({_latex(dx)})")]
+                  rf"\text{{second differential: }} \mathrm{{d}}(\nabla f) = {shared_latex(dG, taken)}")]
+    if dx.cols == 1:
+        rules.append(Rule(f"d(\u2207f) = H * {dx.name}", rf"\mathrm{{d}}(\nabla f) = H {d}"))
+    else:
+        rules.append(Rule(f"vec(d(\u2207f)) = H * vec({dx.name})",
+                          rf"\operatorname{{vec}}(\mathrm{{d}}(\nabla f)) = H \operatorname{{vec}}({d})"))
     _walk_rules(E.vec(dG), dx, _jacobian_name, rules, adjoint_below_scalars=True)
+    rules.append(Rule(f"f''[{dx.name}, {dx2.name}] = vec({dx.name})' * H * vec({dx2.name}) = "
+                      f"{shared_text(bilinear, taken, _text)}",
+                      rf"f''[{d}, {d2}] = \operatorname{{vec}}({d})^{{\top}} H \operatorname{{vec}}({d2}) = "
+                      f"{shared_latex(bilinear, taken)}"))
     if x.symmetric:
         raw = _symmetric_projection(raw, x, rules)
     return _chain(raw, rules, target)
@@ -823,6 +839,7 @@ def derivation_steps(d) -> list:
                                                   results["jacobian"].expr)))
     if "hessian" in results:
         G = identify.gradient(df, d.x, d.dx)
-        stages.append(("hessian", hessian_steps(G, d.x, d.dx, results["hessian"].expr, taken)))
+        stages.append(("hessian", hessian_steps(G, d.x, d.dx, d.dx2, results["hessian"].expr,
+                                                results["hessian_bilinear"].expr, taken)))
     return [Step(stage, e, tuple(rules), taken, result=i == len(steps) - 1)
             for stage, steps in stages for i, (e, rules) in enumerate(steps)]
