@@ -113,6 +113,9 @@ def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric
     if check:
         from .check import check_derivation
         reports["check"] = check_derivation(derivation)
+        if steps:
+            from .steps import check_steps
+            reports["check"].results.append(check_steps(derivation))
     if verify is not None:
         from .verify import verify_derivation
         reports["verify"] = verify_derivation(derivation, verify)

@@ -309,6 +309,9 @@ def _name_trace(before: E.Trace, after: E.Expr) -> str:
     if isinstance(a, E.Add) and isinstance(after, E.Add) and any(
             isinstance(t, E.Trace) and t.arg not in a.args for t in after.args):
         return "linearity and cyclic property of the trace"
+    if isinstance(a, E.Mul) and isinstance(a.args[-1], E.MatMul) and not any(
+            isinstance(t, E.Trace) and t.arg == a.args[-1] for t in E.walk(after)):
+        return "linearity and cyclic property of the trace"
     if isinstance(a, (E.Add, E.Mul)):
         return "linearity of the trace"
     if isinstance(a, E.Transpose):
@@ -333,8 +336,18 @@ def _powers(e):
     return sum(isinstance(p, E.Power) for p in parts)
 
 
+_LINEAR = {E.Vec: "vec", E.Sum: "sum", E.Diag: "diag", E.DiagPart: "diag", E.Reshape: "reshape"}
+
+
 def _name_other(before: E.Expr, after: E.Expr) -> str:
     kind = type(before).__name__
+    f = _LINEAR.get(type(before))
+    if f and isinstance(before.arg, E.Mul):
+        return f"{f}(c * A) = c * {f}(A)"
+    if f and isinstance(before.arg, E.Add):
+        return f"{f}(A + B) = {f}(A) + {f}(B)"
+    if f == "sum" and isinstance(before.arg, E.Transpose):
+        return "sum(A') = sum(A)"
     names = {"Power": "powers: u.^a .* u.^b = u.^(a + b)", "Vec": "vec of a vector is the vector",
              "Diag": "diag of a scalar multiple", "DiagPart": "diagonal of a matrix",
              "Sum": "linearity of sum", "Inverse": "inverse of a product", "Kron": "kron of scalars",
@@ -444,18 +457,17 @@ def simplify_rule_name(rule) -> str:
 
 
 def _rule_pass(e: E.Expr, rule):
-    names: list = [simplify_rule_name(rule)]
-    changed = [False]
+    names: list = []
 
     def at_node(node):
         out = rule(node)
         if out != node:
-            changed[0] = True
+            _note(names, simplify_rule_name(rule))
             return out
         return node
 
     out = _bottom_up(e, at_node, names, smart_parents=True)
-    return out, names if changed[0] or out != e else []
+    return out, names
 
 
 def _scalar_flip_passes(e: E.Expr):
@@ -501,6 +513,18 @@ def simplify_steps(e: E.Expr, target: E.Expr | None = None) -> list:
     goal = target if target is not None else S.simplify(current)
     if current != goal:
         out.append((goal, [CANONICAL]))
+    return _merge_reorders(out)
+
+
+def _merge_reorders(steps: list) -> list:
+    """A step that only reorders terms is folded into the next one (which lists it)."""
+    out, pending = [], False
+    for e, rules in steps:
+        if list(rules) == [REORDER] and e is not steps[-1][0]:
+            pending = True
+            continue
+        out.append((e, list(rules) + ([REORDER] if pending and REORDER not in rules else [])))
+        pending = False
     return out
 
 
@@ -843,3 +867,44 @@ def derivation_steps(d) -> list:
                                                 results["hessian_bilinear"].expr, taken)))
     return [Step(stage, e, tuple(rules), taken, result=i == len(steps) - 1)
             for stage, steps in stages for i, (e, rules) in enumerate(steps)]
+
+
+# ---------------------------------------------------------------------------------------------
+# --check with --steps: every step against its stage's result, in numbers
+# ---------------------------------------------------------------------------------------------
+
+STEP_TOLERANCE = 1e-7   # steps are identities, not finite differences: only rounding separates them
+
+_RESULT_OF_STAGE = {"differential": "differential", "gradient": "gradient", "jacobian": "jacobian",
+                    "hessian": "hessian"}
+
+
+def check_steps(d, seed: int = 0, points: int = 3):
+    """A ``check.ResultCheck`` named 'steps': the largest relative difference between a step and its
+    stage's result over ``points`` random points and directions (NumPy is imported here only)."""
+    import math
+
+    import numpy as np
+
+    from . import numeric as N
+    from .check import ResultCheck, relative_error
+
+    sizes = N.dimension_sizes(d)
+    rng = np.random.default_rng(seed)
+    worst, message = 0.0, ""
+    with np.errstate(all="ignore"):
+        for _ in range(points):
+            env = N.random_point(d, rng, sizes)
+            env[d.dx.name] = N.random_direction(d.dx, rng, sizes)
+            env[d.dx2.name] = N.random_direction(d.dx2, rng, sizes)
+            for i, step in enumerate(d.steps or []):
+                try:
+                    err = relative_error(N.evaluate(step.expr, env, sizes),
+                                         N.evaluate(d.results[_RESULT_OF_STAGE[step.stage]].expr, env, sizes))
+                except (NotImplementedError, ValueError, KeyError, np.linalg.LinAlgError) as e:
+                    err, message = math.inf, f"cannot evaluate step {i + 1}: {e}"
+                if err > worst or math.isnan(err):
+                    worst = err if not math.isnan(err) else math.inf
+                    if err > STEP_TOLERANCE and not message:
+                        message = f"step {i + 1} ({step.stage}) differs from the result"
+    return ResultCheck("steps", worst, STEP_TOLERANCE, message)

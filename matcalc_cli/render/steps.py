@@ -17,7 +17,7 @@ from .text import TextPrinter
 LHS = {"differential": "df", "gradient": "\u2207f", "jacobian": "J", "hessian": "H"}
 LATEX_LHS = {"differential": r"\mathrm{d}f", "gradient": r"\nabla f", "jacobian": r"J", "hessian": r"H"}
 
-LATEX_RULES_WIDTH = 60   # LaTeX: longer lists of rules go one a row
+LATEX_LINE = 90   # LaTeX: a step longer than this (text and rules) has its rules on rows below
 WIDTH = 100   # plain text: rules go in a column when the lines fit this width
 
 
@@ -194,26 +194,29 @@ def latex_rule(rule: str) -> str:
 
 
 def latex(steps) -> str:
-    """An align* block: ``\\mathrm{d}f &= ... && (rule; rule)`` per line."""
+    """An align* block, '=' aligned: ``\\mathrm{d}f &= ... \\qquad (rule; rule)`` per step; a long
+    step has its rules on the rows below it, one a row, so that no rule pushes the others aside."""
     lines, stage = [], None
     for s in steps:
         lhs = LATEX_LHS[s.stage] if s.stage != stage else ""
         stage = s.stage
         typeset = [latex_rule(r) for r in s.rules]
-        if len(s.rules) <= 2 and sum(len(r) for r in s.rules) <= LATEX_RULES_WIDTH:
-            lines.append(rf"{lhs} &= {s.latex()} && \text{{(}}" + r"\text{; }".join(typeset) + r"\text{)}")
+        short = len(s.rules) <= 2 and len(s.text()) + sum(len(r) for r in s.rules) <= LATEX_LINE
+        if short:
+            lines.append(rf"{lhs} &= {s.latex()} \qquad \text{{(}}" + r"\text{; }".join(typeset) + r"\text{)}")
             continue
-        # many rules: one a row, under each other in the rules column
-        lines.append(rf"{lhs} &= {s.latex()} && \text{{(}}{typeset[0]}\text{{;}}")
-        lines += [rf" & && {r}\text{{;}}" for r in typeset[1:-1]]
-        lines.append(rf" & && {typeset[-1]}\text{{)}}")
+        lines.append(rf"{lhs} &= {s.latex()}")
+        for i, r in enumerate(typeset):
+            opening = r"\text{(}" if i == 0 else ""
+            closing = r"\text{)}" if i == len(typeset) - 1 else r"\text{;}"
+            lines.append(rf" &\qquad {opening}{r}{closing}")
     return "\\begin{align*}\n" + " \\\\\n".join(lines) + "\n\\end{align*}\n"
 
 
 def latex_document(steps) -> str:
     """A complete document around ``latex`` (compiles with pdflatex and amsmath)."""
     return ("\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n"
-            "\\usepackage[margin=1.5cm,landscape]{geometry}\n\\begin{document}\n"
+            "\\usepackage[margin=1.5cm,landscape]{geometry}\n\\allowdisplaybreaks\n\\begin{document}\n"
             + latex(steps) + "\\end{document}\n")
 
 
