@@ -6,14 +6,17 @@ A tracing layer over the stages, which it runs again one rule at a time:
   differentials of its children left as placeholders, so the rule's own form is kept (and can be
   written out as the rule's name: ``d inv(X) = -inv(X) * dX * inv(X)``); the placeholders are then
   filled in *literally* (no smart constructor runs), which gives the first step: every rule of
-  the calculus applied, nothing simplified.  Then the expression is tidied one kind of
+  the calculus applied, nothing simplified, the rules listed outermost first.  (A half-expanded
+  d(u) is not an expression of the language, and every step must parse back; so a nested f gets
+  all its differentiation rules in this one step.)  Then the expression is tidied one kind of
   rewriting at a time (transposes pushed to the leaves, scalar factors pulled out, like terms
   collected, ...: the smart constructors of ``expr``, run on one node kind at a time), then the
   canonical-form rules of ``simplify.RULES`` one rule at a time.  A step is recorded whenever a
   pass changes the expression, with the names of what changed it; independent applications of
   the same rule share a step.
-- **Identification.**  The gradient through df = tr(G' dX) (the adjoint moves of
-  ``identify.pullback`` named), the Jacobian through vec(A dX B) = kron(B', A) vec(dX), the
+- **Identification.**  The gradient through df = tr(G' dX), written as the adjoint moves of
+  ``identify.pullback`` first give it (``literal_pullback``: (x' * (A + A'))' before (A + A') * x),
+  the moves named; the Jacobian through vec(A dX B) = kron(B', A) vec(dX), the
   Hessian through the differential of the gradient; each result is then simplified in named steps
   as above, ending with the printed result.
 
@@ -245,7 +248,7 @@ def _name_transpose(before: E.Transpose, after: E.Expr) -> str:
 
 def _name_matmul(before: E.MatMul, after: E.Expr) -> str:
     args = before.args
-    if any(is_zero_like(a) for a in args):
+    if any(E.is_zero(a) for a in args):
         return "a zero factor"
     if len(args) > 1 and any(a.is_scalar or isinstance(a, E.Mul) for a in args):
         return "scalar factors commute"
@@ -253,19 +256,10 @@ def _name_matmul(before: E.MatMul, after: E.Expr) -> str:
         return "associativity of the product"
     if any(isinstance(a, E.Identity) for a in args):
         return "A * I = A"
-    if len(args) > 2 and any(a.is_scalar for a in _chain_segments(args)):
-        return "scalar factors commute"
+    if isinstance(after, E.Mul) or (isinstance(after, E.MatMul) and len(after.args) < len(args)
+                                    and not any(isinstance(a, (E.MatPow, E.Inverse)) for a in after.args)):
+        return "a 1 x 1 product is a scalar"   # x' y z' = (x' y) z'
     return "powers of the same matrix"
-
-
-def _chain_segments(args):
-    return [E.MatMul(tuple(args[i:j + 1]), (args[i].rows, args[j].cols))
-            for i in range(len(args)) for j in range(i + 1, len(args)) if (i, j) != (0, len(args) - 1)
-            and args[i].rows == 1 and args[j].cols == 1]
-
-
-def is_zero_like(e: E.Expr) -> bool:
-    return E.is_zero(e)
 
 
 def _name_add(before: E.Add, after: E.Expr) -> str:
@@ -504,7 +498,7 @@ def simplify_steps(e: E.Expr, target: E.Expr | None = None) -> list:
     step says so (the tests check that this is rare and still a true equation)."""
     out: list = []
     current = e
-    while len(out) < MAX_STEPS:
+    while len(out) < MAX_STEPS and (target is None or current != target):
         taken = _next_steps(current)
         if not taken:
             break
