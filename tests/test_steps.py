@@ -22,6 +22,7 @@ import tempfile
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from matcalc_cli import derive
 from matcalc_cli.cli import run
@@ -132,12 +133,13 @@ def test_samples_need_no_unexplained_jump(path):
 # --- random programs ----------------------------------------------------------------------------
 
 @settings(max_examples=examples(60), deadline=None, suppress_health_check=list(HealthCheck))
-@given(programs(max_depth=4, budget=12))
-def test_every_step_of_random_programs_is_a_true_equation(prog):
+@given(programs(max_depth=4, budget=12), st.sampled_from(["numerator", "denominator"]),
+       st.sampled_from(["frobenius", "cookbook"]))
+def test_every_step_of_random_programs_is_a_true_equation(prog, layout, convention):
     """Also counts how often the named passes fall short of the canonical form (a step named
     CANONICAL: still a true equation, but a jump); ``pytest -s`` prints the figures."""
     scalar = prog.is_scalar
-    flags = dict(gradient=scalar, jacobian=True, hessian=scalar)
+    flags = dict(gradient=scalar, jacobian=True, hessian=scalar, layout=layout, symmetric_gradient=convention)
     try:
         derive(prog.source, wrt=prog.wrt, **flags)
     except MatcalcError:

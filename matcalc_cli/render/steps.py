@@ -33,10 +33,13 @@ class StepTextPrinter(TextPrinter):
         return text
 
 
+LITERAL_SHARE_SIZE = 300   # a step that is not a result names its repeats only when this large
+
+
 def _literal_shared_form(e: E.Expr, taken) -> tuple:
-    """``share.shared_form`` for literal trees: the repeated parts named, nothing rebuilt."""
-    from ..steps import raw_substitute
-    if E.tree_size(e) < share.MIN_TREE_SIZE:
+    """``share.shared_form`` for literal trees, and only for large ones: ([(name var, definition)],
+    body) with the repeated parts named, nothing rebuilt through the smart constructors."""
+    if E.tree_size(e) <= LITERAL_SHARE_SIZE:
         return [], e
     chosen = share._choose(e)
     if not chosen or share._written_size(e, chosen) > (1 - share.MIN_SAVING) * E.tree_size(e):
@@ -45,10 +48,8 @@ def _literal_shared_form(e: E.Expr, taken) -> tuple:
     inner_first = [n for n in share._order([e] + chosen)[::-1] if n in chosen_set]
     names, mapping, definitions = iter(share._fresh_names(taken)), {}, []
     for node in inner_first:
-        body = raw_substitute(node, {}) if not mapping else _below_root(node, mapping)
-        var = E.Var(next(names), node.shape, share._is_symmetric(node))
-        mapping[node] = var
-        definitions.append((var, body))
+        definitions.append((E.Var(next(names), node.shape, share._is_symmetric(node)), _below_root(node, mapping)))
+        mapping[node] = definitions[-1][0]
     return definitions, _below_root(e, mapping)
 
 
@@ -59,25 +60,20 @@ def _below_root(e: E.Expr, mapping: dict) -> E.Expr:
     return raw_rebuild(e, [raw_substitute(c, mapping) for c in e.children])
 
 
-LITERAL_SHARE_SIZE = 300   # a step that is not a result names its repeats only when this large
-
-
 def step_parts(e: E.Expr, taken=(), result: bool = False) -> tuple:
-    """([(name, definition text)], body text) of a step: its repeated parts named as results are."""
+    """([(name, definition text)], body text) of a step: its repeated parts named as results are
+    (a result exactly as ``Result.text`` prints it)."""
     if result:
         from .text import to_text
         definitions, body = share.shared_form(e, taken)
         return [(v.name, to_text(d)) for v, d in definitions], to_text(body)
-    definitions, body = _literal_shared_form(e, taken) if E.tree_size(e) > LITERAL_SHARE_SIZE else ([], e)
+    definitions, body = _literal_shared_form(e, taken)
     return [(v.name, StepTextPrinter().doprint(d)) for v, d in definitions], StepTextPrinter().doprint(body)
 
 
 def step_text(e: E.Expr, taken=(), result: bool = False) -> str:
     """A step in the input language (parses back): 't1 = ...; t2 = ...; body'."""
-    if result:
-        from .text import to_text
-        return share.shared_text(e, taken, to_text)
-    definitions, body = step_parts(e, taken)
+    definitions, body = step_parts(e, taken, result)
     return "; ".join([f"{name} = {d}" for name, d in definitions] + [body])
 
 
@@ -86,7 +82,7 @@ def step_latex(e: E.Expr, taken=(), result: bool = False) -> str:
     from .latex import LatexPrinter, _names_in, shared_latex
     if result:
         return shared_latex(e, taken)
-    definitions, body = _literal_shared_form(e, taken) if E.tree_size(e) > LITERAL_SHARE_SIZE else ([], e)
+    definitions, body = _literal_shared_form(e, taken)
     printer = LatexPrinter(_names_in(e))
     text = printer.doprint(body)
     if definitions:
