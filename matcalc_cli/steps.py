@@ -211,7 +211,7 @@ def literal_differential(f: E.Expr, x: E.Var, dx: E.Var):
 
     out = expand(f)
     if not rules:   # f is the variable itself, or does not depend on it
-        rules.append(f"d{x.name} = {dx.name}" if f == x else f"f does not depend on {x.name}")
+        rules.append(f"f = {x.name}, so df = {dx.name}" if f == x else f"f does not depend on {x.name}")
     return out, rules
 
 
@@ -246,20 +246,29 @@ def _name_transpose(before: E.Transpose, after: E.Expr) -> str:
     return "transpose"
 
 
-def _name_matmul(before: E.MatMul, after: E.Expr) -> str:
+def _name_matmul(before: E.MatMul, after: E.Expr) -> list:
     args = before.args
     if any(E.is_zero(a) for a in args):
-        return "a zero factor"
+        return ["a zero factor"]
+    names = []
     if len(args) > 1 and any(a.is_scalar or isinstance(a, E.Mul) for a in args):
-        return "scalar factors commute"
+        names.append("scalar factors commute")
     if any(isinstance(a, E.MatMul) for a in args):
-        return "associativity of the product"
+        names.append("associativity of the product")
     if any(isinstance(a, E.Identity) for a in args):
-        return "A * I = A"
-    if isinstance(after, E.Mul) or (isinstance(after, E.MatMul) and len(after.args) < len(args)
-                                    and not any(isinstance(a, (E.MatPow, E.Inverse)) for a in after.args)):
-        return "a 1 x 1 product is a scalar"   # x' y z' = (x' y) z'
-    return "powers of the same matrix"
+        names.append("A * I = A")
+    chain = after.args[-1] if isinstance(after, E.Mul) else after
+    if any(isinstance(f, (E.MatPow, E.Inverse)) for f in (chain.args if isinstance(chain, E.MatMul) else (chain,))) \
+            and _matrix_powers(chain) > _matrix_powers(before):
+        names.append("powers of the same matrix")
+    if not names:
+        names.append("a 1 x 1 product is a scalar")   # x' y z' = (x' y) z'
+    return names
+
+
+def _matrix_powers(e: E.Expr) -> int:
+    return sum(f.k if isinstance(f, E.MatPow) else 1 for f in (e.args if isinstance(e, E.MatMul) else (e,))
+               if isinstance(f, (E.MatPow, E.Inverse))) - len(e.args if isinstance(e, E.MatMul) else (e,))
 
 
 def _name_add(before: E.Add, after: E.Expr) -> str:
@@ -396,9 +405,10 @@ def _bottom_up(e: E.Expr, at_node, names: list, smart_parents) -> E.Expr:
     return go(e)
 
 
-def _note(names: list, name: str):
-    if name not in names:
-        names.append(name)
+def _note(names: list, name):
+    for n in ([name] if isinstance(name, str) else name):
+        if n not in names:
+            names.append(n)
 
 
 def _tidy_pass(e: E.Expr, types, namer):
