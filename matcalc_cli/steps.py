@@ -219,7 +219,18 @@ def literal_differential(f: E.Expr, x: E.Var, dx: E.Var):
 # Tidying in named passes: the smart constructors, one node kind at a time
 # ---------------------------------------------------------------------------------------------
 
-def _name_transpose(before: E.Transpose, after: E.Expr) -> str:
+def _symmetry_names(e: E.Expr) -> list:
+    """'symmetry: S' = S' for each declared symmetric matrix a transpose pushed into ``e`` meets."""
+    return [Rule(f"symmetry: {v.name}' = {v.name}", rf"\text{{symmetry: }} {_latex(v)}^{{\top}} = {_latex(v)}")
+            for v in sorted(e.free_vars, key=lambda v: v.name) if v.symmetric and not v.is_scalar]
+
+
+def _name_transpose(before: E.Transpose, after: E.Expr) -> list:
+    names = [_name_transpose_kind(before)]
+    return names + ([n for n in _symmetry_names(before.arg) if n not in names] if not before.arg.is_scalar else [])
+
+
+def _name_transpose_kind(before: E.Transpose) -> str:
     a = before.arg
     if a.is_scalar:
         return "a scalar is its own transpose"
@@ -228,7 +239,7 @@ def _name_transpose(before: E.Transpose, after: E.Expr) -> str:
     if isinstance(a, E.Transpose):
         return "(A')' = A"
     if isinstance(a, E.Var) and a.symmetric:
-        return Rule(f"symmetry: {a.name}' = {a.name}", rf"\text{{symmetry: }} {_latex(a)}^{{\top}} = {_latex(a)}")
+        return _symmetry_names(a)[0]
     if isinstance(a, E.Add):
         return "transpose of a sum"
     if isinstance(a, E.Hadamard):
@@ -497,6 +508,8 @@ def _scalar_flip_passes(e: E.Expr):
         return node
 
     second_names = ["transpose of a product: (A * B)' = B' * A'"]
+    for node in flips:
+        _note(second_names, _symmetry_names(node))
     second = _bottom_up(first, push, second_names, smart_parents=True)
     return [(first, names), (second, second_names)]
 
@@ -760,7 +773,7 @@ def gradient_steps(df: E.Expr, x: E.Var, dx: E.Var, target: E.Expr, cookbook: bo
     _walk_rules(df, dx, _adjoint_name, rules)
     current = raw
     if x.symmetric:
-        current = _half(E.Add((raw, E.Transpose(raw, raw.shape)), raw.shape))
+        current = _half(E.Add((raw, _r_transpose(raw)), raw.shape))
         rules.append(Rule(f"{x.name} symmetric: \u2207f = (G + G') / 2 for G with df = tr(G' * {dx.name})",
                           rf"{_latex(x)} \text{{ symmetric: }} \nabla f = \tfrac{{1}}{{2}}(G + G^{{\top}}) "
                           rf"\text{{ for }} G \text{{ with }} \mathrm{{d}}f = \operatorname{{tr}}(G^{{\top}} {_latex(dx)})"))
