@@ -13,6 +13,7 @@ EXAMPLES = """\b
 Examples:
   matcalc "x: vector(n); A: matrix(n, n); x' * A * x" --wrt x --hessian
   matcalc "X: matrix(n, n); X^2" --wrt X --jacobian
+  matcalc "X: matrix(n, n); det(X)" --gradient --steps
   matcalc "X: symmetric(n); logdet(X)" --gradient --format latex
   matcalc @loss.mc --wrt w --format numpy > loss_grad.py
   echo "A: matrix(n, n); det(A)" | matcalc - --hessian --format json
