@@ -295,11 +295,18 @@ def test_plain_aligns_equals_and_names_rules():
     assert all("  " in line.split(" = ", 1)[1] for line in lines)   # a rule after every expression
 
 
-def test_plain_wraps_long_rules_to_fit_the_terminal():
-    out = _run(USER_EXAMPLES[2][0], "gradient", "hessian", wrt="W1")
-    for line in out.splitlines():
-        if not line.lstrip().startswith(("=", "df", "\u2207f", "H")) and line.strip():
-            assert len(line) <= R.WIDTH
+@pytest.mark.parametrize("program,wrt", USER_EXAMPLES)
+def test_plain_fits_the_terminal(program, wrt):
+    out = _run(program, "gradient", "hessian", wrt=wrt)
+    assert max(len(line) for line in out.splitlines()) <= R.WIDTH, out
+
+
+def test_long_expressions_break_before_their_outermost_operator():
+    line = "df = (" + " + ".join(["tr(inv(A) * B * inv(A) * dX)"] * 4) + ") / 2"
+    pieces = R.wrap_expression(line, 60, "     ")
+    assert all(len(p) <= 60 for p in pieces)
+    assert "".join(p.strip() + " " for p in pieces).split() == line.split()
+    assert all(p.startswith("     + ") for p in pieces[1:])
 
 
 def test_check_and_steps_together():

@@ -106,7 +106,8 @@ def rows(steps, lhs_names=None) -> list:
 
 def plain(steps, width: int = WIDTH) -> str:
     """One step a line, '=' aligned; the rules in a column after the expressions when they fit
-    ``width``, else on the lines below the step, indented under its expression."""
+    ``width``, else on the lines below the step, indented under its expression.  An expression
+    wider than ``width`` is broken before its outermost operators, continued under itself."""
     table = rows(steps)
     left = max(len(lhs) for lhs, _, _ in table)
     lines = [f"{lhs.rjust(left)} = {rhs}" for lhs, rhs, _ in table]
@@ -120,11 +121,36 @@ def plain(steps, width: int = WIDTH) -> str:
         elif len(line) + 2 + len(rules) <= width:
             out.append(line + "  " + rules)
         else:
-            out.append(line)
+            out += wrap_expression(line, width, " " * (left + 3))
             out += textwrap.wrap(rules, width, initial_indent=indent + "(", subsequent_indent=indent,
                                  break_on_hyphens=False)
             out[-1] += ")"
     return "\n".join(out) + "\n"
+
+
+_BREAKS = (" + ", " - ", " * ", " .* ", " ./ ", " / ", ", ", "; ")
+
+
+def wrap_expression(line: str, width: int, indent: str) -> list:
+    """``line`` cut into pieces of at most ``width`` characters where it can be: before an
+    operator (after a comma) at the shallowest parenthesis depth within reach."""
+    out = []
+    while len(line) > width:
+        depth, best = 0, None
+        for i, ch in enumerate(line[:width]):
+            if ch in "([":
+                depth += 1
+            elif ch in ")]":
+                depth -= 1
+            elif ch == " " and i > len(indent) + 8 and any(line.startswith(b, i) for b in _BREAKS):
+                cut = i + 2 if line.startswith(", ", i - 1) or line.startswith("; ", i - 1) else i
+                if best is None or depth <= best[0]:
+                    best = (depth, cut)
+        if best is None:
+            break
+        out.append(line[:best[1]].rstrip())
+        line = indent + line[best[1]:].lstrip()
+    return out + [line]
 
 
 # --- LaTeX ------------------------------------------------------------------------------------
