@@ -252,6 +252,8 @@ def _name_transpose_kind(before: E.Transpose) -> str:
         return "kron(A, B)' = kron(A', B')"
     if isinstance(a, (E.Identity, E.Diag)):
         return "a diagonal matrix is symmetric"
+    if isinstance(a, (E.Zero, E.Ones)):
+        return "the transpose of a constant matrix"
     if isinstance(a, (E.Elementwise, E.Power)):
         return "f(A)' = f(A') elementwise"
     return "transpose"
