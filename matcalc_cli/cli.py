@@ -125,6 +125,8 @@ def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric
     note = documents.inferred_shapes_note(derivation)
     if fmt is None:
         fmt = "labelled" if sys.stdout.isatty() else "plain"
+    if steps and fmt == "labelled":
+        echo(f"shapes: {documents.declarations_text(derivation)}")
     if steps and fmt != "json":
         _echo_steps(echo, derivation.steps, fmt)
     if fmt == "json":
