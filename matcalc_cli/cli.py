@@ -167,6 +167,9 @@ def _echo_steps(echo, steps, fmt):
         echo(render_steps.latex(steps), nl=False)
     elif fmt == "numpy":
         echo("".join("# " + line + "\n" for line in render_steps.plain(steps).splitlines()), nl=False)
+    elif fmt == "labelled":   # a terminal: as wide as it is
+        import shutil
+        echo(render_steps.plain(steps, max(60, shutil.get_terminal_size((render_steps.WIDTH, 24)).columns)), nl=False)
     else:
         echo(render_steps.plain(steps), nl=False)
 
