@@ -18,6 +18,7 @@ from .errors import MathError, UsageError
 from .shapes import Typed, check
 from .simplify import simplify
 from .syntax import parse
+from .render.text import to_text
 
 
 @dataclass(frozen=True)
@@ -29,16 +30,24 @@ class Result:
     expr: E.Expr
     note: str = ""
     taken: frozenset = frozenset()   # names in use, which shared subexpressions must not take
+    shown: E.Expr | None = None      # the printed form, when it differs from ``expr``
+
+    @property
+    def printed(self) -> E.Expr:
+        """What is printed: ``expr``, or the form people write when that holds only for invertible
+        matrices (det(X) * inv(X')); ``expr`` itself, which the generated code and --check
+        evaluate, is valid wherever the derivative exists."""
+        return self.expr if self.shown is None else self.shown
 
     def text(self) -> str:
         """The result in the input language; a large one names what it repeats (t1 = ...; ...)."""
         from .render.share import shared_text
         from .render.text import to_text
-        return shared_text(self.expr, self.taken, to_text)
+        return shared_text(self.printed, self.taken, to_text)
 
     def latex(self) -> str:
         from .render.latex import shared_latex
-        return shared_latex(self.expr, self.taken)
+        return shared_latex(self.printed, self.taken)
 
     @property
     def shape(self):
@@ -140,35 +149,77 @@ def derive(program: str, wrt: str | None = None, *, gradient: bool = False, jaco
 
     d = Derivation(typed, name, x, dx, dx2, layout)
     in_use = frozenset(taken | set(typed.definitions) | {dx.name, dx2.name})
+    # det and adj: derived twice when x is inside them, as the reference text writes them (through
+    # inv, for invertible matrices) and as the polynomials they are (valid everywhere)
+    singular_args = _inverted_arguments(f, x)
+    modes = (False, True) if singular_args else (False,)
+    found = {everywhere: _results(f, x, dx, dx2, gradient, jacobian, hessian, layout, symmetric_gradient,
+                                  everywhere)
+             for everywhere in modes}
+    for kind, (label, classical, note) in found[False].items():
+        exact = found[True][kind][1] if singular_args else classical
+        shown = _printed_form(classical, exact, singular_args)
+        if shown is not exact:
+            note = "; ".join(filter(None, [note, "as written, valid for invertible " + ", ".join(
+                to_text(a) for a in singular_args) + "; the generated code and --check use a form valid "
+                "at every point (adj)"]))
+        d.results[kind] = Result(kind, label.format(arg=f"({name})", dx=dx.name, dx2=dx2.name), exact, note,
+                                 in_use, None if shown is exact else shown)
+    return d
 
-    def result(kind, label, expr, note=""):
-        return Result(kind, label, expr, note, in_use)
 
-    df = simplify(differential(f, x, dx))
-    arg = f"({name})"
-    d.results["differential"] = result("differential", f"f'{arg}[{dx.name}]", df)
+def _inverted_arguments(f: E.Expr, x: E.Var) -> list:
+    """The arguments of det and adj that hold x: their classical derivatives invert them."""
+    out = []
+    for node in E.walk(f):
+        if isinstance(node, (E.Det, E.Adj)) and E.depends_on(node.arg, x) and node.arg not in out:
+            out.append(node.arg)
+    return out
+
+
+def _structurally_singular(m: E.Expr) -> bool:
+    """A product through a dimension 1 (x * y', rank one) is singular for every value of its factors."""
+    return any(isinstance(node, E.MatMul) and not node.is_scalar
+               and any(a.cols == 1 for a in node.args[:-1])
+               for node in E.walk(m))
+
+
+def _printed_form(classical: E.Expr, exact: E.Expr, singular_args: list) -> E.Expr:
+    """The reference text's form (through inv) where it can hold; the everywhere-valid one where an
+    inverted matrix is singular for all values (det(x * x')) and that one prints in the language."""
+    if classical == exact:
+        return exact
+    printable = not E.contains(exact, lambda n: isinstance(n, (E.AdjDiff, E.AdjJacobian)))
+    if printable and any(_structurally_singular(a) for a in singular_args):
+        return exact
+    return classical
+
+
+def _results(f, x, dx, dx2, gradient, jacobian, hessian, layout, symmetric_gradient, everywhere) -> dict:
+    """kind -> (label template, expression, note), in display order."""
+    out = {}
+    df = simplify(differential(f, x, dx, everywhere))
+    out["differential"] = ("f'{arg}[{dx}]", df, "")
     G = None
     if gradient or hessian:
         G = identify.gradient(df, x, dx)
     if gradient:
         if x.symmetric and symmetric_gradient == "cookbook":
-            d.results["gradient"] = result(
-                "gradient", f"cookbook_gradient f{arg}", identify.cookbook_gradient(G),
-                note="Matrix Cookbook convention G + G' - I .* G for symmetric X; "
-                     "not the gradient under the Frobenius inner product")
+            out["gradient"] = ("cookbook_gradient f{arg}", identify.cookbook_gradient(G),
+                               "Matrix Cookbook convention G + G' - I .* G for symmetric X; "
+                               "not the gradient under the Frobenius inner product")
         else:
             note = "symmetric gradient: the symmetric G with <G, E> = f'(X)[E] for symmetric E" \
                 if x.symmetric else ""
-            d.results["gradient"] = result("gradient", f"gradient f{arg}", G, note=note)
+            out["gradient"] = ("gradient f{arg}", G, note)
     if jacobian:
         J = identify.jacobian(f, df, x, dx, layout)
-        note = "numerator layout: vec(df) = J vec(d{0})".format(name) if layout == "numerator" \
-            else "denominator layout: vec(df)' = vec(d{0})' J".format(name)
-        d.results["jacobian"] = result("jacobian", f"jacobian f{arg}", J, note=note)
+        note = "numerator layout: vec(df) = J vec(d{0})".format(x.name) if layout == "numerator" \
+            else "denominator layout: vec(df)' = vec(d{0})' J".format(x.name)
+        out["jacobian"] = ("jacobian f{arg}", J, note)
     if hessian:
-        B = identify.hessian_bilinear(df, x, dx2)
-        d.results["hessian_bilinear"] = result("hessian_bilinear", f"f''{arg}[{dx.name}, {dx2.name}]", B)
-        H = identify.hessian_matrix(G, x, dx)
-        d.results["hessian"] = result("hessian", f"hessian f{arg}", H,
-                                      note="vec convention: f''[dx, dx2] = vec(dx)' H vec(dx2)")
-    return d
+        B = identify.hessian_bilinear(df, x, dx2, everywhere)
+        out["hessian_bilinear"] = ("f''{arg}[{dx}, {dx2}]", B, "")
+        H = identify.hessian_matrix(G, x, dx, everywhere)
+        out["hessian"] = ("hessian f{arg}", H, "vec convention: f''[dx, dx2] = vec(dx)' H vec(dx2)")
+    return out

@@ -353,6 +353,47 @@ class Reshape(_Unary):
         return (self.arg, self.shape)
 
 
+class AdjDiff(Expr):
+    """d^k adj(X)[D1, ..., Dk]: the k-th derivative of the adjugate at X in the directions D1..Dk.
+
+    adj is a polynomial in the entries of X, so this is defined at every X, singular or not; the
+    everywhere-valid form that the generated code and --check evaluate (``differential`` with
+    ``everywhere=True``).  It prints in the language through its form for invertible X."""
+
+    __slots__ = ("args",)
+    _fields = ("args",)
+
+    def __init__(self, args: tuple):
+        self.args = tuple(args)
+        self._init(args[0].shape)
+
+    @property
+    def children(self):
+        return self.args
+
+    def _make_key(self):
+        return "dadj(" + ",".join(a.key for a in self.args) + ")"
+
+
+class AdjJacobian(Expr):
+    """The n^2 x n^2 matrix J with vec(d^(k+1) adj(X)[D1, ..., Dk, E]) = J vec(E)."""
+
+    __slots__ = ("args",)
+    _fields = ("args",)
+
+    def __init__(self, args: tuple):
+        self.args = tuple(args)
+        n = args[0].rows
+        self._init((n * n, n * n))
+
+    @property
+    def children(self):
+        return self.args
+
+    def _make_key(self):
+        return "jadj(" + ",".join(a.key for a in self.args) + ")"
+
+
 class Elementwise(Expr):
     __slots__ = ("fn", "arg")
     _fields = ("fn", "arg")
@@ -802,6 +843,8 @@ def transpose(e: Expr) -> Expr:
         return matpow(transpose(e.arg), e.k)
     if isinstance(e, Adj):
         return adj(transpose(e.arg))
+    if isinstance(e, AdjDiff):
+        return adj_diff(*[transpose(a) for a in e.args])
     if isinstance(e, Elementwise):
         return elementwise(e.fn, transpose(e.arg))
     if isinstance(e, Power):
@@ -986,6 +1029,26 @@ def adj(e: Expr) -> Expr:
     return Adj(e, e.shape)
 
 
+def adj_diff(x: Expr, *directions: Expr) -> Expr:
+    """d^k adj(X)[D1, ..., Dk]; zero when a direction is zero or k >= n (adj has degree n - 1)."""
+    if any(is_zero(d) for d in directions):
+        return zero(x.shape)
+    if x.is_scalar:
+        return Num(1) if not directions else Num(0)
+    if x.rows.is_int and len(directions) >= x.rows.coef:
+        return zero(x.shape)
+    if not directions:
+        return adj(x)
+    return AdjDiff((x,) + tuple(sorted(directions, key=lambda d: d.key)))
+
+
+def adj_jacobian(x: Expr, *directions: Expr) -> Expr:
+    """J with vec(d^(k+1) adj(X)[D1, ..., Dk, E]) = J vec(E)."""
+    if any(is_zero(d) for d in directions):
+        return zero((x.rows * x.rows, x.rows * x.rows))
+    return AdjJacobian((x,) + tuple(sorted(directions, key=lambda d: d.key)))
+
+
 def diag(e: Expr) -> Expr:
     """Vector -> diagonal matrix."""
     if e.is_scalar:
@@ -1145,6 +1208,10 @@ def rebuild(e: Expr, children: list) -> Expr:
         return elementwise(e.fn, children[0])
     if isinstance(e, Reshape):
         return reshape(children[0], e.rows, e.cols)
+    if isinstance(e, AdjDiff):
+        return adj_diff(*children)
+    if isinstance(e, AdjJacobian):
+        return adj_jacobian(*children)
     unary = {Transpose: transpose, Inverse: inverse, Trace: trace, Det: det, LogDet: logdet,
              Adj: adj, Diag: diag, DiagPart: diag_part, Vec: vec, Sum: sum_, Norm1: norm1, Norm2: norm2}
     if type(e) in unary:

@@ -129,7 +129,19 @@ def _pb_kron(L, W, dx):
     return pullback(F, E.reshape(E.matmul(E.transpose(M), E.vec(W)), F.rows, F.cols), dx)
 
 
+def _pb_adj_diff(L, W, dx):
+    # <W, d^k adj(X)[.., Di, ..]> = d^(k+1) det(X)[.., Di, .., W'], symmetric in its directions,
+    # = <d^k adj(X)[.., W', ..]', Di>
+    x, dirs = L.args[0], list(L.args[1:])
+    if _contains_dx(x, dx):
+        raise MathError("the differential is not linear in the direction (internal error)")
+    i = _split_linear(dirs, dx)
+    seed = E.transpose(E.adj_diff(x, *dirs[:i], *dirs[i + 1:], E.transpose(W)))
+    return pullback(dirs[i], seed, dx)
+
+
 PULLBACK_RULES = {
+    E.AdjDiff: _pb_adj_diff,
     E.Kron: _pb_kron,
     E.Var: _pb_var,
     E.Transpose: _pb_transpose,
@@ -242,7 +254,14 @@ def _jac_kron(L, dx):
     return E.matmul(M, jacobian_kron(F, dx))
 
 
+def _jac_adj_diff(L, dx):
+    x, dirs = L.args[0], list(L.args[1:])
+    i = _split_linear(dirs, dx)
+    return E.matmul(E.adj_jacobian(x, *dirs[:i], *dirs[i + 1:]), jacobian_kron(dirs[i], dx))
+
+
 JACOBIAN_RULES = {
+    E.AdjDiff: _jac_adj_diff,
     E.Kron: _jac_kron,
     E.Var: _jac_var,
     E.Transpose: _jac_transpose,
@@ -276,14 +295,14 @@ def jacobian(f: E.Expr, df: E.Expr, x: E.Var, dx: E.Var, layout: str = "numerato
 
 # --- Hessian ---------------------------------------------------------------------------------
 
-def hessian_bilinear(df: E.Expr, x: E.Var, dx2: E.Var) -> E.Expr:
+def hessian_bilinear(df: E.Expr, x: E.Var, dx2: E.Var, everywhere: bool = False) -> E.Expr:
     """f''(x)[dx, dx2]: differentiate df again (dx fixed) in the direction dx2."""
-    return simplify(differential(df, x, dx2))
+    return simplify(differential(df, x, dx2, everywhere))
 
 
-def hessian_matrix(G: E.Expr, x: E.Var, dx: E.Var) -> E.Expr:
+def hessian_matrix(G: E.Expr, x: E.Var, dx: E.Var, everywhere: bool = False) -> E.Expr:
     """The Hessian matrix: the Jacobian of vec(G), numel(x) x numel(x)."""
-    dG = simplify(differential(G, x, dx))
+    dG = simplify(differential(G, x, dx, everywhere))
     H = jacobian_kron(E.vec(dG), dx)
     if x.symmetric:
         H = E.matmul(H, symmetric_projection(x.rows))
