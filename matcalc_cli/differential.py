@@ -214,7 +214,26 @@ def _elementwise_derivative(fn: str, u: E.Expr) -> E.Expr:
     return table[fn]()
 
 
+def _log_of_product(D, e: E.Elementwise):
+    """d log(s * u) = ds / s + du ./ u, factor by factor (scalars broadcast), so that a factor
+    cancels in its own term: d log(exp(z) / sum(exp(z))) = dz - exp(z)' * dz / sum(exp(z)),
+    with no division by exp(z) (which overflows where log(softmax) is finite)."""
+    u = e.arg
+    factors = list(u.args[:-1]) + (list(u.args[-1].args) if isinstance(u.args[-1], E.Hadamard)
+                                   else [u.args[-1]]) if isinstance(u, E.Mul) else list(u.args)
+    terms = []
+    for f in factors:
+        df = D.d(f)
+        if E.is_zero(df):
+            continue
+        ratio = E.hadamard(df, E.power(f, E.Num(-1)))
+        terms.append(E.mul(ratio, E.ones(e.shape)) if f.is_scalar and not e.is_scalar else ratio)
+    return E.add(*terms) if terms else E.zero(e.shape)
+
+
 def d_elementwise(D, e: E.Elementwise):
+    if e.fn == "log" and (isinstance(e.arg, E.Hadamard) or (isinstance(e.arg, E.Mul) and len(e.arg.args) > 1)):
+        return _log_of_product(D, e)
     du = D.d(e.arg)
     deriv = _elementwise_derivative(e.fn, e.arg)
     if E.is_zero(deriv):

@@ -217,9 +217,37 @@ def _jac_mul(L, dx):
     return E.matmul(E.vec(M), jacobian_kron(F, dx))
 
 
+def apply_to_vector(F: E.Expr, b: E.Expr, dx: E.Var) -> E.Expr:
+    """F * b for a matrix F linear in dx and a vector b, with b pushed inside F so that dx no
+    longer sits in a matrix factor: diag(u) b = b .* u, (s M) b = s (M b), (F1 + F2) b = F1 b + F2 b.
+    A vector function of a vector then has a Jacobian in plain matrix form (diag, outer products),
+    never kron(b', I) * vec(...)."""
+    if not _contains_dx(F, dx) or F.cols == 1:
+        return E.matmul(F, b)
+    if isinstance(F, E.Add):
+        return E.add(*[apply_to_vector(t, b, dx) for t in F.args])
+    if isinstance(F, E.Mul):
+        return E.mul(*F.args[:-1], apply_to_vector(F.args[-1], b, dx))
+    if isinstance(F, E.Diag):
+        return E.hadamard(F.arg, b)
+    if isinstance(F, E.MatMul):
+        i = _split_linear(F.args, dx)
+        right = E.matmul(*F.args[i + 1:], b) if i + 1 < len(F.args) else b
+        inner = apply_to_vector(F.args[i], right, dx)
+        return E.matmul(*F.args[:i], inner) if i > 0 else inner
+    if isinstance(F, E.Transpose) and isinstance(F.arg, E.Diag):
+        return E.hadamard(F.arg.arg, b)
+    return E.matmul(F, b)
+
+
 def _jac_matmul(L, dx):
     i = _split_linear(L.args, dx)
     F = L.args[i]
+    if L.cols == 1 and F.cols != 1 and i + 1 < len(L.args):
+        pushed = apply_to_vector(F, E.matmul(*L.args[i + 1:]), dx)
+        if not (isinstance(pushed, E.MatMul) and F in pushed.args):
+            whole = E.matmul(*L.args[:i], pushed) if i > 0 else pushed
+            return jacobian_kron(whole, dx)
     A = E.matmul(*L.args[:i]) if i > 0 else E.identity(F.rows)
     B = E.matmul(*L.args[i + 1:]) if i + 1 < len(L.args) else E.identity(F.cols)
     return E.matmul(E.kron(E.transpose(B), A), jacobian_kron(F, dx))

@@ -154,6 +154,14 @@ def _is_vector(e: E.Expr) -> bool:
     return e.cols == 1 or e.rows == 1
 
 
+def _hides_scaled_term(terms, idx) -> bool:
+    """Pulling a factor out of s*M*x + t*x would leave (s*M + t*I) x, where t is not a number: a
+    plain term hidden behind t * I.  People write (A + A') * x / (x' * x) - 2 * x' * A * x * x / ..."""
+    rests = [terms[i] for i in idx]
+    bare = [scalars for _, scalars, chain in rests if len(chain) == 1]
+    return bool(bare) and len(bare) < len(rests) and any(bare)
+
+
 def _factor_side(e: E.Add, terms, side: int):
     groups: dict = {}
     for i, (_, scalars, chain) in enumerate(terms):
@@ -162,7 +170,7 @@ def _factor_side(e: E.Add, terms, side: int):
                 # (A + I) x reads well, but (M - I) inv(S) or (tr(...) I) M hide a plain term
                 continue
             groups.setdefault(chain[side], []).append(i)
-    candidates = [(f, idx) for f, idx in groups.items() if len(idx) >= 2]
+    candidates = [(f, idx) for f, idx in groups.items() if len(idx) >= 2 and not _hides_scaled_term(terms, idx)]
     if not candidates:
         return None
     factor, idx = max(candidates, key=lambda c: (len(c[1]), -len(c[0].key)))
@@ -256,5 +264,106 @@ def merge_traces(e: E.Expr) -> E.Expr:
     return E.add(E.trace(factored), *others)
 
 
-RULES = (orient_scalar, exp_ratio_to_sigmoid, sum_of_products, collect_coefficients, factor_common,
-         merge_traces)
+# --- rules: diagonal matrices ----------------------------------------------------------------------
+
+def merge_diagonals(e: E.Expr) -> E.Expr:
+    """diag(a) * diag(b) = diag(a .* b) and diag(a)^k = diag(a.^k): diagonal matrices multiply entrywise."""
+    if isinstance(e, E.MatPow) and isinstance(e.arg, E.Diag):
+        return E.diag(E.power(e.arg.arg, E.Num(e.k)))
+    if not isinstance(e, E.MatMul) or not any(isinstance(f, E.Diag) for f in e.args):
+        return e
+    out: list = []
+    for f in e.args:
+        if out and isinstance(out[-1], E.Diag) and isinstance(f, E.Diag):
+            out[-1] = E.diag(E.hadamard(out[-1].arg, f.arg))
+        else:
+            out.append(f)
+    return e if len(out) == len(e.args) else E.matmul(*out)
+
+
+def diagonal_times_vector(e: E.Expr) -> E.Expr:
+    """diag(u) * v = u .* v where u holds a differential: the differential then sits in an
+    elementwise product, and reads (and differentiates) as one: x .* dx rather than diag(dx) * x."""
+    if not isinstance(e, E.MatMul) or e.cols != 1:
+        return e
+    f = e.args
+    for i in range(len(f) - 1):
+        if isinstance(f[i], E.Diag) and E.has_differential(f[i].arg) and f[i + 1].cols == 1 \
+                and i + 1 == len(f) - 1:
+            return E.matmul(*f[:i], E.hadamard(f[i].arg, f[i + 1]))
+    return e
+
+
+def sum_diagonals(e: E.Expr) -> E.Expr:
+    """diag(a) + diag(b) = diag(a + b), with numeric and scalar coefficients carried inside."""
+    if not isinstance(e, E.Add):
+        return e
+    diagonal = [t for t in e.args if isinstance(_body(t), E.Diag)]
+    if len(diagonal) < 2:
+        return e
+    others = [t for t in e.args if not isinstance(_body(t), E.Diag)]
+    inner = E.add(*[E.mul(*_scalars(t), _body(t).arg) for t in diagonal])
+    return E.add(E.diag(inner), *others) if others else E.diag(inner)
+
+
+def _body(t: E.Expr) -> E.Expr:
+    return t.args[-1] if isinstance(t, E.Mul) and not t.is_scalar else t
+
+
+def _scalars(t: E.Expr) -> tuple:
+    return t.args[:-1] if isinstance(t, E.Mul) and not t.is_scalar else ()
+
+
+# --- rule: common elementwise factors ------------------------------------------------------------
+
+def factor_elementwise(e: E.Expr) -> E.Expr:
+    """a .* b .* c + a .* b .* d = a .* b .* (c + d): factors shared by every term of a sum of
+    elementwise products (vectors and matrices), so that (1 - y) + y can meet and cancel."""
+    if not isinstance(e, E.Add) or e.is_scalar:
+        return e
+    parts = []
+    for t in e.args:
+        scal, body = _scalars(t), _body(t)
+        if E.has_differential(body):
+            return e
+        parts.append((scal, list(body.args) if isinstance(body, E.Hadamard) else [body]))
+    common = list(parts[0][1])
+    for _, factors in parts[1:]:
+        common = [f for f in common if f in factors]
+    if not common or any(len(factors) == len(common) for _, factors in parts):
+        return e
+    rests = []
+    for scal, factors in parts:
+        left = list(factors)
+        for f in common:
+            left.remove(f)
+        rests.append(E.mul(*scal, E.hadamard(*left)))
+    out = E.hadamard(*common, E.add(*rests))
+    return out if E.tree_size(out) < E.tree_size(e) else e
+
+
+# --- rules: sums of rows, products with ones ------------------------------------------------------
+
+def sum_of_rows(e: E.Expr) -> E.Expr:
+    """a' + b' = (a + b)' for row vectors, so that terms inside can meet: (1 - y)' + y' = 1'."""
+    if not isinstance(e, E.Add) or e.rows != 1 or e.is_scalar:
+        return e
+    summed = E.add(*[E.transpose(t) for t in e.args])
+    out = E.transpose(summed)
+    return out if E.tree_size(out) < E.tree_size(e) else e
+
+
+def product_with_ones(e: E.Expr) -> E.Expr:
+    """ones(n)' * v = v' * ones(n) = sum(v): the sum of the entries."""
+    if not isinstance(e, E.MatMul) or not e.is_scalar or len(e.args) != 2:
+        return e
+    a, b = e.args
+    if isinstance(a, E.Ones):
+        return E.sum_(b)
+    if isinstance(b, E.Ones):
+        return E.sum_(a)
+    return e
+
+
+RULES = (orient_scalar, exp_ratio_to_sigmoid, sum_of_products, merge_diagonals, diagonal_times_vector,
+         sum_diagonals, factor_elementwise, sum_of_rows, product_with_ones, collect_coefficients, factor_common, merge_traces)
