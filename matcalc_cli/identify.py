@@ -260,6 +260,14 @@ def _jac_hadamard(L, dx):
 
 
 def _jac_diag_part(L, dx):
+    F = L.arg
+    if isinstance(F, E.MatMul):
+        i = _split_linear(F.args, dx)
+        if isinstance(F.args[i], E.Diag):
+            # diag(A diag(u) B) = (A .* B') u
+            A = E.matmul(*F.args[:i]) if i > 0 else E.identity(F.rows)
+            B = E.matmul(*F.args[i + 1:]) if i + 1 < len(F.args) else E.identity(F.cols)
+            return E.matmul(E.hadamard(A, E.transpose(B)), jacobian_kron(F.args[i].arg, dx))
     # diag(F) = (F .* I) 1, so vec(diag(F)) = kron(1', I) diag(vec(I)) vec(F)
     n = L.arg.rows
     select = E.matmul(E.kron(E.transpose(E.Ones((n, 1))), E.Identity(n)), E.diag(E.vec(E.Identity(n))))
@@ -267,6 +275,9 @@ def _jac_diag_part(L, dx):
 
 
 def _jac_diag(L, dx):
+    if isinstance(L.arg, E.DiagPart):
+        # diag(diag(F)) = I .* F
+        return E.matmul(E.diag(E.vec(E.Identity(L.rows))), jacobian_kron(L.arg.arg, dx))
     # diag(f) = I .* (f 1'), so vec(diag(f)) = diag(vec(I)) kron(1, I) f
     n = L.rows
     spread = E.matmul(E.diag(E.vec(E.Identity(n))), E.kron(E.Ones((n, 1)), E.Identity(n)))

@@ -264,6 +264,126 @@ def merge_traces(e: E.Expr) -> E.Expr:
     return E.add(E.trace(factored), *others)
 
 
+# --- rule: powers of a product --------------------------------------------------------------------
+
+def merge_chain_powers(e: E.Expr) -> E.Expr:
+    """M^2 * M = M^3 where M is itself a product: (X'AX)^2 X'AX = (X'AX)^3, on either side."""
+    if not isinstance(e, E.MatMul):
+        return e
+    f = list(e.args)
+    changed = False
+    i = 0
+    while i < len(f):
+        p = f[i]
+        if isinstance(p, E.MatPow) and isinstance(p.arg, E.MatMul):
+            chain = list(p.arg.args)
+            L = len(chain)
+            if f[i + 1:i + 1 + L] == chain:
+                f[i:i + 1 + L] = [E.matpow(p.arg, p.k + 1)]
+                changed = True
+                continue
+            if i >= L and f[i - L:i] == chain:
+                f[i - L:i + 1] = [E.matpow(p.arg, p.k + 1)]
+                i -= L
+                changed = True
+                continue
+            if i + 1 < len(f) and isinstance(f[i + 1], E.MatPow) and f[i + 1].arg == p.arg:
+                f[i:i + 2] = [E.matpow(p.arg, p.k + f[i + 1].k)]
+                changed = True
+                continue
+        i += 1
+    return E.matmul(*f) if changed else e
+
+
+# --- rule: inverse of a product of square factors --------------------------------------------------
+
+def split_inverse(e: E.Expr) -> E.Expr:
+    """A' * inv(B' * X' * A') * B' = inv(X'): inv(PQ) = inv(Q) inv(P) for square P, Q, used where
+    the pieces cancel against their neighbours (the result is smaller), not otherwise."""
+    if not isinstance(e, E.MatMul):
+        return e
+    for i, f in enumerate(e.args):
+        if isinstance(f, E.Inverse) and isinstance(f.arg, E.MatMul) \
+                and all(a.rows == a.cols for a in f.arg.args):
+            pieces = [E.inverse(a) for a in reversed(f.arg.args)]
+            out = E.matmul(*e.args[:i], *pieces, *e.args[i + 1:])
+            if E.tree_size(out) < E.tree_size(e):
+                return out
+    return e
+
+
+# --- rules: Kronecker products --------------------------------------------------------------------
+
+def _outer_vec_row(f: E.Expr):
+    """vec(a * b')' as kron(b', a') (vec(a b') = kron(b, a)), else None."""
+    if isinstance(f, E.Transpose) and isinstance(f.arg, E.Vec) and isinstance(f.arg.arg, E.MatMul):
+        chain = f.arg.arg.args
+        if len(chain) == 2 and chain[0].cols == 1 and chain[1].rows == 1:
+            return E.kron(chain[1], E.transpose(chain[0]))
+    return None
+
+
+def _kron_step(f: list):
+    """One local rewrite of a chain of factors toward Kronecker form, or None."""
+    for i in range(len(f)):
+        row = _outer_vec_row(f[i])
+        if row is not None and i > 0 and f[i - 1].cols == 1 and not f[i - 1].is_scalar:
+            # u * kron(p', q') = kron(p', u * q'), p' a row
+            return f[:i - 1] + [E.kron(row.a, E.matmul(f[i - 1], row.b))] + f[i + 1:]
+    for i in range(len(f) - 2):
+        a, m, b = f[i], f[i + 1], f[i + 2]
+        if isinstance(a, E.Kron) and isinstance(b, E.Kron) and a.a.cols == 1 and b.a.rows == 1 \
+                and isinstance(a.b, E.Identity) and isinstance(b.b, E.Identity) \
+                and m.rows == a.b.cols and m.cols == b.b.rows:
+            # kron(a, I) * M * kron(b', I) = kron(a * b', M)
+            return f[:i] + [E.kron(E.matmul(a.a, b.a), m)] + f[i + 3:]
+    return None
+
+
+def kron_products(e: E.Expr) -> E.Expr:
+    """kron(a, I) * M * kron(b', I) = kron(a * b', M), also through a sum that the outer factors
+    distribute over, and u * vec(a * b')' = kron(b', u * a'): Hessians of functions of W * x
+    read as kron(x * x', C).  Kept only where the result is smaller."""
+    if not isinstance(e, E.MatMul):
+        return e
+    f = list(e.args)
+    step = _kron_step(f)
+    if step is not None:
+        out = E.matmul(*step)
+        return out if E.tree_size(out) <= E.tree_size(e) else e
+    for i, s_ in enumerate(f):
+        if isinstance(s_, E.Add) and i > 0 and isinstance(f[i - 1], E.Kron):
+            after = [f[i + 1]] if i + 1 < len(f) and isinstance(f[i + 1], E.Kron) else []
+            terms = [_on_body(simplify_node(E.matmul(f[i - 1], t, *after)), kron_products) for t in s_.args]
+            if all(isinstance(_body(t), E.Kron) for t in terms):
+                out = E.matmul(*f[:i - 1], factor_kron(E.add(*terms)), *f[i + 1 + len(after):])
+                if E.tree_size(out) < E.tree_size(e):
+                    return out
+    return e
+
+
+def _on_body(t: E.Expr, rule) -> E.Expr:
+    """A rule applied to the non-scalar part of s * M."""
+    return E.mul(*_scalars(t), rule(_body(t))) if _scalars(t) else rule(t)
+
+
+def simplify_node(e: E.Expr) -> E.Expr:
+    for rule in RULES:
+        e = rule(e)
+    return e
+
+
+def factor_kron(e: E.Expr) -> E.Expr:
+    """kron(A, B) + kron(A, C) = kron(A, B + C) (scalar factors go with the right operand)."""
+    if not isinstance(e, E.Add) or not all(isinstance(_body(t), E.Kron) for t in e.args):
+        return e
+    lefts = {_body(t).a for t in e.args}
+    if len(lefts) != 1:
+        return e
+    left = lefts.pop()
+    return E.kron(left, E.add(*[E.mul(*_scalars(t), _body(t).b) for t in e.args]))
+
+
 # --- rules: diagonal matrices ----------------------------------------------------------------------
 
 def merge_diagonals(e: E.Expr) -> E.Expr:
@@ -365,5 +485,5 @@ def product_with_ones(e: E.Expr) -> E.Expr:
     return e
 
 
-RULES = (orient_scalar, exp_ratio_to_sigmoid, sum_of_products, merge_diagonals, diagonal_times_vector,
-         sum_diagonals, factor_elementwise, sum_of_rows, product_with_ones, collect_coefficients, factor_common, merge_traces)
+RULES = (orient_scalar, exp_ratio_to_sigmoid, sum_of_products, merge_chain_powers, split_inverse, merge_diagonals, diagonal_times_vector,
+         sum_diagonals, kron_products, factor_kron, factor_elementwise, sum_of_rows, product_with_ones, collect_coefficients, factor_common, merge_traces)
