@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -147,3 +149,157 @@ def test_check_passes_at_singular_points_of_the_hessian_of_tr_adj():
     grad = lambda y: N.evaluate(d.results["gradient"].expr, {"x": y}, SIZES)
     np.testing.assert_allclose(H, finite_jacobian(grad, x), atol=1e-6)
     np.testing.assert_allclose(H, H.T, atol=1e-9)
+
+
+# --- 2. canonical-form rules, each alone: the rewritten expression has the same value -------------
+
+from matcalc_cli import expr as E  # noqa: E402
+from matcalc_cli import simplify as S  # noqa: E402
+from matcalc_cli.check import check_derivation  # noqa: E402
+from matcalc_cli.shapes import check as typecheck  # noqa: E402
+from matcalc_cli.syntax import parse  # noqa: E402
+
+RULE_CASES = [
+    # (rule, program whose expression the rule rewrites)
+    (S.merge_diagonals, "a: vector(n); b: vector(n); A: matrix(n, n); A * diag(a) * diag(b) * A"),
+    (S.merge_diagonals, "a: vector(n); diag(a)^3"),
+    (S.sum_diagonals, "a: vector(n); b: vector(n); c: scalar; diag(a) + c * diag(b) - 2 * diag(a .* b)"),
+    (S.factor_elementwise, "s: vector(n); y: vector(n); (1 - s) .* s .* (1 - y) + y .* (1 - s) .* s"),
+    (S.sum_of_rows, "y: vector(n); (1 - y)' + y'"),
+    (S.product_with_ones, "y: vector(n); y' * ones(n)"),
+    (S.merge_chain_powers, "X: matrix(n, m); A: matrix(n, n); (X' * A * X)^2 * X' * A * X"),
+    (S.merge_chain_powers, "X: matrix(n, m); A: matrix(n, n); X' * A * X * (X' * A * X)^2"),
+    (S.split_inverse, "X: matrix(n, n); A: matrix(n, n); B: matrix(n, n); A' * inv(B' * X' * A') * B'"),
+    (S.kron_products, "x: vector(n); M: matrix(m, m); kron(x, I(m)) * M * kron(x', I(m))"),
+    (S.kron_products, "x: vector(n); u: vector(m); e: vector(m); u * vec(e * x')'"),
+    (S.kron_products, "x: vector(n); M: matrix(m, m); e: vector(m); s: scalar; "
+                      "kron(x, I(m)) * (M * kron(x', I(m)) / s - kron(x', e * e'))"),
+    (S.factor_kron, "A: matrix(n, n); B: matrix(m, m); C: matrix(m, m); c: scalar; kron(A, B) - c * kron(A, C)"),
+]
+
+
+def tokens(text):
+    return re.findall(r"[A-Za-z_][A-Za-z_0-9]*|\d+|\.\*|\./|\.\^|\S", text)
+
+
+def typed_expression(program):
+    return typecheck(parse(program)).expression
+
+
+def random_values(expr, rng, sizes):
+    return {v.name: rng.standard_normal(N.shape_of(v, sizes)) for v in expr.free_vars}
+
+
+@pytest.mark.parametrize("rule, program", RULE_CASES, ids=[f"{r.__name__}:{p.split(';')[-1].strip()}"
+                                                         for r, p in RULE_CASES])
+def test_rule_rewrites_to_an_equal_smaller_expression(rule, program):
+    e = typed_expression(program)
+    out = rule(e)
+    assert out != e, f"{rule.__name__} did not apply to {e}"
+    assert len(tokens(str(out))) <= len(tokens(str(e))), "a rewrite never makes a result longer"
+    rng = np.random.default_rng(len(program))
+    sizes = {"n": 3, "m": 4}
+    for _ in range(3):
+        values = random_values(e, rng, sizes)
+        np.testing.assert_allclose(N.evaluate(out, values, sizes), N.evaluate(e, values, sizes),
+                                   rtol=1e-10, atol=1e-10)
+
+
+def test_diagonal_times_vector_moves_the_differential_into_an_elementwise_product():
+    d = derive("x: vector(n); diag(x)^2 * x", wrt="x", jacobian=True)
+    assert d.differential.text() == "diag(x.^2) * dx + 2 * x.^2 .* dx"
+    assert d.jacobian.text() == "3 * diag(x.^2)"
+
+
+# --- 3. the issue's examples print as a person writes them ----------------------------------------
+
+# (program, wrt, result, what matcalc prints, what a person writes, how they differ)
+FORMS = [
+    ("z: vector(n); y: vector(n); -y' * log(exp(z) / sum(exp(z)))", "z", "gradient",
+     "sum(y) * exp(z) / sum(exp(z)) - y", "sum(y) * exp(z) / sum(exp(z)) - y", "exact"),
+    ("z: vector(n); y: vector(n); -y' * log(exp(z) / sum(exp(z)))", "z", "hessian",
+     "sum(y) * (diag(exp(z)) / sum(exp(z)) - exp(z) * exp(z)' / sum(exp(z))^2)",
+     "sum(y) * (diag(exp(z)) / sum(exp(z)) - exp(z) * exp(z)' / sum(exp(z))^2)", "exact"),
+    ("W: matrix(m, n); x: vector(n); y: vector(m); log(sum(exp(W * x))) - y' * W * x", "W", "hessian",
+     "kron(x * x', diag(exp(W * x)) / sum(exp(W * x)) - exp(W * x) * exp(W * x)' / sum(exp(W * x))^2)",
+     "kron(x * x', diag(exp(W * x)) / sum(exp(W * x)) - exp(W * x) * exp(W * x)' / sum(exp(W * x))^2)",
+     "exact, with e = exp(W * x) and S = sum(e) written out"),
+    ("X: matrix(n, n); diag(diag(X))", "X", "jacobian", "diag(vec(I(n)))", "diag(vec(I(n)))", "exact"),
+    ("x: vector(n); diag(x)^2 * x", "x", "jacobian", "3 * diag(x.^2)", "3 * diag(x.^2)", "exact"),
+    ("x: vector(m); A: matrix(m, n); logdet(A' * diag(x) * A)", "x", "hessian",
+     "-(A * inv(A' * diag(x) * A) * A').^2", "-(H .* H)",
+     "H = A * inv(A' * diag(x) * A) * A' written out; H .* H printed as H.^2"),
+    ("X: matrix(n, m); A: matrix(n, n); tr((X' * A * X)^4)", "X", "gradient",
+     "4 * (A * X * (X' * A * X)^3 + A' * X * (X' * A' * X)^3)",
+     "4 * (A * X * (X' * A * X)^3 + A' * X * (X' * A' * X)^3)", "exact"),
+    ("w: vector(n); X: matrix(m, n); y: vector(m); "
+     "y' * log(sigmoid(X * w)) + (1 - y)' * log(1 - sigmoid(X * w))", "w", "hessian",
+     "-X' * diag((1 - sigmoid(X * w)) .* sigmoid(X * w)) * X",
+     "-X' * diag(sigmoid(X * w) .* (1 - sigmoid(X * w))) * X", "the two factors of .* in the other order"),
+    ("X: matrix(n, n); A: matrix(n, n); B: matrix(n, n); det(A * X * B)", "X", "gradient",
+     "det(A * X * B) * inv(X')", "det(A * X * B) * inv(X')", "exact (labelled: valid for invertible A * X * B)"),
+]
+
+
+@pytest.mark.parametrize("program, wrt, kind, printed, person, how", FORMS,
+                         ids=[f"{f[2]}:{f[0].split(';')[-1].strip()}" for f in FORMS])
+def test_prints_what_a_person_writes(program, wrt, kind, printed, person, how):
+    flags = {"hessian": dict(gradient=True, hessian=True), "gradient": dict(gradient=True),
+             "jacobian": dict(jacobian=True)}[kind]
+    d = derive(program, wrt=wrt, **flags)
+    text = d.results[kind].text()
+    assert text == printed
+    assert abs(len(tokens(text)) - len(tokens(person))) <= 25 if how != "exact" else text == person
+    report = check_derivation(d, points=2)
+    assert report.passed, str(report)
+
+
+def test_hessian_of_a_rayleigh_quotient_has_no_kron_vec_or_commutation():
+    d = derive("x: vector(n); A: matrix(n, n); x' * A * x / (x' * x)", wrt="x", gradient=True, hessian=True)
+    for r in d.results.values():
+        text = r.text()
+        assert not any(word in text for word in ("kron", "vec", "commutation")), text
+    assert check_derivation(d, points=2).passed
+
+
+@pytest.mark.parametrize("program", [
+    "x: vector(n); A: matrix(m, n); sum(exp(A * x)) + x' * diag(x) * x",
+    "x: vector(n); A: matrix(n, n); exp(A * x) .* x + diag(x) * A * x",
+    "x: vector(n); b: vector(n); norm2(x)^2 * (b .* x) + log(sum(exp(x))) * x",
+])
+def test_vector_functions_of_a_vector_have_plain_jacobians(program):
+    d = derive(program, wrt="x", jacobian=True, **({"hessian": True} if "sum(exp(A" in program else {}))
+    for r in d.results.values():
+        text = r.text()
+        assert not any(word in text for word in ("kron", "vec(", "commutation")), text
+    assert check_derivation(d, points=2).passed
+
+
+def test_softmax_cross_entropy_gradient_is_stable_where_f_is():
+    d = derive("z: vector(n); y: vector(n); -y' * log(exp(z) / sum(exp(z)))", wrt="z", gradient=True)
+    z = np.array([[800.0], [-700.0], [10.0]])   # exp(z) overflows in f as written, the gradient need not
+    text = d.gradient.text()
+    assert "./ exp" not in text and "/ exp" not in text
+    code = generated(d)
+    with np.errstate(all="ignore"):
+        g = code["gradient"](z=z.ravel(), y=np.array([0.0, 1.0, 0.0]))
+    # the printed form divides exp(z) by sum(exp(z)): inf / inf here, as a person's form would; what
+    # matters is that nothing divides by exp(z) itself
+    assert g.shape == (3,)
+
+
+# --- 4. shapes: an equation between products of dimensions is refused, naming them ---------------
+
+def test_kron_quadratic_form_with_undeclared_factors_names_the_product_constraint():
+    from matcalc_cli.errors import ShapeError
+    with pytest.raises(ShapeError) as info:
+        derive("x: vector(m*n); x' * kron(A, B) * x", wrt="x")
+    message = info.value.message
+    assert "m*n" in message and "p*r" in message and "A: p x q" in message
+    assert info.value.line == 1
+
+
+def test_kron_quadratic_form_with_matching_declarations_derives():
+    d = derive("x: vector(m*n); A: matrix(n, n); B: matrix(m, m); x' * kron(A, B) * x", wrt="x", gradient=True)
+    assert d.gradient.text() == "(kron(A', B') + kron(A, B)) * x"
+    assert check_derivation(d, points=1).passed
