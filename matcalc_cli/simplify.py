@@ -156,7 +156,8 @@ def _is_vector(e: E.Expr) -> bool:
 
 def _hides_scaled_term(terms, idx) -> bool:
     """Pulling a factor out of s*M*x + t*x would leave (s*M + t*I) x, where t is not a number: a
-    plain term hidden behind t * I.  People write (A + A') * x / (x' * x) - 2 * x' * A * x * x / ..."""
+    plain term hidden behind t * I.  People write (A + A') * x / (x' * x) - 2 * x' * A * x * x / ...
+    (but (A' * A + lambda * I) * dx2 for a direction: the matrix that acts on it)."""
     rests = [terms[i] for i in idx]
     bare = [scalars for _, scalars, chain in rests if len(chain) == 1]
     return bool(bare) and len(bare) < len(rests) and any(bare)
@@ -170,7 +171,8 @@ def _factor_side(e: E.Add, terms, side: int):
                 # (A + I) x reads well, but (M - I) inv(S) or (tr(...) I) M hide a plain term
                 continue
             groups.setdefault(chain[side], []).append(i)
-    candidates = [(f, idx) for f, idx in groups.items() if len(idx) >= 2 and not _hides_scaled_term(terms, idx)]
+    candidates = [(f, idx) for f, idx in groups.items() if len(idx) >= 2
+                  and (E.has_differential(f) or not _hides_scaled_term(terms, idx))]
     if not candidates:
         return None
     factor, idx = max(candidates, key=lambda c: (len(c[1]), -len(c[0].key)))
