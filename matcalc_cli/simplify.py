@@ -332,6 +332,17 @@ def _kron_step(f: list):
         if row is not None and i > 0 and f[i - 1].cols == 1 and not f[i - 1].is_scalar:
             # u * kron(p', q') = kron(p', u * q'), p' a row
             return f[:i - 1] + [E.kron(row.a, E.matmul(f[i - 1], row.b))] + f[i + 1:]
+    for i in range(len(f) - 1):
+        k, v = f[i], f[i + 1]
+        if isinstance(k, E.Kron) and k.a.rows == 1 and isinstance(k.b, E.Identity) and isinstance(v, E.Vec) \
+                and v.arg.rows == k.b.n and v.arg.cols == k.a.cols:
+            # kron(a', I) * vec(B) = vec(B * a) = B * a
+            return f[:i] + [E.matmul(v.arg, E.transpose(k.a))] + f[i + 2:]
+        if _is_diag_vec_identity(k) and i + 2 < len(f) and isinstance(v, E.Kron) \
+                and isinstance(v.b, E.Identity) and _is_diag_vec_identity(f[i + 2]) \
+                and v.a.rows == v.a.cols == v.b.n == k.arg.arg.n:
+            # diag(vec(I)) * kron(M, I) * diag(vec(I)) = diag(vec(I .* M))
+            return f[:i] + [E.diag(E.vec(E.hadamard(E.Identity(v.b.n), v.a)))] + f[i + 3:]
     for i in range(len(f) - 2):
         a, m, b = f[i], f[i + 1], f[i + 2]
         if isinstance(a, E.Kron) and isinstance(b, E.Kron) and a.a.cols == 1 and b.a.rows == 1 \
@@ -340,6 +351,10 @@ def _kron_step(f: list):
             # kron(a, I) * M * kron(b', I) = kron(a * b', M)
             return f[:i] + [E.kron(E.matmul(a.a, b.a), m)] + f[i + 3:]
     return None
+
+
+def _is_diag_vec_identity(f: E.Expr) -> bool:
+    return isinstance(f, E.Diag) and isinstance(f.arg, E.Vec) and isinstance(f.arg.arg, E.Identity)
 
 
 def kron_products(e: E.Expr) -> E.Expr:

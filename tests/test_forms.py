@@ -174,6 +174,8 @@ RULE_CASES = [
     (S.kron_products, "x: vector(n); u: vector(m); e: vector(m); u * vec(e * x')'"),
     (S.kron_products, "x: vector(n); M: matrix(m, m); e: vector(m); s: scalar; "
                       "kron(x, I(m)) * (M * kron(x', I(m)) / s - kron(x', e * e'))"),
+    (S.kron_products, "x: vector(n); B: matrix(m, n); A: matrix(p, m); A * kron(x', I(m)) * vec(B)"),
+    (S.kron_products, "M: matrix(m, m); diag(vec(I(m))) * kron(M, I(m)) * diag(vec(I(m)))"),
     (S.factor_kron, "A: matrix(n, n); B: matrix(m, m); C: matrix(m, m); c: scalar; kron(A, B) - c * kron(A, C)"),
 ]
 
@@ -198,7 +200,7 @@ def test_rule_rewrites_to_an_equal_smaller_expression(rule, program):
     assert out != e, f"{rule.__name__} did not apply to {e}"
     assert len(tokens(str(out))) <= len(tokens(str(e))), "a rewrite never makes a result longer"
     rng = np.random.default_rng(len(program))
-    sizes = {"n": 3, "m": 4}
+    sizes = {"n": 3, "m": 4, "p": 5}
     for _ in range(3):
         values = random_values(e, rng, sizes)
         np.testing.assert_allclose(N.evaluate(out, values, sizes), N.evaluate(e, values, sizes),
