@@ -1,12 +1,27 @@
 """Canonical form: an ordered list of small rewrite rules, applied bottom-up to a fixed point.
 
 The smart constructors in ``expr`` already flatten, fold numbers, drop zero and identity factors,
-push transposes to the leaves and collect like terms.  The rules here do what needs a wider view:
+push transposes to the leaves and collect like terms.  The rules here do what needs a wider view,
+in this order (``RULES`` at the end of the module):
 
 - ``orient_scalar``: a 1x1 product equals its transpose; pick the orientation people write
   (the differential on the right: x'A'dx rather than dx'Ax; fewer transposes; then a fixed order).
+- ``exp_ratio_to_sigmoid``: exp(u) ./ (1 + exp(u)) = sigmoid(u).
+- ``sum_of_products``: sum(c .* dx) = c' * dx.
+- ``merge_chain_powers``: M^2 * M = M^3 for a product M.
+- ``split_inverse``: inv(P * Q) = inv(Q) * inv(P) (square factors) where the pieces cancel.
+- ``merge_diagonals``, ``diagonal_times_vector``, ``sum_diagonals``: diag(a) * diag(b) = diag(a .* b),
+  diag(a)^k = diag(a.^k), diag(du) * v = du .* v, diag(a) + diag(b) = diag(a + b).
+- ``kron_products``, ``factor_kron``: kron(a, I) * M * kron(b', I) = kron(a * b', M),
+  kron(a', I) * vec(B) = B * a, kron(A, B) + kron(A, C) = kron(A, B + C).
+- ``factor_elementwise``: a .* b + a .* c = a .* (b + c).
+- ``sum_of_rows``, ``product_with_ones``: a' + b' = (a + b)', v' * ones(n) = sum(v).
+- ``collect_coefficients``: s * M + t * M = (s + t) * M.
 - ``factor_common``: pull common factors out of sums: Ax + A'x -> (A + A')x,
   det(X) a + det(X) b -> det(X) (a + b), 2A + 2B -> 2(A + B).
+- ``merge_traces``: tr(M1 dX) + tr(M2 dX) = tr((M1 + M2) dX).
+
+``cost`` is the cost model that chooses between equal forms.
 """
 
 from __future__ import annotations
@@ -16,6 +31,13 @@ from collections import Counter
 from . import expr as E
 
 MAX_PASSES = 6
+
+
+def cost(e: E.Expr) -> int:
+    """The cost model that chooses between equal forms: the nodes of the written-out tree, about
+    the tokens printed.  Rules that could lengthen a result (splitting an inverse, distributing a
+    product, factoring elementwise products) keep their rewrite only when it costs less."""
+    return E.tree_size(e)
 
 
 def simplify(e: E.Expr) -> E.Expr:
@@ -309,7 +331,7 @@ def split_inverse(e: E.Expr) -> E.Expr:
                 and all(a.rows == a.cols for a in f.arg.args):
             pieces = [E.inverse(a) for a in reversed(f.arg.args)]
             out = E.matmul(*e.args[:i], *pieces, *e.args[i + 1:])
-            if E.tree_size(out) < E.tree_size(e):
+            if cost(out) < cost(e):
                 return out
     return e
 
@@ -367,14 +389,14 @@ def kron_products(e: E.Expr) -> E.Expr:
     step = _kron_step(f)
     if step is not None:
         out = E.matmul(*step)
-        return out if E.tree_size(out) <= E.tree_size(e) else e
+        return out if cost(out) <= cost(e) else e
     for i, s_ in enumerate(f):
         if isinstance(s_, E.Add) and i > 0 and isinstance(f[i - 1], E.Kron):
             after = [f[i + 1]] if i + 1 < len(f) and isinstance(f[i + 1], E.Kron) else []
             terms = [_on_body(simplify_node(E.matmul(f[i - 1], t, *after)), kron_products) for t in s_.args]
             if all(isinstance(_body(t), E.Kron) for t in terms):
                 out = E.matmul(*f[:i - 1], factor_kron(E.add(*terms)), *f[i + 1 + len(after):])
-                if E.tree_size(out) < E.tree_size(e):
+                if cost(out) < cost(e):
                     return out
     return e
 
@@ -476,7 +498,7 @@ def factor_elementwise(e: E.Expr) -> E.Expr:
             left.remove(f)
         rests.append(E.mul(*scal, E.hadamard(*left)))
     out = E.hadamard(*common, E.add(*rests))
-    return out if E.tree_size(out) < E.tree_size(e) else e
+    return out if cost(out) < cost(e) else e
 
 
 # --- rules: sums of rows, products with ones ------------------------------------------------------
@@ -487,7 +509,7 @@ def sum_of_rows(e: E.Expr) -> E.Expr:
         return e
     summed = E.add(*[E.transpose(t) for t in e.args])
     out = E.transpose(summed)
-    return out if E.tree_size(out) < E.tree_size(e) else e
+    return out if cost(out) < cost(e) else e
 
 
 def product_with_ones(e: E.Expr) -> E.Expr:
