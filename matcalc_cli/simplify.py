@@ -16,6 +16,7 @@ in this order (``RULES`` at the end of the module):
   kron(a', I) * vec(B) = B * a, kron(A, B) + kron(A, C) = kron(A, B + C).
 - ``factor_elementwise``: a .* b + a .* c = a .* (b + c).
 - ``sum_of_rows``, ``product_with_ones``: a' + b' = (a + b)', v' * ones(n) = sum(v).
+- ``expand_trace``: tr(M * (x * dx' + dx * x')) = 2 * x' * M * dx where that is smaller.
 - ``collect_coefficients``: s * M + t * M = (s + t) * M.
 - ``factor_common``: pull common factors out of sums: Ax + A'x -> (A + A')x,
   det(X) a + det(X) b -> det(X) (a + b), 2A + 2B -> 2(A + B).
@@ -501,6 +502,23 @@ def factor_elementwise(e: E.Expr) -> E.Expr:
     return out if cost(out) < cost(e) else e
 
 
+# --- rule: traces of outer products --------------------------------------------------------------
+
+def expand_trace(e: E.Expr) -> E.Expr:
+    """tr(M * (x * dx' + dx * x')) = 2 * x' * M * dx for symmetric M: a trace over a sum is
+    distributed where the terms then drop their traces (rank-one terms) and the result is smaller."""
+    if not isinstance(e, E.Trace) or not isinstance(e.arg, E.MatMul):
+        return e
+    f = e.arg.args
+    for i, s_ in enumerate(f):
+        if isinstance(s_, E.Add):
+            terms = [E.trace(E.matmul(*f[:i], t, *f[i + 1:])) for t in s_.args]
+            out = E.add(*[simplify_node(t) for t in terms])
+            if cost(out) < cost(e):
+                return out
+    return e
+
+
 # --- rules: sums of rows, products with ones ------------------------------------------------------
 
 def sum_of_rows(e: E.Expr) -> E.Expr:
@@ -524,5 +542,11 @@ def product_with_ones(e: E.Expr) -> E.Expr:
     return e
 
 
-RULES = (orient_scalar, exp_ratio_to_sigmoid, sum_of_products, merge_chain_powers, split_inverse, merge_diagonals, diagonal_times_vector,
-         sum_diagonals, kron_products, factor_kron, factor_elementwise, sum_of_rows, product_with_ones, collect_coefficients, factor_common, merge_traces)
+RULES = (
+    orient_scalar, exp_ratio_to_sigmoid, sum_of_products,
+    merge_chain_powers, split_inverse,
+    merge_diagonals, diagonal_times_vector, sum_diagonals,
+    kron_products, factor_kron,
+    factor_elementwise, sum_of_rows, product_with_ones, expand_trace,
+    collect_coefficients, factor_common, merge_traces,
+)

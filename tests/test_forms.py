@@ -176,6 +176,7 @@ RULE_CASES = [
                       "kron(x, I(m)) * (M * kron(x', I(m)) / s - kron(x', e * e'))"),
     (S.kron_products, "x: vector(n); B: matrix(m, n); A: matrix(p, m); A * kron(x', I(m)) * vec(B)"),
     (S.kron_products, "M: matrix(m, m); diag(vec(I(m))) * kron(M, I(m)) * diag(vec(I(m)))"),
+    (S.expand_trace, "x: vector(n); y: vector(n); S: symmetric(n); tr(S * (x * y' + y * x'))"),
     (S.factor_kron, "A: matrix(n, n); B: matrix(m, m); C: matrix(m, m); c: scalar; kron(A, B) - c * kron(A, C)"),
 ]
 
@@ -189,7 +190,11 @@ def typed_expression(program):
 
 
 def random_values(expr, rng, sizes):
-    return {v.name: rng.standard_normal(N.shape_of(v, sizes)) for v in expr.free_vars}
+    values = {}
+    for v in expr.free_vars:
+        a = rng.standard_normal(N.shape_of(v, sizes))
+        values[v.name] = (a + a.T) / 2 if v.symmetric else a
+    return values
 
 
 @pytest.mark.parametrize("rule, program", RULE_CASES, ids=[f"{r.__name__}:{p.split(';')[-1].strip()}"
