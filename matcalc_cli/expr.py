@@ -112,13 +112,20 @@ class Expr:
     def cols(self) -> Dim:
         return self.shape[1]
 
+    # the text printer, installed by render.text when it is imported (the IR does not reach up
+    # into the printers); until then a node shows its canonical key
+    text_printer = None
+
     def __repr__(self):
-        from .render.text import to_text
-        return f"<{type(self).__name__} {to_text(self)}>"
+        try:
+            shown = str(self)
+        except AttributeError:  # a node the language has no text for (AdjDiff): its key
+            shown = self.key
+        return f"<{type(self).__name__} {shown}>"
 
     def __str__(self):
-        from .render.text import to_text
-        return to_text(self)
+        printer = Expr.text_printer
+        return printer(self) if printer is not None else self.key
 
 
 # ---------------------------------------------------------------------------------------------
