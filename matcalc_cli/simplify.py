@@ -16,6 +16,7 @@ in this order (``RULES`` at the end of the module):
   kron(a', I) * vec(B) = B * a, kron(A, B) + kron(A, C) = kron(A, B + C).
 - ``factor_elementwise``: a .* b + a .* c = a .* (b + c).
 - ``sum_of_rows``, ``product_with_ones``: a' + b' = (a + b)', v' * ones(n) = sum(v).
+- ``inner_product_cancels``: (y ./ exp(z))' * exp(z) = sum(y).
 - ``expand_trace``: tr(M * (x * dx' + dx * x')) = 2 * x' * M * dx where that is smaller.
 - ``collect_coefficients``: s * M + t * M = (s + t) * M.
 - ``factor_common``: pull common factors out of sums: Ax + A'x -> (A + A')x,
@@ -502,6 +503,20 @@ def factor_elementwise(e: E.Expr) -> E.Expr:
     return out if cost(out) < cost(e) else e
 
 
+# --- rule: inner products that cancel --------------------------------------------------------------
+
+def inner_product_cancels(e: E.Expr) -> E.Expr:
+    """(y ./ exp(z))' * exp(z) = sum(y): an inner product a' * b as sum(a .* b) where factors of
+    the elementwise product cancel (and the result is smaller)."""
+    if not isinstance(e, E.MatMul) or not e.is_scalar or len(e.args) != 2 or e.args[1].cols != 1:
+        return e
+    a, b = E.transpose(e.args[0]), e.args[1]
+    if not (isinstance(a, E.Hadamard) or isinstance(b, E.Hadamard)):
+        return e
+    out = E.sum_(E.hadamard(a, b))
+    return out if cost(out) < cost(e) else e
+
+
 # --- rule: traces of outer products --------------------------------------------------------------
 
 def expand_trace(e: E.Expr) -> E.Expr:
@@ -547,6 +562,6 @@ RULES = (
     merge_chain_powers, split_inverse,
     merge_diagonals, diagonal_times_vector, sum_diagonals,
     kron_products, factor_kron,
-    factor_elementwise, sum_of_rows, product_with_ones, expand_trace,
+    factor_elementwise, sum_of_rows, product_with_ones, inner_product_cancels, expand_trace,
     collect_coefficients, factor_common, merge_traces,
 )

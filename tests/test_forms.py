@@ -177,6 +177,7 @@ RULE_CASES = [
     (S.kron_products, "x: vector(n); B: matrix(m, n); A: matrix(p, m); A * kron(x', I(m)) * vec(B)"),
     (S.kron_products, "M: matrix(m, m); diag(vec(I(m))) * kron(M, I(m)) * diag(vec(I(m)))"),
     (S.expand_trace, "x: vector(n); y: vector(n); S: symmetric(n); tr(S * (x * y' + y * x'))"),
+    (S.inner_product_cancels, "y: vector(n); z: vector(n); (y ./ exp(z))' * exp(z)"),
     (S.factor_kron, "A: matrix(n, n); B: matrix(m, m); C: matrix(m, m); c: scalar; kron(A, B) - c * kron(A, C)"),
 ]
 
@@ -210,6 +211,10 @@ def test_rule_rewrites_to_an_equal_smaller_expression(rule, program):
         values = random_values(e, rng, sizes)
         np.testing.assert_allclose(N.evaluate(out, values, sizes), N.evaluate(e, values, sizes),
                                    rtol=1e-10, atol=1e-10)
+
+
+def test_elementwise_quotient_and_product_by_the_same_factor_cancel():
+    assert str(typed_expression("y: vector(n); z: vector(n); y ./ exp(z) .* exp(z)")) == "y"
 
 
 def test_diagonal_times_vector_moves_the_differential_into_an_elementwise_product():
