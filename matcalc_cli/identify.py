@@ -235,8 +235,6 @@ def apply_to_vector(F: E.Expr, b: E.Expr, dx: E.Var) -> E.Expr:
         right = E.matmul(*F.args[i + 1:], b) if i + 1 < len(F.args) else b
         inner = apply_to_vector(F.args[i], right, dx)
         return E.matmul(*F.args[:i], inner) if i > 0 else inner
-    if isinstance(F, E.Transpose) and isinstance(F.arg, E.Diag):
-        return E.hadamard(F.arg.arg, b)
     return E.matmul(F, b)
 
 
