@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import expr as E
 from . import identify
@@ -18,7 +18,6 @@ from .errors import MathError, UsageError
 from .shapes import Typed, check
 from .simplify import simplify
 from .syntax import parse
-from .render.text import to_text
 
 
 @dataclass(frozen=True)
@@ -149,77 +148,58 @@ def derive(program: str, wrt: str | None = None, *, gradient: bool = False, jaco
 
     d = Derivation(typed, name, x, dx, dx2, layout)
     in_use = frozenset(taken | set(typed.definitions) | {dx.name, dx2.name})
-    # det and adj: derived twice when x is inside them, as the reference text writes them (through
-    # inv, for invertible matrices) and as the polynomials they are (valid everywhere)
-    singular_args = _inverted_arguments(f, x)
-    modes = (False, True) if singular_args else (False,)
-    found = {everywhere: _results(f, x, dx, dx2, gradient, jacobian, hessian, layout, symmetric_gradient,
-                                  everywhere)
-             for everywhere in modes}
-    for kind, (label, classical, note) in found[False].items():
-        exact = found[True][kind][1] if singular_args else classical
-        shown = _printed_form(classical, exact, singular_args)
-        if shown is not exact:
-            note = "; ".join(filter(None, [note, "as written, valid for invertible " + ", ".join(
-                to_text(a) for a in singular_args) + "; the generated code and --check use a form valid "
-                "at every point (adj)"]))
-        d.results[kind] = Result(kind, label.format(arg=f"({name})", dx=dx.name, dx2=dx2.name), exact, note,
-                                 in_use, None if shown is exact else shown)
-    return d
 
+    def result(kind, label, expr, note=""):
+        return Result(kind, label, expr, note, in_use)
 
-def _inverted_arguments(f: E.Expr, x: E.Var) -> list:
-    """The arguments of det and adj that hold x: their classical derivatives invert them."""
-    out = []
-    for node in E.walk(f):
-        if isinstance(node, (E.Det, E.Adj)) and E.depends_on(node.arg, x) and node.arg not in out:
-            out.append(node.arg)
-    return out
-
-
-def _structurally_singular(m: E.Expr) -> bool:
-    """A product through a dimension 1 (x * y', rank one) is singular for every value of its factors."""
-    return any(isinstance(node, E.MatMul) and not node.is_scalar
-               and any(a.cols == 1 for a in node.args[:-1])
-               for node in E.walk(m))
-
-
-def _printed_form(classical: E.Expr, exact: E.Expr, singular_args: list) -> E.Expr:
-    """The reference text's form (through inv) where it can hold; the everywhere-valid one where an
-    inverted matrix is singular for all values (det(x * x')) and that one prints in the language."""
-    if classical == exact:
-        return exact
-    printable = not E.contains(exact, lambda n: isinstance(n, (E.AdjDiff, E.AdjJacobian)))
-    if printable and any(_structurally_singular(a) for a in singular_args):
-        return exact
-    return classical
-
-
-def _results(f, x, dx, dx2, gradient, jacobian, hessian, layout, symmetric_gradient, everywhere) -> dict:
-    """kind -> (label template, expression, note), in display order."""
-    out = {}
-    df = simplify(differential(f, x, dx, everywhere))
-    out["differential"] = ("f'{arg}[{dx}]", df, "")
+    df = simplify(differential(f, x, dx))
+    arg = f"({name})"
+    d.results["differential"] = result("differential", f"f'{arg}[{dx.name}]", df)
     G = None
     if gradient or hessian:
         G = identify.gradient(df, x, dx)
     if gradient:
         if x.symmetric and symmetric_gradient == "cookbook":
-            out["gradient"] = ("cookbook_gradient f{arg}", identify.cookbook_gradient(G),
-                               "Matrix Cookbook convention G + G' - I .* G for symmetric X; "
-                               "not the gradient under the Frobenius inner product")
+            d.results["gradient"] = result(
+                "gradient", f"cookbook_gradient f{arg}", identify.cookbook_gradient(G),
+                note="Matrix Cookbook convention G + G' - I .* G for symmetric X; "
+                     "not the gradient under the Frobenius inner product")
         else:
             note = "symmetric gradient: the symmetric G with <G, E> = f'(X)[E] for symmetric E" \
                 if x.symmetric else ""
-            out["gradient"] = ("gradient f{arg}", G, note)
+            d.results["gradient"] = result("gradient", f"gradient f{arg}", G, note=note)
     if jacobian:
         J = identify.jacobian(f, df, x, dx, layout)
-        note = "numerator layout: vec(df) = J vec(d{0})".format(x.name) if layout == "numerator" \
-            else "denominator layout: vec(df)' = vec(d{0})' J".format(x.name)
-        out["jacobian"] = ("jacobian f{arg}", J, note)
+        note = "numerator layout: vec(df) = J vec(d{0})".format(name) if layout == "numerator" \
+            else "denominator layout: vec(df)' = vec(d{0})' J".format(name)
+        d.results["jacobian"] = result("jacobian", f"jacobian f{arg}", J, note=note)
     if hessian:
-        B = identify.hessian_bilinear(df, x, dx2, everywhere)
-        out["hessian_bilinear"] = ("f''{arg}[{dx}, {dx2}]", B, "")
-        H = identify.hessian_matrix(G, x, dx, everywhere)
-        out["hessian"] = ("hessian f{arg}", H, "vec convention: f''[dx, dx2] = vec(dx)' H vec(dx2)")
-    return out
+        B = identify.hessian_bilinear(df, x, dx2)
+        d.results["hessian_bilinear"] = result("hessian_bilinear", f"f''{arg}[{dx.name}, {dx2.name}]", B)
+        H = identify.hessian_matrix(G, x, dx)
+        d.results["hessian"] = result("hessian", f"hessian f{arg}", H,
+                                      note="vec convention: f''[dx, dx2] = vec(dx)' H vec(dx2)")
+    _evaluate_det_and_adj_everywhere(d, symmetric_gradient)
+    return d
+
+
+def _evaluate_det_and_adj_everywhere(d: Derivation, symmetric_gradient: str) -> None:
+    """det and adj, differentiated above as the reference text writes them (through inv, for
+    invertible matrices), are differentiated again as the polynomials they are: that form, valid
+    at every X, becomes ``Result.expr`` (what --check and the generated code evaluate); the inv
+    form stays what is printed, labelled, unless an inverted matrix is singular for every value."""
+    inverted = identify.inverted_arguments(d.expression, d.x)
+    if not inverted:
+        return
+    exact = identify.everywhere_valid(d.expression, d.x, d.dx, d.dx2, list(d.results), d.layout,
+                                      cookbook=symmetric_gradient == "cookbook")
+    from .render.text import to_text
+    label = ("as written, valid for invertible " + ", ".join(to_text(a) for a in inverted)
+             + "; the generated code and --check use a form valid at every point (adj)")
+    for kind, r in list(d.results.items()):
+        shown = identify.printed_form(r.expr, exact[kind], inverted)
+        if shown is exact[kind]:
+            d.results[kind] = replace(r, expr=exact[kind])
+        else:
+            d.results[kind] = replace(r, expr=exact[kind], shown=shown,
+                                      note="; ".join(filter(None, [r.note, label])))

@@ -344,3 +344,50 @@ def hessian_matrix(G: E.Expr, x: E.Var, dx: E.Var, everywhere: bool = False) -> 
     if x.symmetric:
         H = E.matmul(H, symmetric_projection(x.rows))
     return simplify(H)
+
+
+# --- det and adj at every point ---------------------------------------------------------------
+
+def inverted_arguments(f: E.Expr, x: E.Var) -> list:
+    """The arguments of det and adj that hold x: their classical derivatives invert them."""
+    out = []
+    for node in E.walk(f):
+        if isinstance(node, (E.Det, E.Adj)) and E.depends_on(node.arg, x) and node.arg not in out:
+            out.append(node.arg)
+    return out
+
+
+def everywhere_valid(f: E.Expr, x: E.Var, dx: E.Var, dx2: E.Var, kinds: list, layout: str,
+                     cookbook: bool = False) -> dict:
+    """kind -> the result derived with Jacobi's formula and the adjugate's own derivatives
+    (``differential(..., everywhere=True)``): valid at singular matrices too."""
+    df = simplify(differential(f, x, dx, everywhere=True))
+    out = {"differential": df}
+    G = gradient(df, x, dx) if {"gradient", "hessian"} & set(kinds) else None
+    if "gradient" in kinds:
+        out["gradient"] = cookbook_gradient(G) if cookbook and x.symmetric else G
+    if "jacobian" in kinds:
+        out["jacobian"] = jacobian(f, df, x, dx, layout)
+    if "hessian_bilinear" in kinds:
+        out["hessian_bilinear"] = hessian_bilinear(df, x, dx2, everywhere=True)
+    if "hessian" in kinds:
+        out["hessian"] = hessian_matrix(G, x, dx, everywhere=True)
+    return out
+
+
+def _structurally_singular(m: E.Expr) -> bool:
+    """A product through a dimension 1 (x * y', rank one) is singular for every value of its factors."""
+    return any(isinstance(node, E.MatMul) and not node.is_scalar
+               and any(a.cols == 1 for a in node.args[:-1])
+               for node in E.walk(m))
+
+
+def printed_form(classical: E.Expr, exact: E.Expr, inverted: list) -> E.Expr:
+    """The reference text's form (through inv) where it can hold; the everywhere-valid one where an
+    inverted matrix is singular for every value (det(x * x')) and that one prints in the language."""
+    if classical == exact:
+        return exact
+    printable = not E.contains(exact, lambda n: isinstance(n, (E.AdjDiff, E.AdjJacobian)))
+    if printable and any(_structurally_singular(a) for a in inverted):
+        return exact
+    return classical
