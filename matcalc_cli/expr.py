@@ -118,13 +118,20 @@ class Expr:
     def cols(self) -> Dim:
         return self.shape[1]
 
+    # the text printer, installed by render.text when it is imported (the IR does not reach up
+    # into the printers); until then a node shows its canonical key
+    text_printer = None
+
     def __repr__(self):
-        from .render.text import to_text
-        return f"<{type(self).__name__} {to_text(self)}>"
+        try:
+            shown = str(self)
+        except AttributeError:  # a node the language has no text for (AdjDiff): its key
+            shown = self.key
+        return f"<{type(self).__name__} {shown}>"
 
     def __str__(self):
-        from .render.text import to_text
-        return to_text(self)
+        printer = Expr.text_printer
+        return printer(self) if printer is not None else self.key
 
 
 # ---------------------------------------------------------------------------------------------
@@ -375,6 +382,47 @@ class Reshape(_Unary):
 
     def _data(self):
         return (self.arg, self.shape)
+
+
+class AdjDiff(Expr):
+    """d^k adj(X)[D1, ..., Dk]: the k-th derivative of the adjugate at X in the directions D1..Dk.
+
+    adj is a polynomial in the entries of X, so this is defined at every X, singular or not; the
+    everywhere-valid form that the generated code and --check evaluate (``differential`` with
+    ``everywhere=True``).  It prints in the language through its form for invertible X."""
+
+    __slots__ = ("args",)
+    _fields = ("args",)
+
+    def __init__(self, args: tuple):
+        self.args = tuple(args)
+        self._init(args[0].shape)
+
+    @property
+    def children(self):
+        return self.args
+
+    def _make_key(self):
+        return "dadj(" + ",".join(a.key for a in self.args) + ")"
+
+
+class AdjJacobian(Expr):
+    """The n^2 x n^2 matrix J with vec(d^(k+1) adj(X)[D1, ..., Dk, E]) = J vec(E)."""
+
+    __slots__ = ("args",)
+    _fields = ("args",)
+
+    def __init__(self, args: tuple):
+        self.args = tuple(args)
+        n = args[0].rows
+        self._init((n * n, n * n))
+
+    @property
+    def children(self):
+        return self.args
+
+    def _make_key(self):
+        return "jadj(" + ",".join(a.key for a in self.args) + ")"
 
 
 class Elementwise(Expr):
@@ -861,6 +909,8 @@ def _transpose(e: Expr) -> Expr:
         return matpow(transpose(e.arg), e.k)
     if isinstance(e, Adj):
         return adj(transpose(e.arg))
+    if isinstance(e, AdjDiff):
+        return adj_diff(*[transpose(a) for a in e.args])
     if isinstance(e, Elementwise):
         return elementwise(e.fn, transpose(e.arg))
     if isinstance(e, Power):
@@ -1077,6 +1127,26 @@ def adj(e: Expr) -> Expr:
     return Adj(e, e.shape)
 
 
+def adj_diff(x: Expr, *directions: Expr) -> Expr:
+    """d^k adj(X)[D1, ..., Dk]; zero when a direction is zero or k >= n (adj has degree n - 1)."""
+    if any(is_zero(d) for d in directions):
+        return zero(x.shape)
+    if x.is_scalar:
+        return Num(1) if not directions else Num(0)
+    if x.rows.is_int and len(directions) >= x.rows.coef:
+        return zero(x.shape)
+    if not directions:
+        return adj(x)
+    return AdjDiff((x,) + tuple(sorted(directions, key=lambda d: d.key)))
+
+
+def adj_jacobian(x: Expr, *directions: Expr) -> Expr:
+    """J with vec(d^(k+1) adj(X)[D1, ..., Dk, E]) = J vec(E)."""
+    if any(is_zero(d) for d in directions):
+        return zero((x.rows * x.rows, x.rows * x.rows))
+    return AdjJacobian((x,) + tuple(sorted(directions, key=lambda d: d.key)))
+
+
 def diag(e: Expr) -> Expr:
     """Vector -> diagonal matrix."""
     if e.is_scalar:
@@ -1236,6 +1306,10 @@ def rebuild(e: Expr, children: list) -> Expr:
         return elementwise(e.fn, children[0])
     if isinstance(e, Reshape):
         return reshape(children[0], e.rows, e.cols)
+    if isinstance(e, AdjDiff):
+        return adj_diff(*children)
+    if isinstance(e, AdjJacobian):
+        return adj_jacobian(*children)
     unary = {Transpose: transpose, Inverse: inverse, Trace: trace, Det: det, LogDet: logdet,
              Adj: adj, Diag: diag, DiagPart: diag_part, Vec: vec, Sum: sum_, Norm1: norm1, Norm2: norm2}
     if type(e) in unary:

@@ -98,6 +98,20 @@ def adjugate(a: np.ndarray) -> np.ndarray:
     return np.linalg.det(u) * np.linalg.det(vh) * (vh.T * adj_s) @ u.T
 
 
+def _adjugate_derivatives() -> dict:
+    """The generated code's own helpers for derivatives of adj (one definition, in numpy_code)."""
+    from .render.numpy_code import HELPERS
+    namespace = {"np": np, "_adj": adjugate}
+    for name in ("_adj_diff", "_adj_jacobian"):
+        exec(HELPERS[name], namespace)  # noqa: S102 - our own source text
+    return namespace
+
+
+_ADJ = _adjugate_derivatives()
+adjugate_derivative = _ADJ["_adj_diff"]
+adjugate_jacobian = _ADJ["_adj_jacobian"]
+
+
 def logdet(a: np.ndarray) -> float:
     """log(det(A)): NaN when det(A) < 0 (the real logarithm), -inf when singular."""
     sign, value = np.linalg.slogdet(a)
@@ -174,6 +188,8 @@ EVALUATORS = {
     E.Det: lambda n, k, v, s: _scalar(np.linalg.det(k[0])),
     E.LogDet: lambda n, k, v, s: _scalar(logdet(k[0])),
     E.Adj: lambda n, k, v, s: adjugate(k[0]),
+    E.AdjDiff: lambda n, k, v, s: adjugate_derivative(*k),
+    E.AdjJacobian: lambda n, k, v, s: adjugate_jacobian(*k),
     E.Diag: lambda n, k, v, s: np.diagflat(k[0]),
     E.DiagPart: lambda n, k, v, s: np.diag(k[0]).reshape(-1, 1).copy(),
     E.Vec: lambda n, k, v, s: k[0].reshape(-1, 1, order="F"),

@@ -480,10 +480,34 @@ def check(program: S.Program) -> Typed:
     inf.infer(program.expression)
     _check_names_apart(inf)
     names = _name_free_dims(inf)
+    _refuse_open_products(inf, names, program)
     builder = _Builder(inf, names)
     expression = builder.build(program.expression)
     definitions = {name: builder.build_definition(name) for name in inf.definitions}
     return Typed(expression, builder.symbols, program.source, builder.variables, definitions)
+
+
+def _refuse_open_products(inf: _Inference, names: dict, program) -> None:
+    """An equation between products of unknown dimensions (p*r = m*n, from x' * kron(A, B) * x)
+    has no single solution that shapes can record; say which dimensions must agree rather than
+    go on with shapes that are only right when they do."""
+    open_equations = []
+    for a, b in inf.u.pending:
+        a, b = _cancel(inf.u.resolve(a), inf.u.resolve(b))
+        if a != b:
+            open_equations.append((a.substitute(names), b.substitute(names), a.symbols | b.symbols))
+    if not open_equations:
+        return
+    a, b, unknowns = open_equations[0]
+    involved = [name for name, sym in inf.symbols.items()
+                if any(unknowns & d.symbols for d in inf.resolved(sym.shape))]
+    shapes = ", ".join(f"{name}: {_dim_text(inf.resolved(inf.symbols[name].shape)[0].substitute(names))} x "
+                       f"{_dim_text(inf.resolved(inf.symbols[name].shape)[1].substitute(names))}"
+                       for name in involved)
+    raise ShapeError(f"the shapes fit only if {_dim_text(a)} = {_dim_text(b)} (with {shapes}): "
+                     "an equation between products of dimensions, which matcalc does not solve",
+                     hint="declare " + (", ".join(involved) or "the names") +
+                          " with dimensions that make the products equal").at(_position(program.expression))
 
 
 def _check_names_apart(inf: _Inference) -> None:

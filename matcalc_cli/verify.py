@@ -154,6 +154,15 @@ ELEMENTWISE = {
 }
 
 
+def _adj_derivative(X, dirs):
+    ts = sp.symbols(f"_t0:{len(dirs)}")
+    M = X + sum((t * D for t, D in zip(ts, dirs)), sp.zeros(*X.shape))
+    A = sp.Matrix([[1]]) if M.shape == (1, 1) else M.adjugate(method="berkowitz")
+    for t in ts:
+        A = A.diff(t)
+    return A.subs({t: 0 for t in ts})
+
+
 class SympyConverter:
     """IR -> explicit SymPy matrix, one method per node kind (``_convert_<Kind>``).
 
@@ -278,6 +287,22 @@ class SympyConverter:
         if M.shape == (1, 1):
             return sp.Matrix([[1]])
         return M.adjugate(method="berkowitz")
+
+    def _convert_AdjDiff(self, e):
+        """d^k adj(X)[D1..Dk]: the mixed derivative of adj(X + t1 D1 + ... + tk Dk) at t = 0."""
+        X, *dirs = [self.convert(a) for a in e.args]
+        return _adj_derivative(X, dirs)
+
+    def _convert_AdjJacobian(self, e):
+        X, *dirs = [self.convert(a) for a in e.args]
+        n = X.shape[0]
+        columns = []
+        for c in range(n):
+            for r in range(n):
+                unit = sp.zeros(n, n)
+                unit[r, c] = 1
+                columns.append(vec(_adj_derivative(X, dirs + [unit])))
+        return sp.Matrix.hstack(*columns)
 
     def _convert_Diag(self, e):
         return sp.diag(*list(self.convert(e.arg)))
@@ -725,7 +750,7 @@ def _compare(name, actual: _Side, expected: _Side, points: _Points, deadline: fl
 def _all_vars(derivation):
     """Every Var in f and the results, by (name, diff), in order of first appearance."""
     found, seen = {}, set()
-    stack = [derivation.expression] + [r.expr for r in derivation.results.values()]
+    stack = [derivation.expression] + [r.printed for r in derivation.results.values()]
     stack.reverse()  # popped from the end: f first
     while stack:
         node = stack.pop()
@@ -785,7 +810,7 @@ def _verify(derivation, n, seed, budget) -> VerifyReport:
     for name in ORDER:
         if name not in derivation.results:
             continue
-        e = derivation.results[name].expr
+        e = derivation.results[name].printed
         try:
             want = makers[name]()
             actual = _Side(convert(e), lambda point, e=e: SympyConverter(inst, point).convert(e))

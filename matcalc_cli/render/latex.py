@@ -443,13 +443,13 @@ def document_block(derivation) -> str:
     for r in results:
         if r.note:
             lines.append(f"% {r.name}: {r.note}")
-    if any(_uses_elementwise(r.expr) for r in results):
+    if any(_uses_elementwise(r.printed) for r in results):
         lines.append(ELEMENTWISE_LEGEND)
     lines.append(r"\begin{align*}")
     rows = []
     for r in results:
         key = "cookbook_gradient" if r.name == "gradient" and r.label.startswith("cookbook") else r.name
-        definitions, body = shared_form(r.expr, r.taken)
+        definitions, body = shared_form(r.printed, r.taken)
         rows.append(f"  {labels[key]} &= {printer.doprint(body)}")
         for i, (var, definition) in enumerate(definitions):
             where = r"\text{where } " if i == 0 else ""

@@ -54,6 +54,44 @@ HELPERS = {
     u, s, vh = np.linalg.svd(a)
     adj_s = np.array([np.prod(np.delete(s, i)) for i in range(n)])
     return np.linalg.det(u) * np.linalg.det(vh) * (vh.T * adj_s) @ u.T''',
+    "_adj_diff": '''def _adj_diff(a, *dirs):
+    """d^k adj(a)[d1, ..., dk], exact at every a, singular or not.
+
+    For a rank-one direction u e_c' the map t -> adj(a + t u e_c') is affine (each cofactor is the
+    determinant of a rank-one update), so adj(a + sum t_j u_j e_cj') is multi-affine and its
+    coefficient of t_1...t_k is a signed sum of 2^k adjugates; d^k adj is multilinear, so it is
+    the sum of those over the columns c_1..c_k (distinct: equal columns give a rank-one sum)."""
+    import itertools
+    n, k = a.shape[0], len(dirs)
+    out = np.zeros((n, n))
+    if k >= n:
+        return out
+    scale = np.linalg.norm(a) / np.sqrt(n) or 1.0
+    for cols in itertools.permutations(range(n), k):
+        us = [d[:, c] for d, c in zip(dirs, cols)]
+        sizes = [np.linalg.norm(u) for u in us]
+        if not all(sizes):
+            continue
+        coef = np.zeros((n, n))
+        for mask in range(2 ** k):
+            m, sign = a.astype(float).copy(), (-1) ** k
+            for j in range(k):
+                if mask >> j & 1:
+                    m[:, cols[j]] += us[j] * (scale / sizes[j])
+                    sign = -sign
+            coef += sign * _adj(m)
+        out += coef * np.prod([s / scale for s in sizes])
+    return out''',
+    "_adj_jacobian": '''def _adj_jacobian(a, *dirs):
+    """J with vec(d^(k+1) adj(a)[d1, ..., dk, e]) = J vec(e), column by column."""
+    n = a.shape[0]
+    J = np.zeros((n * n, n * n))
+    for c in range(n):
+        for r in range(n):
+            e = np.zeros((n, n))
+            e[r, c] = 1.0
+            J[:, r + c * n] = _adj_diff(a, *dirs, e).reshape(-1, order="F")
+    return J''',
     "_diag_part": '''def _diag_part(a):
     return np.diag(a).reshape(-1, 1).copy()''',
     "_vec": '''def _vec(a):
@@ -567,6 +605,14 @@ class FunctionWriter:
     def _print_Adj(self, e, kids):
         return self.call("_adj", kids[0].code)
 
+    def _print_AdjDiff(self, e, kids):
+        self.helpers.update(("_adj", "_adj_diff"))
+        return self.call("_adj_diff", *[k.code for k in kids])
+
+    def _print_AdjJacobian(self, e, kids):
+        self.helpers.update(("_adj", "_adj_diff", "_adj_jacobian"))
+        return self.call("_adj_jacobian", *[k.code for k in kids])
+
     def _print_Diag(self, e, kids):
         return self.call("np.diagflat", kids[0].code)
 
@@ -937,7 +983,8 @@ class ModuleWriter:
         direction = v
         if x.symmetric and x.rows != 1:
             direction = E.mul(E.Num(Fraction(1, 2)), E.add(E.Var(name, x.shape), E.transpose(E.Var(name, x.shape))))
-        dG = simplify(differential(G, x, dx))
+        # the form valid at every point (det and adj through adj, not inv), as Result.expr is
+        dG = simplify(differential(G, x, dx, everywhere=True))
         return E.substitute(dG, {dx: direction}), name
 
     def direction_name(self) -> str:

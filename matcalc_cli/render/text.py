@@ -257,3 +257,6 @@ def _float_text(v: float) -> str:
 
 def to_text(e: E.Expr) -> str:
     return TextPrinter().doprint(e)
+
+
+E.Expr.text_printer = staticmethod(to_text)
