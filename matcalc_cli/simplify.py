@@ -256,5 +256,49 @@ def merge_traces(e: E.Expr) -> E.Expr:
     return E.add(E.trace(factored), *others)
 
 
-RULES = (orient_scalar, exp_ratio_to_sigmoid, sum_of_products, collect_coefficients, factor_common,
+# --- rules: matrix functions ----------------------------------------------------------------------
+
+def order_commuting_factors(e: E.Expr) -> E.Expr:
+    """Functions of one matrix commute: logm(X) inv(X) = inv(X) logm(X).  Adjacent factors that are
+    functions of the same matrix, one of them expm, logm or sqrtm, are put in one order (by key), so
+    that such products collect: G + G' -> 2 G for the gradient of norm2(logm(X))^2."""
+    if not isinstance(e, E.MatMul):
+        return e
+    out, run, base = [], [], None
+
+    def flush():
+        out.extend(sorted(run, key=lambda f: f.key) if any(isinstance(f, E.MatFun) for f in run) else run)
+
+    for f in e.args:
+        b = E.function_base(f)
+        if run and b == base and b is not None:
+            run.append(f)
+            continue
+        flush()
+        run, base = [f], b
+    flush()
+    return e if out == list(e.args) else E.matmul(*out)
+
+
+def merge_frechet_terms(e: E.Expr) -> E.Expr:
+    """L_f(X)[E] + c L_f(X)[F] -> L_f(X)[E + c F]: the derivative is linear in its direction
+    (the symmetric gradient of tr(A expm(X)) reads dexpm(X, A + A') / 2)."""
+    if not isinstance(e, E.Add):
+        return e
+    groups: dict = {}
+    for i, t in enumerate(e.args):
+        coef, body = E.split_coef(t)
+        if isinstance(body, E.Frechet) and body.order == 1:
+            groups.setdefault((body.fn, body.arg), []).append((i, coef, body.directions[0]))
+    merged = [g for g in groups.values() if len(g) > 1]
+    if not merged:
+        return e
+    used = {i for g in merged for i, _, _ in g}
+    out = [t for i, t in enumerate(e.args) if i not in used]
+    for (fn, arg), g in ((k, v) for k, v in groups.items() if len(v) > 1):
+        out.append(E.frechet(fn, arg, (E.add(*[E.scale(c, d) for _, c, d in g]),)))
+    return E.add(*out)
+
+
+RULES = (order_commuting_factors, merge_frechet_terms, orient_scalar, exp_ratio_to_sigmoid, sum_of_products, collect_coefficients, factor_common,
          merge_traces)
