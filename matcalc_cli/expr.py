@@ -826,6 +826,8 @@ def inverse(e: Expr) -> Expr:
         return mul(*[power(s, Num(-1)) for s in e.args[:-1]], inverse(e.args[-1]))
     if isinstance(e, MatPow):
         return matpow(inverse(e.arg), e.k)
+    if isinstance(e, MatFun) and e.fn == "expm":
+        return matfun("expm", neg(e.arg))      # inv(expm(X)) = expm(-X)
     if isinstance(e, Transpose):
         return Inverse(e, e.shape)
     return Inverse(e, e.shape)

@@ -146,8 +146,16 @@ def _pb_frechet(L, W, dx):
     return pullback(L.directions[i], seed, dx)
 
 
+def _pb_frechet_matrix(L, W, dx):
+    raise MathError(f"cannot identify a derivative through {E.frechet_matrix_name(L.fn)}(...) when the "
+                    "differential moves its argument or directions",
+                    hint=f"write the map with d{L.fn}(X, E) instead of "
+                         f"{E.frechet_matrix_name(L.fn)}(X) * vec(E)")
+
+
 PULLBACK_RULES = {
     E.Frechet: _pb_frechet,
+    E.FrechetMatrix: _pb_frechet_matrix,
     E.Kron: _pb_kron,
     E.Var: _pb_var,
     E.Transpose: _pb_transpose,
@@ -280,6 +288,7 @@ def _jac_frechet(L, dx):
 
 JACOBIAN_RULES = {
     E.Frechet: _jac_frechet,
+    E.FrechetMatrix: lambda L, dx: _pb_frechet_matrix(L, None, dx),
     E.Kron: _jac_kron,
     E.Var: _jac_var,
     E.Transpose: _jac_transpose,

@@ -183,13 +183,18 @@ def frechet_derivative(fn: str, a: np.ndarray, directions) -> np.ndarray:
     Each direction is scaled to the size of A first (the map is linear in it), so that the block
     matrix is not dominated by a large direction."""
     import scipy.linalg as sl
-    n = a.shape[0]
     directions = list(directions)
     if len(directions) == 1 and fn == "expm":
         return sl.expm_frechet(a, directions[0], compute_expm=False)
     if len(directions) == 1 and fn == "sqrtm":
         s = matrix_function("sqrtm", a)
         return sl.solve_sylvester(s, s, directions[0])
+    return block_frechet_derivative(fn, a, directions)
+
+
+def block_frechet_derivative(fn: str, a: np.ndarray, directions) -> np.ndarray:
+    """L^(k)_f(A)[E1, ..., Ek] as the top-right block of f of the 2^k n block matrix."""
+    n = a.shape[0]
     size = max(float(np.linalg.norm(a)), 1e-300)
     factor = 1.0
     block = a
