@@ -1386,6 +1386,8 @@ def frechet_matrix(fn: str, arg: Expr, directions=()) -> Expr:
         s, body = _strip_scalars(d)
         scalars += s
         bodies.append(body)
+    if arg.is_scalar:   # the 1 x 1 matrix of F -> f^(k+1)(x) E1 ... Ek F
+        return mul(*scalars, *bodies, matfun_derivative(fn, arg, len(bodies) + 1))
     bodies.sort(key=lambda b: b.key)
     return mul(*scalars, FrechetMatrix(fn, arg, tuple(bodies)))
 
