@@ -271,7 +271,7 @@ def order_commuting_factors(e: E.Expr) -> E.Expr:
 
     for f in e.args:
         b = E.function_base(f)
-        if run and b == base and b is not None:
+        if run and b == base:
             run.append(f)
             continue
         flush()
@@ -300,5 +300,6 @@ def merge_frechet_terms(e: E.Expr) -> E.Expr:
     return E.add(*out)
 
 
-RULES = (order_commuting_factors, merge_frechet_terms, orient_scalar, exp_ratio_to_sigmoid, sum_of_products, collect_coefficients, factor_common,
+RULES = (orient_scalar, exp_ratio_to_sigmoid, sum_of_products, collect_coefficients, factor_common,
          merge_traces)
+RULES += (order_commuting_factors, merge_frechet_terms)
