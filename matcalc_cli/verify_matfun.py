@@ -261,6 +261,9 @@ def _random_point(derivation, inst, rng) -> dict:
 
 
 def verify_high_precision(derivation, n: int = 3, seed: int = 0, budget: float = V.SYMBOLIC_BUDGET):
+    """A ``verify.VerifyReport`` for a derivation with matrix functions: every result against the
+    high-precision differences of f at ``POINTS`` random points (the second only while the time
+    spent is under ``budget`` seconds)."""
     start = time.monotonic()
     inst = V.Instance(n)
     for var in (derivation.x, derivation.dx, derivation.dx2):
@@ -269,10 +272,6 @@ def verify_high_precision(derivation, n: int = 3, seed: int = 0, budget: float =
         inst.matrix(var)
     X, dX, dX2 = (inst.matrix(v) for v in (derivation.x, derivation.dx, derivation.dx2))
     coords = V.Expected(sp.zeros(1, 1), X, dX, dX2, derivation.x.symmetric).coords   # (symbol, c_q)
-    symbols = []
-    for s, _ in coords:
-        if s not in symbols:
-            symbols.append(s)
     # a differential dX moves each distinct symbol of X by the matching entry of dX
     along = lambda D, point: {s: point[ds] for s, ds in zip(V.vec(X), V.vec(D))}
     rng = random.Random(seed)
