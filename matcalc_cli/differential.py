@@ -243,7 +243,38 @@ def d_elementwise(D, e: E.Elementwise):
     return E.hadamard(deriv, du)
 
 
+def d_matfun(D, e: E.MatFun):
+    # f(X + dX) = f(X) + L_f(X)[dX] + ...: the Frechet derivative (dexpm, dlogm, dsqrtm)
+    return E.frechet(e.fn, e.arg, (D.d(e.arg),))
+
+
+def _frechet_terms(D, e, build):
+    """d of L^(k)(X)[E1..Ek]: L^(k+1)(X)[E1..Ek, dX] for the move of X, plus L^(k)(X)[.., dEi, ..]
+    for each direction (multilinear: the product rule)."""
+    terms = []
+    dx = D.d(e.arg)
+    if not E.is_zero(dx):
+        terms.append(build(e.fn, e.arg, e.directions + (dx,)))
+    for i, direction in enumerate(e.directions):
+        d_dir = D.d(direction)
+        if not E.is_zero(d_dir):
+            terms.append(build(e.fn, e.arg, e.directions[:i] + (d_dir,) + e.directions[i + 1:]))
+    return E.add(*terms) if terms else E.zero(e.shape)
+
+
+def d_frechet(D, e: E.Frechet):
+    return _frechet_terms(D, e, E.frechet)
+
+
+def d_frechet_matrix(D, e: E.FrechetMatrix):
+    # jexpm(X, E..) is the matrix of F -> L^(k+1)(X)[E.., F]; a move of X adds a direction
+    return _frechet_terms(D, e, E.frechet_matrix)
+
+
 RULES = {
+    E.MatFun: d_matfun,
+    E.Frechet: d_frechet,
+    E.FrechetMatrix: d_frechet_matrix,
     E.Var: d_var,
     E.Add: d_add,
     E.Mul: d_mul,

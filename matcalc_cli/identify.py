@@ -150,8 +150,34 @@ def _pb_adj_diff(L, W, dx):
     return pullback(dirs[i], seed, dx)
 
 
+def _frechet_slot(L, dx):
+    """(index of the direction that holds dx, the other directions) of L^(k)_f(X)[E1..Ek]."""
+    if _contains_dx(L.arg, dx):
+        raise MathError(f"the differential moves the argument of {E.frechet_name(L.fn, L.order)} "
+                        "(internal error: it should be linear in the direction)")
+    i = _split_linear(L.directions, dx)
+    return i, L.directions[:i] + L.directions[i + 1:]
+
+
+def _pb_frechet(L, W, dx):
+    # <W, L^(k)(X)[E.., F]> = <L^(k)(X')[W, E'..], F>: the adjoint of a primary matrix function's
+    # derivative is its derivative at X' (real Taylor coefficients); first order: <W, L(X)[F]> = <L(X')[W], F>
+    i, others = _frechet_slot(L, dx)
+    seed = E.frechet(L.fn, E.transpose(L.arg), (W,) + tuple(E.transpose(d) for d in others))
+    return pullback(L.directions[i], seed, dx)
+
+
+def _pb_frechet_matrix(L, W, dx):
+    raise MathError(f"cannot identify a derivative through {E.frechet_matrix_name(L.fn)}(...) when the "
+                    "differential moves its argument or directions",
+                    hint=f"write the map with d{L.fn}(X, E) instead of "
+                         f"{E.frechet_matrix_name(L.fn)}(X) * vec(E)")
+
+
 PULLBACK_RULES = {
     E.AdjDiff: _pb_adj_diff,
+    E.Frechet: _pb_frechet,
+    E.FrechetMatrix: _pb_frechet_matrix,
     E.Kron: _pb_kron,
     E.Var: _pb_var,
     E.Transpose: _pb_transpose,
@@ -315,8 +341,28 @@ def _jac_adj_diff(L, dx):
     return E.matmul(E.adj_jacobian(x, *dirs[:i], *dirs[i + 1:]), jacobian_kron(dirs[i], dx))
 
 
+def frechet_kron_form(fn: str, X: E.Expr, others=()) -> E.Expr:
+    """K with vec(L^(k)_f(X)[E.., F]) = K vec(F).  First order, in Kronecker form where one exists:
+    sqrtm from S L + L S = F, K = inv(kron(I, S) + kron(S', I)); logm as the inverse of expm's at
+    logm(X); otherwise the named operator matrix jexpm(X, E..)."""
+    n = X.rows
+    if not others and fn == "sqrtm":
+        S = E.matfun("sqrtm", X)
+        return E.inverse(E.add(E.kron(E.identity(n), S), E.kron(E.transpose(S), E.identity(n))))
+    if not others and fn == "logm":
+        return E.inverse(E.frechet_matrix("expm", E.matfun("logm", X)))
+    return E.frechet_matrix(fn, X, others)
+
+
+def _jac_frechet(L, dx):
+    i, others = _frechet_slot(L, dx)
+    return E.matmul(frechet_kron_form(L.fn, L.arg, others), jacobian_kron(L.directions[i], dx))
+
+
 JACOBIAN_RULES = {
     E.AdjDiff: _jac_adj_diff,
+    E.Frechet: _jac_frechet,
+    E.FrechetMatrix: lambda L, dx: _pb_frechet_matrix(L, None, dx),
     E.Kron: _jac_kron,
     E.Var: _jac_var,
     E.Transpose: _jac_transpose,

@@ -22,6 +22,8 @@ in this order (``RULES`` at the end of the module):
 - ``factor_common``: pull common factors out of sums: Ax + A'x -> (A + A')x,
   det(X) a + det(X) b -> det(X) (a + b), 2A + 2B -> 2(A + B).
 - ``merge_traces``: tr(M1 dX) + tr(M2 dX) = tr((M1 + M2) dX).
+- ``order_commuting_factors``: functions of one matrix commute (logm(X) inv(X) = inv(X) logm(X)).
+- ``merge_frechet_terms``: dexpm(X, E) + c dexpm(X, F) = dexpm(X, E + c F).
 
 ``cost`` is the cost model that chooses between equal forms.
 """
@@ -559,6 +561,50 @@ def product_with_ones(e: E.Expr) -> E.Expr:
     return e
 
 
+# --- rules: matrix functions ----------------------------------------------------------------------
+
+def order_commuting_factors(e: E.Expr) -> E.Expr:
+    """Functions of one matrix commute: logm(X) inv(X) = inv(X) logm(X).  Adjacent factors that are
+    functions of the same matrix, one of them expm, logm or sqrtm, are put in one order (by key), so
+    that such products collect: G + G' -> 2 G for the gradient of norm2(logm(X))^2."""
+    if not isinstance(e, E.MatMul):
+        return e
+    out, run, base = [], [], None
+
+    def flush():
+        out.extend(sorted(run, key=lambda f: f.key) if any(isinstance(f, E.MatFun) for f in run) else run)
+
+    for f in e.args:
+        b = E.function_base(f)
+        if run and b == base:
+            run.append(f)
+            continue
+        flush()
+        run, base = [f], b
+    flush()
+    return e if out == list(e.args) else E.matmul(*out)
+
+
+def merge_frechet_terms(e: E.Expr) -> E.Expr:
+    """L_f(X)[E] + c L_f(X)[F] -> L_f(X)[E + c F]: the derivative is linear in its direction
+    (the symmetric gradient of tr(A expm(X)) reads dexpm(X, A + A') / 2)."""
+    if not isinstance(e, E.Add):
+        return e
+    groups: dict = {}
+    for i, t in enumerate(e.args):
+        coef, body = E.split_coef(t)
+        if isinstance(body, E.Frechet) and body.order == 1:
+            groups.setdefault((body.fn, body.arg), []).append((i, coef, body.directions[0]))
+    merged = [g for g in groups.values() if len(g) > 1]
+    if not merged:
+        return e
+    used = {i for g in merged for i, _, _ in g}
+    out = [t for i, t in enumerate(e.args) if i not in used]
+    for (fn, arg), g in ((k, v) for k, v in groups.items() if len(v) > 1):
+        out.append(E.frechet(fn, arg, (E.add(*[E.scale(c, d) for _, c, d in g]),)))
+    return E.add(*out)
+
+
 RULES = (
     orient_scalar, exp_ratio_to_sigmoid, sum_of_products,
     merge_chain_powers, split_inverse,
@@ -566,4 +612,5 @@ RULES = (
     kron_products, factor_kron,
     factor_elementwise, sum_of_rows, product_with_ones, inner_product_cancels, expand_trace,
     collect_coefficients, factor_common, merge_traces,
+    order_commuting_factors, merge_frechet_terms,
 )

@@ -259,6 +259,9 @@ class SympyConverter:
         M = self.convert(e.arg)
         if M.shape == (1, 1):
             return sp.Matrix([[1 / M[0, 0]]])
+        if self.point is not None and not M.free_symbols and M.has(sp.Float):
+            from .verify_matfun import inverse_value   # numbers from matrix functions: not by cofactors
+            return inverse_value(M)
         # the adjugate formula keeps symbolic inverses compact (no pivoting on symbols)
         return M.adjugate(method="berkowitz") / M.det(method="berkowitz")
 
@@ -334,6 +337,19 @@ class SympyConverter:
     def _convert_Elementwise(self, e):
         fn = ELEMENTWISE[e.fn]
         return self.convert(e.arg).applyfunc(fn)
+
+    # matrix functions have no closed form in the entries: numbers only, at a point (verify_matfun)
+    def _convert_MatFun(self, e):
+        from .verify_matfun import matfun_value
+        return matfun_value(e.fn, self.convert(e.arg))
+
+    def _convert_Frechet(self, e):
+        from .verify_matfun import frechet_value
+        return frechet_value(e.fn, self.convert(e.arg), [self.convert(d) for d in e.directions])
+
+    def _convert_FrechetMatrix(self, e):
+        from .verify_matfun import frechet_matrix_value
+        return frechet_matrix_value(e.fn, self.convert(e.arg), [self.convert(d) for d in e.directions])
 
 
 def to_sympy(e: E.Expr, instance: Instance, point: dict | None = None) -> sp.Matrix:
@@ -505,6 +521,9 @@ class VerifyReport:
                                   "size; try another N)")
             elif r.method == "symbolic":
                 out.append(head + "equal")
+            elif r.method == "high precision":
+                out.append(head + f"equal at {r.points} random point{'s' if r.points != 1 else ''} "
+                                  "(matrix functions: finite differences of f at 50 digits)")
             else:
                 out.append(head + f"equal at {r.points} random points (symbolic simplification did not "
                                   f"decide {r.undecided} of {r.entries} entries)")
@@ -771,6 +790,9 @@ def verify_derivation(derivation, n: int = 3, *, seed: int = 0,
     which finds wrong results, always runs in full); ``seed`` fixes the random points."""
     limits.check_verify_request(derivation, n)
     with dotprodsimp(False):
+        from .verify_matfun import has_matrix_functions, verify_high_precision
+        if has_matrix_functions(derivation):
+            return verify_high_precision(derivation, n, seed, budget)
         return _verify(derivation, n, seed, budget)
 
 

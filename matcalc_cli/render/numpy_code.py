@@ -149,6 +149,62 @@ HELPERS = {
     return (a > 0).astype(float)''',
 }
 
+# matrix functions: these helpers use SciPy, which a module imports only when it needs one of them
+SCIPY_HELPERS = {
+    "_expm": '''def _expm(a):
+    return scipy.linalg.expm(a)''',
+    "_logm": '''def _logm(a):
+    """The principal logarithm: real for a real matrix with no eigenvalue on the closed negative axis."""
+    return _real(scipy.linalg.logm(a))''',
+    "_sqrtm": '''def _sqrtm(a):
+    """The principal square root: real for a real matrix with no eigenvalue on the closed negative axis."""
+    return _real(scipy.linalg.sqrtm(a))''',
+    "_real": '''def _real(a):
+    """The real matrix a complex result stands for (NaN where it is genuinely complex)."""
+    if np.iscomplexobj(a):
+        if np.max(np.abs(a.imag), initial=0.0) > 1e-8 * max(1.0, np.max(np.abs(a), initial=0.0)):
+            return np.full(a.shape, np.nan)
+        return a.real.copy()
+    return a''',
+    "_dexpm": '''def _dexpm(a, e):
+    """The Frechet derivative of expm at a in the direction e."""
+    return scipy.linalg.expm_frechet(a, e, compute_expm=False)''',
+    "_dsqrtm": '''def _dsqrtm(a, e):
+    """The Frechet derivative of sqrtm at a in the direction e: the l with s l + l s = e, s = sqrtm(a)."""
+    s = _sqrtm(a)
+    return scipy.linalg.solve_sylvester(s, s, e)''',
+    "_frechet": '''def _frechet(f, a, *directions):
+    """The k-th Frechet derivative of the matrix function f at a in the directions: the top-right
+    block of f of the 2^k block matrix X_j = [[X_(j-1), kron(I, E_j)], [0, X_(j-1)]], X_0 = a
+    (Higham and Relton 2014); each direction is scaled to the size of a first (the map is linear)."""
+    n = a.shape[0]
+    size = max(np.linalg.norm(a), 1e-300)
+    factor, block = 1.0, a
+    for e in directions:
+        norm = np.linalg.norm(e)
+        if norm == 0.0:
+            return np.zeros((n, n))
+        factor *= norm / size
+        upper = np.kron(np.eye(block.shape[0] // n), e * (size / norm))
+        block = np.block([[block, upper], [np.zeros_like(block), block]])
+    return factor * f(block)[:n, -n:]''',
+    "_frechet_matrix": '''def _frechet_matrix(derivative, a, *directions):
+    """K with vec(derivative(a, *directions, F)) = K vec(F): column q from the q-th unit matrix."""
+    n = a.shape[0]
+    columns = []
+    for q in range(n * n):
+        unit = np.zeros(n * n)
+        unit[q] = 1.0
+        columns.append(derivative(a, *directions, unit.reshape((n, n), order="F")).reshape(-1, order="F"))
+    return np.column_stack(columns)''',
+}
+HELPERS.update(SCIPY_HELPERS)
+# helpers that call others
+# helpers that call other helpers
+HELPER_NEEDS = {"_logm": ("_real",), "_sqrtm": ("_real",), "_dsqrtm": ("_sqrtm", "_real"),
+                "_matmul_kron": ("_kron_matmul",)}
+
+
 INPUT_HELPERS = '''def _dim_value(spec, dims):
     """The size a dimension spec ("n", "m*n", "n^2", 3) stands for; None if a symbol is unknown."""
     if isinstance(spec, int):
@@ -315,7 +371,7 @@ class Names:
         return name
 
 
-RESERVED = {"np", "vars", "f", "a", "d", "float", "int", "abs", "sum"} | set(FUNCTION_ORDER) | set(HELPERS) | {
+RESERVED = {"np", "scipy", "vars", "f", "a", "d", "float", "int", "abs", "sum"} | set(FUNCTION_ORDER) | set(HELPERS) | {
     "_inputs", "_inputs_checked", "_CHECKED", "_out", "derivatives", "hvp", "_dim_value", "_VARIABLES", "_FREE_DIMS", "_DIRECTIONS"}
 
 
@@ -422,8 +478,7 @@ class FunctionWriter:
 
     def call(self, fn: str, *args: str) -> _Code:
         if fn.startswith("_"):
-            self.helpers.add(fn)
-            self.helpers.update(HELPER_NEEDS.get(fn, ()))
+            self.need(fn)
         return _Code(f"{fn}({', '.join(args)})", ATOM)
 
     def chain(self, parts: list, sep: str, level: int) -> _Code:
@@ -637,6 +692,35 @@ class FunctionWriter:
     def _print_Kron(self, e, kids):
         return self.call("np.kron", kids[0].code, kids[1].code)
 
+    # matrix functions: SciPy through the helpers above
+    def need(self, *helpers):
+        for h in helpers:
+            self.helpers.add(h)
+            self.need(*HELPER_NEEDS.get(h, ()))
+
+    def _print_MatFun(self, e, kids):
+        self.need("_" + e.fn)
+        return self.call("_" + e.fn, kids[0].code)
+
+    def _frechet_function(self, fn: str, order: int) -> str:
+        """Code for the function (a, *directions) -> L^(order)_fn(a)[directions]."""
+        if order == 1 and fn in ("expm", "sqrtm"):
+            self.need("_d" + fn)
+            return "_d" + fn
+        self.need("_frechet", "_" + fn)
+        return f"lambda a, *e: _frechet(_{fn}, a, *e)"
+
+    def _print_Frechet(self, e, kids):
+        function = self._frechet_function(e.fn, e.order)
+        if function.startswith("lambda"):
+            return self.call("_frechet", "_" + e.fn, *[k.code for k in kids])
+        return self.call(function, *[k.code for k in kids])
+
+    def _print_FrechetMatrix(self, e, kids):
+        function = self._frechet_function(e.fn, len(e.directions) + 1)
+        self.need("_frechet_matrix")
+        return self.call("_frechet_matrix", function, *[k.code for k in kids])
+
     def _print_Elementwise(self, e, kids):
         fn = {"sigmoid": "_sigmoid", "relu": "_relu", "step": "_step"}.get(e.fn, "np." + e.fn)
         return self.call(fn, kids[0].code)
@@ -647,8 +731,6 @@ class FunctionWriter:
 # node kinds that a product applies without forming them
 OPERATORS = (E.Diag, E.Inverse, E.Kron, E.Commutation)
 
-# helpers that call other helpers
-HELPER_NEEDS = {"_matmul_kron": ("_kron_matmul",)}
 
 
 def _identity_multiple(t: E.Expr) -> bool:
@@ -1089,8 +1171,9 @@ class ModuleWriter:
             summary.append(f"hvp(**vars, {v}=...)  the Hessian times {v} ({what}), never forming the Hessian")
         spec = self.variables_spec()
         helpers = [HELPERS[h] for h in HELPERS if h in self.helpers]
+        imports = "import numpy as np\n" + ("import scipy.linalg\n" if self.helpers & set(SCIPY_HELPERS) else "")
         rule = "# --- helpers " + "-" * 86
-        return (self.docstring(summary) + "\n\nimport numpy as np\n\n" + spec + "\n\n\n"
+        return (self.docstring(summary) + "\n\n" + imports + "\n" + spec + "\n\n\n"
                 + "\n\n\n".join(funcs) + "\n\n\n" + rule + "\n\n" + "\n\n\n".join([INPUT_HELPERS] + helpers)
                 + "\n")
 
