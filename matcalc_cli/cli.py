@@ -26,7 +26,7 @@ With no result flag, the differential and the gradient (scalar f) or Jacobian ar
 A PROGRAM that starts with '-' goes after '--':  matcalc --wrt x -- "-x' * x"
 """
 
-FORMATS = ("plain", "latex", "json", "numpy")
+FORMATS = ("plain", "pretty", "latex", "json", "numpy")
 
 
 def _read_program(program: str) -> tuple:
@@ -60,7 +60,15 @@ def _decode(data: bytes, name: str) -> str:
 @click.option("--jacobian", is_flag=True, help="Jacobian of vec(f) against vec(x), in Kronecker form.")
 @click.option("--hessian", is_flag=True, help="Second derivative: bilinear form f''(x)[dx, dx2] and Hessian matrix.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
-              help="Output format (default: a labelled view on a terminal, plain otherwise).")
+              help="Output format (default: pretty on a terminal, plain otherwise).")
+@click.option("--color", "color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
+              help="Colour in the pretty view (auto: on a terminal, unless NO_COLOR is set or TERM=dumb).")
+@click.option("--latex-style", type=click.Choice(["align", "inline", "equation", "document"]), default="align",
+              show_default=True, help="LaTeX: one align* block, $...$ lines, an equation* per result, or a whole document.")
+@click.option("--latex-width", metavar="WIDTH", default=None,
+              help="LaTeX: line width for breaking long results, in characters (60) or cm (8.5cm); default: an article page.")
+@click.option("--latex-transpose", type=click.Choice(["top", "T", "prime"]), default="top", show_default=True,
+              help="LaTeX: the transpose as A^{\\top}, A^{\\mathsf{T}} or A'.")
 @click.option("--layout", type=click.Choice(["numerator", "denominator"]), default="numerator", show_default=True,
               help="Jacobian layout: numel(f) x numel(x) (numerator) or its transpose.")
 @click.option("--symmetric-gradient", type=click.Choice(["frobenius", "cookbook"]), default="frobenius",
@@ -69,20 +77,19 @@ def _decode(data: bytes, name: str) -> str:
 @click.option("--verify", type=int, is_flag=False, flag_value=3, default=None, metavar="[N]",
               help="Check every result symbolically with SymPy, all dimensions set to N (default 3).")
 @click.version_option(__version__, "--version", prog_name="matcalc")
-def main(program, wrt, gradient, jacobian, hessian, fmt, layout, symmetric_gradient, check, verify):
+def main(program, wrt, gradient, jacobian, hessian, fmt, color, latex_style, latex_width, latex_transpose, layout,
+         symmetric_gradient, check, verify):
     """Differentiate a matrix expression: differential, gradient, Jacobian, Hessian."""
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
     source, filename = None, None
     try:
         source, filename = _read_program(program)
         run(source, wrt=wrt, gradient=gradient, jacobian=jacobian, hessian=hessian, fmt=fmt, layout=layout,
-            symmetric_gradient=symmetric_gradient, check=check, verify=verify)
-    except UsageError as e:
-        click.echo(e.render(source, filename), err=True)
-        sys.exit(2)
+            symmetric_gradient=symmetric_gradient, check=check, verify=verify, color=color,
+            latex_style=latex_style, latex_width=latex_width, latex_transpose=latex_transpose)
     except MatcalcError as e:
-        click.echo(e.render(source, filename), err=True)
-        sys.exit(1)
+        _echo_error(e, source, filename, fmt, color)
+        sys.exit(2 if isinstance(e, UsageError) else 1)
     except RecursionError:
         click.echo("error: the expression is too deeply nested to differentiate", err=True)
         sys.exit(1)
@@ -96,14 +103,28 @@ def main(program, wrt, gradient, jacobian, hessian, fmt, layout, symmetric_gradi
         sys.exit(1)
 
 
+def _echo_error(e: MatcalcError, source, filename, fmt, color):
+    """On a terminal the pretty view renders errors too (same words); otherwise plain text."""
+    if fmt in (None, "pretty") and sys.stderr.isatty():
+        from .render import pretty
+        pretty.print_error(e, pretty.make_console(sys.stderr, color), source, filename)
+    else:
+        click.echo(e.render(source, filename), err=True)
+
+
 def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric_gradient,
-        check=False, verify=None, out=None) -> int:
+        check=False, verify=None, out=None, color="auto", latex_style="align", latex_width=None,
+        latex_transpose="top") -> int:
     """Derive and print; returns the exit status the results call for (1 when a check fails)."""
     from .api import derive
     from .render import documents
 
     if verify is not None and verify < 1:
         raise UsageError("--verify N needs a positive dimension size")
+    latex_options = None
+    if fmt == "latex":
+        from .render.latex import LatexOptions
+        latex_options = LatexOptions.parse(latex_style, latex_width, latex_transpose)
     derivation = derive(source, wrt=wrt, gradient=gradient, jacobian=jacobian, hessian=hessian,
                         layout=layout, symmetric_gradient=symmetric_gradient)
     reports = {}
@@ -117,20 +138,27 @@ def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric
     echo = out or click.echo
     note = documents.inferred_shapes_note(derivation)
     if fmt is None:
-        fmt = "labelled" if sys.stdout.isatty() else "plain"
+        fmt = "pretty" if sys.stdout.isatty() else "plain"
     if fmt == "json":
         echo(documents.as_json(derivation, {k: r.to_dict() for k, r in reports.items()}), nl=False)
     elif fmt == "latex":
-        from .render.latex import document_block
-        echo(document_block(derivation), nl=False)
-        _echo_reports(echo, reports, "% ")
+        from .render.latex import render_latex
+        echo(render_latex(derivation, latex_options), nl=False)
+        if latex_options.style != "inline":
+            _echo_reports(echo, reports, "% ")
     elif fmt == "numpy":
         from .render.numpy_code import to_numpy_module
         echo(to_numpy_module(derivation), nl=False)
         _echo_reports(echo, reports, "# ")
-    elif fmt == "labelled":
-        echo(documents.labelled(derivation), nl=False)
-        _echo_reports(echo, reports, "")
+    elif fmt == "pretty":
+        import io
+        from .render import pretty
+        # rendered into a buffer (colour and width decided by the real stdout), then written
+        buffer = io.StringIO()
+        colour = "always" if pretty.wants_colour(color, sys.stdout) else "never"
+        console = pretty.make_console(buffer, colour, pretty.terminal_width(sys.stdout))
+        pretty.print_derivation(derivation, console, [line for r in reports.values() for line in r.lines()])
+        echo(buffer.getvalue(), nl=False)
     else:
         echo(documents.plain(derivation), nl=False)
         _echo_reports(echo, reports, "# ")

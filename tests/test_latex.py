@@ -213,6 +213,10 @@ def rows(block: str) -> list:
         line = line.strip()
         if line.endswith(r"\\"):
             line = line[:-2].strip()
+        if line.startswith("&"):   # a continuation line of a long result: joined back
+            text = re.sub(r"^&(\\quad)*\s*(\{\}\s*)?", "", line)
+            out[-1] = (out[-1][0], out[-1][1] + " " + text)
+            continue
         label, rhs = line.split(" &= ")
         out.append((label, rhs))
     return out
@@ -267,7 +271,7 @@ def test_det_hessian():
     d = derive("X: matrix(n, n); det(X)", wrt="X", gradient=True, hessian=True)
     r = dict(rows(document_block(d)))
     assert r[r"\nabla f(X)"] == r"\det(X) \, X^{-\top}"
-    bilinear = r[r"f''(X)[\mathrm{d}X, \mathrm{d}X_{2}]"]
+    bilinear = d.hessian_bilinear.latex()   # in one piece (the block breaks it across two lines)
     assert bilinear.startswith(r"\det(X) \, \left(")
     assert r"\operatorname{tr}(X^{-1} \mathrm{d}X \, X^{-1} \mathrm{d}X_{2})" in bilinear
     assert "K_{n,n}" in r[r"\nabla^2 f(X)"]
