@@ -143,9 +143,11 @@ def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric
         echo(documents.as_json(derivation, {k: r.to_dict() for k, r in reports.items()}), nl=False)
     elif fmt == "latex":
         from .render.latex import render_latex
-        echo(render_latex(derivation, latex_options), nl=False)
-        if latex_options.style != "inline":
-            _echo_reports(echo, reports, "% ")
+        lines = [line for r in reports.values() for line in r.lines()]
+        inline = latex_options.style == "inline"
+        echo(render_latex(derivation, latex_options, [] if inline else lines), nl=False)
+        if inline:   # spliced into running text: the reports go to stderr
+            _echo_reports(_to_stderr, reports, "% ")
     elif fmt == "numpy":
         from .render.numpy_code import to_numpy_module
         echo(to_numpy_module(derivation), nl=False)
@@ -158,7 +160,10 @@ def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric
         colour = "always" if pretty.wants_colour(color, sys.stdout) else "never"
         console = pretty.make_console(buffer, colour, pretty.terminal_width(sys.stdout))
         pretty.print_derivation(derivation, console, [line for r in reports.values() for line in r.lines()])
-        echo(buffer.getvalue(), nl=False)
+        if out is None:   # click.echo would strip the escape codes off a terminal (--color always)
+            click.echo(buffer.getvalue(), nl=False, color=colour == "always")
+        else:
+            out(buffer.getvalue(), nl=False)
     else:
         echo(documents.plain(derivation), nl=False)
         _echo_reports(echo, reports, "# ")
@@ -168,6 +173,10 @@ def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric
     if failed:
         sys.exit(1)
     return 0
+
+
+def _to_stderr(text, nl=True):
+    click.echo(text, nl=nl, err=True)
 
 
 def _echo_reports(echo, reports, prefix: str):

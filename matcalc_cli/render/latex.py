@@ -814,7 +814,7 @@ def align_block(rows: list, width: float = ARTICLE_TEXT_WIDTH, environment: str 
         lines = break_lines(r.marked, room - rel, room)
         for i, (level, text) in enumerate(lines):
             if i == 0:
-                out.append(f"  {r.label} &{r.relation} {text}".rstrip())
+                out.append(f"  {r.label} &{r.relation} {text}".rstrip() if r.relation else f"  & {text}")
             else:
                 out.append("  &" + r"\quad" * level + " " + text)
     return rf"\begin{{{environment}}}" + "\n" + " \\\\\n".join(out) + "\n" + rf"\end{{{environment}}}"
@@ -847,28 +847,42 @@ def equation_blocks(rows: list, width: float) -> list:
         first = group[0]
         room = FILL * width - typeset_width(first.label)
         if len(group) == 1 and len(break_lines(first.marked, room - typeset_width(" = "), room)) == 1:
-            text = f"  {first.label} {first.relation} {breaking.strip(first.marked)}"
+            lead = f"{first.label} {first.relation} " if first.relation else ""
+            text = f"  {lead}{breaking.strip(first.marked)}"
         else:
             text = align_block(group, width, environment="split")
         blocks.append("\\begin{equation*}\n" + text + "\n\\end{equation*}")
     return blocks
 
 
-def inline_lines(rows: list) -> list:
+def inline_lines(rows: list, width: float = ARTICLE_TEXT_WIDTH) -> list:
     """``$label = rhs$`` lines for running text, a result's 'where' definitions after it."""
     out = []
     for group in _with_definitions(rows):
         parts = []
         for r in group:
             label = r.label.replace(r"\text{where } ", "")
-            parts.append(f"${label} {r.relation} {allow_breaks(r.marked)}$")
+            lead = f"{label} {r.relation} " if r.relation else ""
+            # a short formula reads as written; a long one may break between factors too
+            text = breaking.strip(r.marked)
+            if typeset_width(lead + text) > width / 2:
+                text = allow_breaks(r.marked)
+            parts.append(f"${lead}{text}$")
         out.append(parts[0] + (", where " + ", ".join(parts[1:]) if len(parts) > 1 else ""))
     return out
 
 
-def render_latex(derivation, options: LatexOptions | None = None) -> str:
-    """``--format latex`` for one derivation, in the style asked for."""
-    return latex_document([derivation], options)
+def render_latex(derivation, options: LatexOptions | None = None, comments=()) -> str:
+    """``--format latex`` for one derivation, in the style asked for; ``comments`` (the reports
+    of --check and --verify) as % lines at the end, inside the document in the document style."""
+    text = latex_document([derivation], options)
+    if not comments:
+        return text
+    lines = "".join(f"% {c}\n" for c in comments)
+    end = "\\end{document}\n"
+    if text.endswith(end):
+        return text[:-len(end)] + lines + end
+    return text + lines
 
 
 def document_block(derivation) -> str:
@@ -880,7 +894,7 @@ def entry_latex(derivation, options: LatexOptions) -> str:
     """One derivation's LaTeX, without a preamble, in ``options.style``."""
     if options.style == "inline":
         printer = derivation_printer(derivation, options, delimiters="plain")
-        return "\n".join(inline_lines(derivation_rows(derivation, printer))) + "\n"
+        return "\n".join(inline_lines(derivation_rows(derivation, printer), options.width)) + "\n"
     printer = derivation_printer(derivation, options)
     rows = derivation_rows(derivation, printer)
     if options.style == "align":
@@ -888,6 +902,34 @@ def entry_latex(derivation, options: LatexOptions) -> str:
     if options.style == "equation":
         return "\n".join(_comments(derivation) + equation_blocks(rows, options.width)) + "\n"
     return _document_body(derivation, printer, rows, options)
+
+
+def notebook_latex(derivation) -> str:
+    """For Jupyter (MathJax): the align* block alone, no comment lines."""
+    printer = derivation_printer(derivation)
+    return align_block(derivation_rows(derivation, printer))
+
+
+def result_latex(result, style: str, options: LatexOptions | None = None) -> str:
+    """One result (``api.Result``) on its own: ``inline`` as $...$ (breakable in running text),
+    ``equation`` in an equation* (a split when it is long); ``align`` as a one-row align*."""
+    options = LatexOptions.parse(style, None, "top") if options is None else options
+    names = _names_in(result.expr) | {var.name for var, _ in shared_form(result.expr, result.taken)[0]}
+    printer = LatexPrinter(names, transpose=options.transpose,
+                           delimiters="plain" if style == "inline" else "left",
+                           max_fraction=None if style == "inline" else options.width / 3)
+    definitions, body = shared_form(result.expr, result.taken)
+    rows = [Row("", printer.marked(body), relation="")]
+    rows += [Row((r"\text{where } " if i == 0 else "") + printer.print(var), printer.marked(d), where=True)
+             for i, (var, d) in enumerate(definitions)]
+    if style == "inline":
+        return "\n".join(inline_lines(rows, options.width))
+    if style == "align":
+        return align_block(rows, options.width)
+    if style == "equation":
+        return "\n".join(equation_blocks(rows, options.width))
+    raise UsageError(f"a single result has no {style!r} style", hint="use inline, equation or align; "
+                     "Derivation.latex(style='document') gives a document")
 
 
 PREAMBLE = "\\documentclass{article}\n\\usepackage{amsmath}\n\\allowdisplaybreaks\n"

@@ -65,6 +65,10 @@ def display_names(names) -> dict:
     return {n: (s if len(seen[s]) == 1 else n) for n, s in shown.items()}
 
 
+def _subscript(text: str) -> str:
+    return text.translate(SUBSCRIPT).translate(SUBSCRIPT_LETTERS)
+
+
 def superscript(text: str):
     """The superscript form of a small integer, or None."""
     return text.translate(SUPERSCRIPT) if _SUPERSCRIPTABLE.match(text) else None
@@ -108,9 +112,13 @@ class UnicodePrinter(TextPrinter):
         if self.shape_known[-1]:
             return "I"
         sub = str(e.n)
-        if _SUBSCRIPTABLE.match(sub):
-            return "I" + sub.translate(SUBSCRIPT).translate(SUBSCRIPT_LETTERS)
-        return f"I({sub})"
+        return "I" + _subscript(sub) if _SUBSCRIPTABLE.match(sub) else f"I({sub})"
+
+    def _print_Commutation(self, e):
+        m, n = str(e.m), str(e.n)
+        if _SUBSCRIPTABLE.match(m) and _SUBSCRIPTABLE.match(n):
+            return "K" + _subscript(m) + "," + _subscript(n)
+        return f"K({m}, {n})"
 
     # products ------------------------------------------------------------------------------
     def _print_Hadamard(self, e):
