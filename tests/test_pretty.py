@@ -268,12 +268,12 @@ def test_piped_output_is_plain_and_pretty_can_be_forced():
     program = ["x: vector(n); A: matrix(n, n); x' * A * x", "--wrt", "x"]
     piped = subprocess.run(matcalc_command() + program, capture_output=True, text=True)
     assert piped.stdout == "x' * (A + A') * dx\n(A + A') * x\n"
-    forced = subprocess.run(matcalc_command() + program + ["--format", "pretty"], capture_output=True, text=True,
-                            env={**os.environ, "COLUMNS": "70"})
+    from click.testing import CliRunner
+    from matcalc_cli.cli import main
+    forced = CliRunner().invoke(main, program + ["--format", "pretty"], env={"COLUMNS": "70"})
     assert "∇f(x) = (A + Aᵀ) x" in forced.stdout
     assert not ANSI.search(forced.stdout)
-    coloured = subprocess.run(matcalc_command() + program + ["--format", "pretty", "--color", "always"],
-                              capture_output=True, text=True)
+    coloured = CliRunner().invoke(main, program + ["--format", "pretty", "--color", "always"])
     assert ANSI.search(coloured.stdout)
 
 
