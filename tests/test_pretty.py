@@ -292,3 +292,16 @@ def test_check_reports_in_the_pretty_view():
     r = CliRunner().invoke(main, ["x: vector(n); x' * x", "--format", "pretty", "--check"])
     assert r.exit_code == 0, r.output
     assert "∇f(x) = 2 x" in r.stdout and "PASS" in r.stdout
+
+
+def test_view_of_any_rows_with_notes_in_a_column():
+    """The view is not tied to a derivation: rows of (label, expression, note) line up, the notes
+    (rule names, say) in one dim column beside them."""
+    d = derive("x: vector(n); A: matrix(n, n); x' * A * x", wrt="x")
+    printer = UnicodePrinter(pretty.derivation_names(d))
+    rows = [pretty.Row("df", d.differential.expr, note="product rule"),
+            pretty.Row("", d.differential.expr, note="collect terms"),
+            pretty.Row("∇f", d.gradient.expr, note="df = ∇fᵀ dx")]
+    lines = [t.plain for t in pretty.view(rows, width=60, printer=printer)]
+    assert lines[0].startswith("df = xᵀ (A + Aᵀ) dx") and lines[1].startswith("   = xᵀ")
+    assert len({line.index(note) for line, note in zip(lines, ("product", "collect", "df ="))}) == 1

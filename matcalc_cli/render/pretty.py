@@ -285,10 +285,12 @@ def view(rows: list, *, width: int, printer: UnicodePrinter | None = None, heade
          notes: list = (), differentials=()) -> list:
     """The lines (Rich ``Text``) of a view: header lines, a blank line, the rows with their
     relations aligned, and the notes, dim.  No line is wider than ``width``."""
+    from rich.cells import cell_len
     from rich.text import Text
 
     printer = printer or UnicodePrinter()
     out = []
+    beside_notes = []   # (line index, note)
     for h in header:
         out.extend(_fold(h if isinstance(h, Text) else Text(h), width))
     if header:
@@ -299,6 +301,7 @@ def view(rows: list, *, width: int, printer: UnicodePrinter | None = None, heade
     for r in rows:
         marked = r.text if r.text is not None else printer.doprint(r.expr)
         rel = f" {r.relation} "
+        start = len(out)
         if beside:
             lead = r.label.rjust(label_width) + rel
             room = width - len(lead)
@@ -320,8 +323,18 @@ def view(rows: list, *, width: int, printer: UnicodePrinter | None = None, heade
                 text.append_text(style_math(line, differentials))
                 out.extend(_fold(text, width))
         if r.note:
-            note = Text(" " * (label_width + 3 if beside else 4) + r.note, style=STYLES.note)
-            out.extend(_fold(note, width))
+            # beside a one-line row when it fits there (a rule name, say), else under the row
+            if len(out) == start + 1 and cell_len(out[-1].plain) + 3 + cell_len(r.note) <= width:
+                beside_notes.append((len(out) - 1, r.note))
+            else:
+                note = Text(" " * (label_width + 3 if beside else 4) + r.note, style=STYLES.note)
+                out.extend(_fold(note, width))
+    # notes beside their rows line up in one column where they all fit
+    column = max((cell_len(out[i].plain) for i, _ in beside_notes), default=0) + 3
+    aligned = all(column + cell_len(n) <= width for _, n in beside_notes)
+    for i, n in beside_notes:
+        pad = column - cell_len(out[i].plain) if aligned else 3
+        out[i].append(" " * pad + n, style=STYLES.note)
     if notes:
         out.append(Text(""))
         for n in notes:
@@ -405,15 +418,27 @@ def derivation_notes(derivation) -> list:
 
     notes = [r.note for r in ordered_results(derivation) if r.note]
     results = [r.expr for r in ordered_results(derivation)]
-    if any(_uses_elementwise(e) for e in results + [derivation.expression]):
-        notes.append("⊙ elementwise product, ⊘ elementwise division, X∘ᵏ elementwise power; "
-                     "functions of vectors and matrices act elementwise")
+    legend = elementwise_legend(results + [derivation.expression])
+    if legend:
+        notes.append(legend)
     return notes
 
 
-def _uses_elementwise(e: E.Expr) -> bool:
-    return E.contains(e, lambda n: isinstance(n, (E.Hadamard, E.Elementwise))
-                      or (isinstance(n, E.Power) and not n.is_scalar))
+def elementwise_legend(exprs) -> str:
+    """What the elementwise notation in these expressions means, naming only what they use."""
+    used = {}
+    for n in E.walk(*exprs):
+        if isinstance(n, E.Hadamard):
+            used["⊙"] = "⊙ elementwise product"
+            if any(_is_reciprocal(f) for f in n.args):
+                used["⊘"] = "⊘ elementwise division"
+        elif isinstance(n, E.Power) and not n.is_scalar:
+            used["⊘" if _is_reciprocal(n) else "∘"] = \
+                "⊘ elementwise division" if _is_reciprocal(n) else "X∘ᵏ elementwise power"
+        elif isinstance(n, E.Elementwise) and not n.is_scalar:
+            used["f"] = "functions of vectors and matrices act elementwise"
+    order = ("⊙", "⊘", "∘", "f")
+    return "; ".join(used[k] for k in order if k in used)
 
 
 def derivation_view(derivation, width: int) -> list:
