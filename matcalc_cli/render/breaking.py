@@ -39,6 +39,7 @@ class Token:
     text: str = ""
     depth: int = 0       # for breaks: the number of groups around it
     group: int = -1      # for open/close: which group (matching pairs share it)
+    width: float | None = None   # of a text token, measured once
 
 
 def tokenize(marked: str, braces: bool = False) -> list:
@@ -107,7 +108,15 @@ def layout(tokens: list, width: float, measure, first_width: float | None = None
 
 
 def _width(tokens, measure) -> float:
-    return measure("".join(t.text for t in tokens if t.kind == "text"), 0)
+    """The width of tokens on one line: the sum of their texts' widths, each measured once (a
+    long result is measured piece by piece as lines fill, so this must not re-read the text)."""
+    total = 0.0
+    for t in tokens:
+        if t.kind == "text":
+            if t.width is None:
+                t.width = measure(t.text, 0)
+            total += t.width
+    return total
 
 
 def _layout(tokens, first_width, width, measure, level) -> list:

@@ -552,8 +552,8 @@ class _WidthReader:
                 break
         return "".join(out)
 
-    def group(self, scale: float, single: bool = False) -> float:
-        width, prev_operand, script = 0.0, False, None
+    def group(self, scale: float, single: bool = False, after_operand: bool = False) -> float:
+        width, prev_operand, script = 0.0, after_operand, None
         while self.i < len(self.tokens):
             t = self.next()
             if t == "}":
@@ -622,9 +622,11 @@ class _WidthReader:
         return width
 
 
-def typeset_width(latex: str, scale: float = 1.0) -> float:
-    """An estimate, in points, of how wide a math fragment typesets in display style at 10pt."""
-    return _WidthReader(latex).group(scale)
+def typeset_width(latex: str, scale: float = 1.0, after_operand: bool = False) -> float:
+    """An estimate, in points, of how wide a math fragment typesets in display style at 10pt.
+    ``after_operand``: the fragment continues a formula, so a leading + or - is a binary operator
+    (spaced), not a sign."""
+    return _WidthReader(latex).group(scale, after_operand=after_operand)
 
 
 @dataclass(frozen=True)
@@ -680,7 +682,8 @@ def break_lines(marked: str, first_width: float, width: float) -> list:
     level).  A group that spans lines gets delimiters that can (\\bigl( ... \\bigr))."""
 
     def measure(text, level):
-        return QUAD * min(level, MAX_INDENT) if text is None else typeset_width(text)
+        # pieces are measured one by one: each as the continuation of what comes before it
+        return QUAD * min(level, MAX_INDENT) if text is None else typeset_width(text, after_operand=True)
 
     tokens = breaking.tokenize(marked, braces=True)
     lines = breaking.layout(tokens, width, measure, first_width)

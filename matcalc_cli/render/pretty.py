@@ -491,8 +491,12 @@ def terminal_width(stream) -> int:
 
 
 def print_lines(console, lines) -> None:
-    for line in lines:
-        console.print(line, overflow="fold", no_wrap=False, crop=False)
+    """The lines, each already no wider than the console: written as they are (one call: Rich's
+    per-call work adds up on a long view)."""
+    from rich.text import Text
+
+    if lines:
+        console.print(Text("\n").join(lines), overflow="fold", no_wrap=True, crop=False)
 
 
 def print_derivation(derivation, console, extra: list = ()) -> None:
