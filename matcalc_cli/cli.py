@@ -14,6 +14,7 @@ Examples:
   matcalc "x: vector(n); A: matrix(n, n); x' * A * x" --wrt x --hessian
   matcalc "X: matrix(n, n); X^2" --wrt X --jacobian
   matcalc "X: symmetric(n); logdet(X)" --gradient --format latex
+  matcalc "X: matrix(n, n); det(X)" --hessian --format latex --latex-style document > det.tex
   matcalc @loss.mc --wrt w --format numpy > loss_grad.py
   echo "A: matrix(n, n); det(A)" | matcalc - --hessian --format json
 

@@ -798,7 +798,8 @@ def derivation_rows(derivation, printer: LatexPrinter) -> list:
     for r in documents.ordered_results(derivation):
         key = "cookbook_gradient" if r.name == "gradient" and r.label.startswith("cookbook") else r.name
         definitions, body = shared_form(r.expr, r.taken)
-        rows.append(Row(labels[key], printer.marked(body)))
+        label = labels[key] if key in labels else r"\text{" + escape_text(r.label) + "}"
+        rows.append(Row(label, printer.marked(body)))
         for i, (var, definition) in enumerate(definitions):
             where = r"\text{where } " if i == 0 else ""
             rows.append(Row(where + printer.print(var), printer.marked(definition), where=True))

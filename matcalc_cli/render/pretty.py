@@ -366,7 +366,11 @@ RESULT_LABELS = {
 
 
 def result_label(result, derivation, names: dict) -> str:
+    """The label of a result in Unicode math; a kind of result this view does not know keeps the
+    label it came with."""
     key = "cookbook_gradient" if result.name == "gradient" and result.label.startswith("cookbook") else result.name
+    if key not in RESULT_LABELS:
+        return result.label
     x = names.get(derivation.x.name, derivation.x.name)
     return RESULT_LABELS[key].format(x=x, dx=derivation.dx.name, dx2=derivation.dx2.name)
 
