@@ -54,6 +54,8 @@ def uni(e: E.Expr, names=None) -> str:
     (lambda: E.elementwise("sqrt", E.Var("s", (1, 1))), "√s"),
     (lambda: E.norm2(x), "‖x‖"),
     (lambda: E.norm2(B), "‖B‖_F"),
+    (lambda: E.norm1(B), "‖vec(B)‖₁"),
+    (lambda: E.commutation("m", "n"), "Kₘ,ₙ"),
     (lambda: E.elementwise("sigmoid", x), "σ(x)"),
     (lambda: E.scale(2, E.matmul(E.transpose(B), B)), "2 Bᵀ B"),
 ])

@@ -61,7 +61,7 @@ def display_names(names) -> dict:
     seen: dict = {}
     for n, s in shown.items():
         seen.setdefault(s, []).append(n)
-    # a Unicode form that is also some other name typed literally collides too (x₁ never is)
+    # names kept as typed are ASCII and the Unicode forms are not, so the two never meet
     return {n: (s if len(seen[s]) == 1 else n) for n, s in shown.items()}
 
 
@@ -176,7 +176,9 @@ class UnicodePrinter(TextPrinter):
         return self.call("log det", self.print(e.arg))
 
     def _print_Norm1(self, e):
-        return "‖" + self.print(e.arg) + "‖₁"
+        # of a matrix: the sum of absolute entries, not the induced norm ‖X‖₁ would suggest
+        arg = e.arg if (e.arg.rows == 1 or e.arg.cols == 1) else E.vec(e.arg)
+        return "‖" + self.print(arg) + "‖₁"
 
     def _print_Norm2(self, e):
         sub = "" if (e.arg.rows == 1 or e.arg.cols == 1) else "_F"
@@ -413,7 +415,15 @@ def header_lines(derivation, printer: UnicodePrinter, width: int) -> list:
     shapes = []
     for name, sym in derivation.typed.symbols.items():
         shapes.append(f"{printer.names.get(name, name)}: {shape_text(sym)}" + ("" if sym.declared else " (inferred)"))
-    lines.append(Text("shapes  " + "   ".join(shapes), style=STYLES.note))
+    # one dim line, wrapped between the shapes (never inside one) when the terminal is narrow
+    lead = "shapes  "
+    line = ""
+    for entry in shapes:
+        if line and len(lead) + len(line) + 3 + len(entry) > width:
+            lines.append(Text(lead + line, style=STYLES.note))
+            lead, line = " " * len(lead), ""
+        line += ("   " if line else "") + entry
+    lines.append(Text(lead + line, style=STYLES.note))
     return lines
 
 
