@@ -1,4 +1,9 @@
-"""IR -> LaTeX (amsmath), and the ``--format latex`` document block.
+"""IR -> LaTeX (amsmath), and the ``--format latex`` output in its four styles.
+
+The styles (``--latex-style``): ``align`` (one align* block), ``equation`` (an equation* per
+result), ``inline`` ($...$ lines for running text) and ``document`` (a file pdflatex compiles);
+``latex_document`` gives the same for several derivations at once.  Long results are broken across
+lines (``breaking``) at a width measured by an estimate of typeset widths (``typeset_width``).
 
 Modelled on ``text``: one ``_print_X`` method per node kind, parentheses decided in one place
 (``paren``) from the precedence table of ``text`` (``latex_precedence`` adjusts it where LaTeX
