@@ -929,3 +929,16 @@ def test_api_latex_styles_and_jupyter():
     assert d.latex("document").startswith(r"\documentclass{article}")
     assert d.latex() == document_block(d)
     assert d.latex("inline", transpose="prime").splitlines()[1] == r"$\nabla f(x) = (A + A^{\prime}) x$"
+
+
+def test_rows_of_any_derivation_with_tags_compile_within_the_width(pdflatex, tmp_path):
+    """align_block takes any rows (the steps of a derivation, say): an empty label continues the
+    previous relation, a tag (the rule) goes after the row, and long rows still fit."""
+    d = _long_derivation(*LONG[2])
+    printer = L.derivation_printer(d)
+    rows = [L.Row(r"\mathrm{d}f", printer.marked(d.differential.expr), tag=r"\text{(product rule)}"),
+            L.Row("", printer.marked(d.differential.expr), tag=r"\text{(collect terms)}"),
+            L.Row(r"\nabla f", printer.marked(d.gradient.expr), tag=r"\text{($\mathrm{d}f = \nabla f^{\top} \mathrm{d}x$)}")]
+    block = L.align_block(rows)
+    assert block.count(r"\text{(") == 3 and r"\begin{align*}" in block
+    assert compile_problems(pdflatex, minimal_document(block), tmp_path) == []

@@ -780,6 +780,7 @@ class Row:
     marked: str
     relation: str = "="
     where: bool = False
+    tag: str = ""        # LaTeX set after the row, e.g. \text{(product rule)}
 
 
 def derivation_printer(derivation, options: LatexOptions | None = None, delimiters: str = "left") -> LatexPrinter:
@@ -819,9 +820,12 @@ def align_block(rows: list, width: float = ARTICLE_TEXT_WIDTH, environment: str 
     out = []
     for r in rows:
         rel = typeset_width(" " + r.relation + " ") if r.relation else 0.0
-        room = FILL * width - label_width
+        tag = r" \qquad " + r.tag if r.tag else ""
+        room = FILL * width - label_width - (typeset_width(tag) if tag else 0.0)
         lines = break_lines(r.marked, room - rel, room)
         for i, (level, text) in enumerate(lines):
+            if i == len(lines) - 1:
+                text += tag
             if i == 0:
                 out.append(f"  {r.label} &{r.relation} {text}".rstrip() if r.relation else f"  & {text}")
             else:
