@@ -307,3 +307,23 @@ def test_view_of_any_rows_with_notes_in_a_column():
     lines = [t.plain for t in pretty.view(rows, width=60, printer=printer)]
     assert lines[0].startswith("df = xᵀ (A + Aᵀ) dx") and lines[1].startswith("   = xᵀ")
     assert len({line.index(note) for line, note in zip(lines, ("product", "collect", "df ="))}) == 1
+
+
+README_CAPTURES = [
+    (["x: vector(n); A: matrix(n, n); x' * A * x", "--wrt", "x", "--hessian"], "f(x) = xᵀ A x"),
+    (["x: vector(n); W: matrix(n, n); tanh(x)' * W * tanh(x)", "--wrt", "x", "--hessian"],
+     "f(x) = tanh(x)ᵀ W tanh(x)"),
+]
+
+
+@pytest.mark.parametrize("args, first_line", README_CAPTURES, ids=["xAx", "tanh"])
+def test_readme_captures_are_what_a_60_column_terminal_shows(args, first_line):
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```text\n(.*?)```", readme, re.S)
+    block = next(b for b in blocks if b.strip().startswith(first_line))
+    indent = len(block) - len(block.lstrip(" "))
+    shown = "\n".join(line[indent:] for line in block.rstrip().splitlines())
+    code, out = run_in_pty(args, 60, {"NO_COLOR": "1"})
+    assert code == 0
+    assert "\n".join(line.rstrip() for line in out.rstrip().splitlines()) == shown

@@ -138,47 +138,50 @@ def _layout(tokens, first_width, width, measure, level) -> list:
 
     # greedy: fill each line with whole chunks; a chunk too wide for a fresh line is broken
     # itself, starting where the current line stands when enough of that line is left
-    cont = width - measure(None, level)
     lines: list = []
     line: list = []
+    line_level = 0              # the first line is the caller's; the others are indented
     budget = first_width
 
-    def close_line():
-        lines.append(Line(0 if not lines else level, line))
+    def room(at_level):
+        return width - measure(None, at_level)
 
+    after_broken = False        # the current line ends a chunk that was itself broken
     for chunk in chunks:
-        if _width(line + chunk, measure) <= budget:
+        # after a broken term, the next term of a sum starts a line of its own; a factor that
+        # closes the product (", dx") may follow on the same line
+        fits = _width(line + chunk, measure) <= budget
+        if after_broken and line and not (fits and chunk[0].kind == "factor"):
+            lines.append(Line(line_level, line))
+            line, line_level, budget = [], level, room(level)
+            fits = _width(chunk, measure) <= budget
+        after_broken = False
+        if fits:
             line = line + chunk
             continue
-        if line and _width(chunk, measure) <= cont:
-            close_line()
-            line, budget = chunk, cont
+        if line and _width(chunk, measure) <= room(level):
+            lines.append(Line(line_level, line))
+            line, line_level, budget = chunk, level, room(level)
             continue
         used = _width(line, measure) if line else 0
-        if line and (budget - used < 0.3 * width or _width(line + _head(chunk), measure) > budget):
-            # too little room left, or not even the chunk's first piece fits: a fresh line
-            close_line()
-            line, budget, used = [], cont, 0
+        head = _head(chunk)
+        if line and (budget - used < 0.3 * width or _width(line + head, measure) > budget
+                     and _width(head, measure) <= room(level)):
+            # too little room left, or the chunk's first piece fits only on a line of its own
+            lines.append(Line(line_level, line))
+            line, line_level, budget, used = [], level, room(level), 0
         inner = _layout(chunk, budget - used, width, measure, level + 1)
-        first, rest = inner[0], inner[1:]
-        if line or not lines:
-            line = line + first.tokens
-        else:
-            line = first.tokens
-        if not rest:
+        line = line + inner[0].tokens
+        if len(inner) == 1:
             continue
-        close_line()
-        lines.extend(Line(max(ln.indent, level), ln.tokens) for ln in rest[:-1])
-        line = rest[-1].tokens
-        last_level = max(rest[-1].indent, level)
-        if last_level != level:
-            # what follows the broken chunk starts a line of its own at this level
-            lines.append(Line(last_level, line))
-            line, budget = [], cont
-        else:
-            budget = cont
+        lines.append(Line(line_level, line))
+        lines.extend(Line(max(ln.indent, level), ln.tokens) for ln in inner[1:-1])
+        # what follows the broken chunk may go on its last line (a closing factor, say)
+        line, line_level = inner[-1].tokens, max(inner[-1].indent, level)
+        budget = room(line_level)
+        after_broken = True
     if line:
-        close_line()
+        lines.append(Line(line_level, line))
     return lines
 
 

@@ -258,7 +258,7 @@ def style_math(text: str, differentials=()):
     return t
 
 
-MAX_INDENT = 3   # levels: deeper breaks indent no further, or narrow terminals run out
+MAX_INDENT = 5   # levels: deeper breaks indent no further, or narrow terminals run out
 
 
 def math_lines(marked: str, width: int, first_width: int | None = None, indent: int = 2) -> list:
@@ -352,7 +352,10 @@ def _fold(text, width: int) -> list:
         return [text]
     from rich.console import Console
     console = Console(width=width, color_system=None, file=open(os.devnull, "w"))
-    return list(text.wrap(console, width, overflow="fold"))
+    lines = list(text.wrap(console, width, overflow="fold"))
+    for line in lines:
+        line.rstrip()
+    return lines
 
 
 # --- a derivation's view ---------------------------------------------------------------------------
