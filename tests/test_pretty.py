@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import termios
+from functools import lru_cache
 
 import pytest
 from rich.cells import cell_len
@@ -112,6 +113,7 @@ LONG = [
 ]
 
 
+@lru_cache(maxsize=None)
 def _all(program, wrt):
     scalar = derive(program, wrt=wrt).expression.is_scalar
     return derive(program, wrt=wrt, gradient=scalar, jacobian=True, hessian=scalar)
