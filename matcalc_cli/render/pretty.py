@@ -526,33 +526,45 @@ def print_derivation(derivation, console, extra: list = ()) -> None:
     print_lines(console, lines)
 
 
-def print_error(error: MatcalcError, console, source: str | None = None, filename: str | None = None) -> None:
-    """An error for a person at a terminal: the same words as plain mode (``error.render``), the
-    program line cut to the terminal around the column, the caret and the hint in colour."""
+def print_error(error: MatcalcError, console, source: str | None = None, filename: str | None = None,
+                quote: str = "line") -> None:
+    """An error for a person at a terminal: exactly the lines of plain mode (``error.render``, so
+    the same words and the same care with what is quoted), coloured, the program line cut to the
+    terminal around the caret."""
     from rich.text import Text
 
     width = console.width
-    plain = error.render(None, filename).split("\n")
-    hint = plain.pop() if error.hint else None
+    plain = error.render(source, filename, quote=quote).split("\n")
+    caret_at = next((i for i, line in enumerate(plain) if i and line.strip() == "^"), None)
     lines = []
-    for h in plain:
-        t = Text(h)
-        kind = h.split(":", 1)[0]
-        t.stylize(STYLES.error, 0, len(kind) + 1)
-        lines.extend(_fold(t, width))
-    if source is not None and error.line is not None:
-        src = source.split("\n")
-        if 0 < error.line <= len(src):
-            text = src[error.line - 1].replace("\t", " ").replace("\0", " ")
-            col = max(1, min(error.column or 1, len(text) + 1))
-            room = max(10, width - 8)
-            start = max(0, min(col - 1 - room // 2, len(text) - room)) if len(text) > room else 0
-            shown = text[start:start + room]
-            prefix = "..." if start else ""
-            lines.append(Text("    " + prefix + shown))
-            lines.append(Text("    " + " " * (len(prefix) + col - 1 - start) + "^", style=STYLES.caret))
-    if hint:
-        t = Text(hint)
-        t.stylize(STYLES.hint, 0, len("hint:"))
-        lines.extend(_fold(t, width))
+    for i, line in enumerate(plain):
+        if caret_at is not None and i == caret_at - 1:
+            snippet, caret = _around_caret(line, plain[caret_at], width)
+            lines.append(Text(snippet))
+            lines.append(Text(caret, style=STYLES.caret))
+        elif caret_at is not None and i == caret_at:
+            continue
+        elif error.hint and i == len(plain) - 1:
+            t = Text(line)
+            t.stylize(STYLES.hint, 0, len("hint:"))
+            lines.extend(_fold(t, width))
+        else:
+            t = Text(line)
+            if i == 0:
+                t.stylize(STYLES.error, 0, len(error.kind) + 1)
+            lines.extend(_fold(t, width))
     print_lines(console, lines)
+
+
+def _around_caret(snippet: str, caret: str, width: int) -> tuple:
+    """The quoted program line and its caret line, cut to ``width`` around the caret."""
+    if len(snippet) <= width and len(caret) <= width:
+        return snippet, caret
+    indent = len(snippet) - len(snippet.lstrip(" "))
+    body, col = snippet[indent:], caret.index("^") - indent
+    room = max(10, width - indent - 6)
+    start = max(0, min(col - room // 2, len(body) - room))
+    prefix = "..." if start else ""
+    suffix = "..." if start + room < len(body) else ""
+    return (" " * indent + prefix + body[start:start + room] + suffix,
+            " " * (indent + len(prefix) + col - start) + "^")
