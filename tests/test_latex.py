@@ -67,8 +67,11 @@ NOTATION = [
     ("integer", lambda: E.Num(7), "7"),
     ("rational", lambda: E.Num(Fraction(3, 4)), r"\frac{3}{4}"),
     ("negative_rational", lambda: E.Num(Fraction(-3, 4)), r"-\frac{3}{4}"),
-    ("decimal", lambda: E.Num(0.5), "0.5"),
-    ("scientific", lambda: E.Num(1.5e-8), r"1.5 \cdot 10^{-8}"),
+    ("half", lambda: E.Num(Fraction(1, 2)), r"\frac{1}{2}"),
+    ("decimal", lambda: E.Num(Fraction("0.1")), "0.1"),
+    ("long_decimal", lambda: E.Num(Fraction("0.20000003")), "0.20000003"),
+    ("scientific", lambda: E.Num(Fraction("1.5e-8")), r"1.5 \cdot 10^{-8}"),
+    ("decimal_coefficient", lambda: E.mul(E.Num(Fraction("0.1")), s, c), r"0.1 c \, s"),
     # postfix and superscripts
     ("transpose", lambda: E.transpose(B), r"B^{\top}"),
     ("inverse", lambda: E.inverse(A), r"A^{-1}"),

@@ -30,7 +30,7 @@ from .breaking import CLOSE, OPEN, SUM
 from .breaking import FACTOR as BETWEEN_FACTORS
 from .share import shared_form
 from .printer import ATOM, MUL, NEG, POSTFIX, POW, Printer
-from .text import _float_text, _is_reciprocal, precedence
+from .text import _decimal_text, _float_text, _is_reciprocal, precedence
 from . import documents
 
 GREEK = frozenset((
@@ -70,6 +70,9 @@ def latex_precedence(e: E.Expr) -> int:
         if v < 0:
             return NEG
         if isinstance(v, Fraction):
+            decimal = decimal_form(v) if v.denominator != 1 else None
+            if decimal is not None:
+                return MUL if r"\cdot" in decimal else ATOM   # 1.5 \cdot 10^{-8}
             return ATOM if v.denominator == 1 else FRACTION
         return MUL if "e" in _float_text(v) else ATOM   # 1.5 \cdot 10^{-8}
     if isinstance(e, E.Power):
@@ -81,6 +84,28 @@ def latex_precedence(e: E.Expr) -> int:
     if isinstance(e, E.Elementwise) and e.fn == "sqrt":
         return POSTFIX   # \sqrt{x}^{2} would read as the root of x^2
     return precedence(e)
+
+
+# a constant whose denominator is larger than this, and whose decimal ends, is written as a
+# decimal (0.1, 0.20000003, 1.5 \cdot 10^{-8}); smaller ones as fractions (\frac{3}{4})
+DECIMAL_DENOMINATOR = 8
+
+
+def decimal_form(v: Fraction):
+    """The decimal LaTeX of a constant typed as a decimal (0.1, 1.5e-8), or None."""
+    if v.denominator <= DECIMAL_DENOMINATOR:
+        return None
+    text = _decimal_text(v)
+    if text is None:
+        return None
+    digits = text.lstrip("-").replace(".", "").lstrip("0")
+    if abs(v) < Fraction(1, 10000) and len(digits) <= 6:
+        # a long run of zeros: scientific notation
+        sign = "-" if v < 0 else ""
+        mant, exp = f"{abs(float(v)):e}".split("e")
+        mant = mant.rstrip("0").rstrip(".")
+        return rf"{sign}{mant} \cdot 10^{{{int(exp)}}}"
+    return text
 
 
 def _is_plain_fraction(e: E.Mul) -> bool:
@@ -184,6 +209,9 @@ class LatexPrinter(Printer):
         if isinstance(v, Fraction):
             if v.denominator == 1:
                 return str(v.numerator)
+            decimal = decimal_form(v)
+            if decimal is not None:
+                return decimal
             sign = "-" if v < 0 else ""
             return rf"{sign}\frac{{{abs(v.numerator)}}}{{{v.denominator}}}"
         text = _float_text(v)
@@ -226,7 +254,9 @@ class LatexPrinter(Printer):
             else:
                 numer.append(f)
         known = self.shape_known[-1]
-        if isinstance(coef, Fraction):
+        if isinstance(coef, Fraction) and decimal_form(coef) is not None:
+            p, q = coef, 1          # 0.1 x, as typed
+        elif isinstance(coef, Fraction):
             p, q = coef.numerator, coef.denominator
         else:
             p, q = coef, 1
