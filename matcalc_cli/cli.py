@@ -13,6 +13,7 @@ EXAMPLES = """\b
 Examples:
   matcalc "x: vector(n); A: matrix(n, n); x' * A * x" --wrt x --hessian
   matcalc "X: matrix(n, n); X^2" --wrt X --jacobian
+  matcalc "X: matrix(n, n); det(X)" --gradient --steps
   matcalc "X: symmetric(n); logdet(X)" --gradient --format latex
   matcalc "X: matrix(n, n); det(X)" --hessian --format latex --latex-style document > det.tex
   matcalc @loss.mc --wrt w --format numpy > loss_grad.py
@@ -88,9 +89,11 @@ def _decode(data: bytes, name: str) -> str:
               help="Check every result symbolically with SymPy, all dimensions set to N (default 3).")
 @click.option("--timeout", type=float, default=None, metavar="SECONDS",
               help="Stop with an error after this many seconds (default 60; 0: no limit).")
+@click.option("--steps", "show_steps", is_flag=True,
+              help="Show the work: the derivation step by step, each step naming its rule.")
 @click.version_option(__version__, "--version", prog_name="matcalc")
 def main(program, wrt, gradient, jacobian, hessian, fmt, color, latex_style, latex_width, latex_transpose, layout,
-         symmetric_gradient, check, verify, timeout):
+         symmetric_gradient, check, verify, timeout, show_steps):
     """Differentiate a matrix expression: differential, gradient, Jacobian, Hessian."""
     from . import budget
     from .errors import ParseError, visible
@@ -110,7 +113,7 @@ def main(program, wrt, gradient, jacobian, hessian, fmt, color, latex_style, lat
             status = run(source, wrt=wrt, gradient=gradient, jacobian=jacobian, hessian=hessian, fmt=fmt,
                          layout=layout, symmetric_gradient=symmetric_gradient, check=check, verify=verify,
                          color=color, latex_style=latex_style, latex_width=latex_width,
-                         latex_transpose=latex_transpose)
+                         latex_transpose=latex_transpose, steps=show_steps)
         sys.stdout.flush()
     except UsageError as e:
         _echo_error(e, source, filename, fmt, color)
@@ -187,7 +190,7 @@ def _echo_error(e: MatcalcError, source, filename, fmt, color, quote="line"):
 
 def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric_gradient,
         check=False, verify=None, out=None, color="auto", latex_style="align", latex_width=None,
-        latex_transpose="top") -> int:
+        latex_transpose="top", steps=False) -> int:
     """Derive and print; returns the exit status the results call for (1 when a check fails)."""
     from .api import derive
     from .render import documents
@@ -202,7 +205,7 @@ def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric
         from .render.latex import LatexOptions
         latex_options = LatexOptions.parse(latex_style, latex_width, latex_transpose)
     derivation = derive(source, wrt=wrt, gradient=gradient, jacobian=jacobian, hessian=hessian,
-                        layout=layout, symmetric_gradient=symmetric_gradient)
+                        layout=layout, symmetric_gradient=symmetric_gradient, steps=steps)
     reports = {}
     if verify is not None:
         from .budget import check_verify_request
@@ -210,6 +213,9 @@ def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric
     if check:
         from .check import check_derivation
         reports["check"] = check_derivation(derivation)
+        if steps:
+            from .steps import check_steps
+            reports["check"].results.append(check_steps(derivation))
     if verify is not None:
         from .verify import verify_derivation
         reports["verify"] = verify_derivation(derivation, verify)
@@ -218,8 +224,18 @@ def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric
     note = documents.inferred_shapes_note(derivation)
     if fmt is None:
         fmt = "pretty" if sys.stdout.isatty() else "plain"
+    if steps and fmt == "pretty":
+        echo(f"shapes: {documents.declarations_text(derivation)}")
+    if steps and fmt != "json":
+        _echo_steps(echo, derivation.steps, fmt)
     if fmt == "json":
-        echo(documents.as_json(derivation, {k: r.to_dict() for k, r in reports.items()}), nl=False)
+        extra = {k: r.to_dict() for k, r in reports.items()}
+        if steps:
+            from .render.steps import as_json
+            extra["steps"] = as_json(derivation.steps)
+        echo(documents.as_json(derivation, extra), nl=False)
+    elif steps and fmt != "numpy":
+        _echo_reports(echo, reports, "% " if fmt == "latex" else "# " if fmt == "plain" else "")
     elif fmt == "latex":
         from .render.latex import render_latex
         lines = [line for r in reports.values() for line in r.lines()]
@@ -254,6 +270,21 @@ def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric
 
 def _to_stderr(text, nl=True):
     click.echo(text, nl=nl, err=True)
+
+
+def _echo_steps(echo, steps, fmt):
+    """--steps: the derivation in place of the bare results (its chains end with them); with
+    --format numpy, as comment lines before the module."""
+    from .render import steps as render_steps
+    if fmt == "latex":
+        echo(render_steps.latex(steps), nl=False)
+    elif fmt == "numpy":
+        echo("".join("# " + line + "\n" for line in render_steps.plain(steps).splitlines()), nl=False)
+    elif fmt == "pretty":   # a terminal: as wide as it is
+        import shutil
+        echo(render_steps.plain(steps, max(60, shutil.get_terminal_size((render_steps.WIDTH, 24)).columns)), nl=False)
+    else:
+        echo(render_steps.plain(steps), nl=False)
 
 
 def _echo_reports(echo, reports, prefix: str):
