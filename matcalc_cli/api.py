@@ -44,9 +44,17 @@ class Result:
         from .render.text import to_text
         return shared_text(self.printed, self.taken, to_text)
 
-    def latex(self) -> str:
-        from .render.latex import shared_latex
-        return shared_latex(self.printed, self.taken)
+    def latex(self, style: str | None = None) -> str:
+        """The result in LaTeX: a math fragment; with ``style`` "inline" as $...$, with
+        "equation" in an equation* (a long result broken across lines)."""
+        from .render.latex import result_latex, shared_latex
+        if style is None:
+            return shared_latex(self.printed, self.taken)
+        return result_latex(self, style)
+
+    def _repr_latex_(self) -> str:
+        """Jupyter shows the result typeset."""
+        return "$\\displaystyle " + self.latex() + "$"
 
     @property
     def shape(self):
@@ -85,9 +93,17 @@ class Derivation:
     def text(self) -> str:
         return "\n".join(f"{r.label} = {r.text()}" for r in self.results.values())
 
-    def latex(self) -> str:
-        from .render.latex import document_block
-        return document_block(self)
+    def latex(self, style: str = "align", width=None, transpose: str = "top") -> str:
+        """The ``--format latex`` output: ``style`` align, inline, equation or document;
+        ``width`` the line width (characters, or a length such as "8.5cm"); ``transpose`` top, T
+        or prime."""
+        from .render.latex import LatexOptions, render_latex
+        return render_latex(self, LatexOptions.parse(style, width, transpose))
+
+    def _repr_latex_(self) -> str:
+        """Jupyter shows the results typeset, in one align* block."""
+        from .render.latex import notebook_latex
+        return notebook_latex(self)
 
 
 def choose_wrt(typed: Typed, wrt: str | None) -> str:

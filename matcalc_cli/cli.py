@@ -15,6 +15,7 @@ Examples:
   matcalc "X: matrix(n, n); X^2" --wrt X --jacobian
   matcalc "X: matrix(n, n); det(X)" --gradient --steps
   matcalc "X: symmetric(n); logdet(X)" --gradient --format latex
+  matcalc "X: matrix(n, n); det(X)" --hessian --format latex --latex-style document > det.tex
   matcalc @loss.mc --wrt w --format numpy > loss_grad.py
   echo "A: matrix(n, n); det(A)" | matcalc - --hessian --format json
 
@@ -27,7 +28,7 @@ With no result flag, the differential and the gradient (scalar f) or Jacobian ar
 A PROGRAM that starts with '-' goes after '--':  matcalc --wrt x -- "-x' * x"
 """
 
-FORMATS = ("plain", "latex", "json", "numpy")
+FORMATS = ("plain", "pretty", "latex", "json", "numpy")
 
 
 def _read_program(program: str) -> tuple:
@@ -70,7 +71,15 @@ def _decode(data: bytes, name: str) -> str:
 @click.option("--jacobian", is_flag=True, help="Jacobian of vec(f) against vec(x), in Kronecker form.")
 @click.option("--hessian", is_flag=True, help="Second derivative: bilinear form f''(x)[dx, dx2] and Hessian matrix.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
-              help="Output format (default: a labelled view on a terminal, plain otherwise).")
+              help="Output format (default: pretty on a terminal, plain otherwise).")
+@click.option("--color", "color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
+              help="Colour in the pretty view (auto: on a terminal, unless NO_COLOR is set or TERM=dumb).")
+@click.option("--latex-style", type=click.Choice(["align", "inline", "equation", "document"]), default="align",
+              show_default=True, help="LaTeX: one align* block, $...$ lines, an equation* per result, or a whole document.")
+@click.option("--latex-width", metavar="WIDTH", default=None,
+              help="LaTeX: line width for breaking long results, in characters (60) or cm (8.5cm); default: an article page.")
+@click.option("--latex-transpose", type=click.Choice(["top", "T", "prime"]), default="top", show_default=True,
+              help="LaTeX: the transpose as A^{\\top}, A^{\\mathsf{T}} or A'.")
 @click.option("--layout", type=click.Choice(["numerator", "denominator"]), default="numerator", show_default=True,
               help="Jacobian layout: numel(f) x numel(x) (numerator) or its transpose.")
 @click.option("--symmetric-gradient", type=click.Choice(["frobenius", "cookbook"]), default="frobenius",
@@ -83,8 +92,8 @@ def _decode(data: bytes, name: str) -> str:
 @click.option("--steps", "show_steps", is_flag=True,
               help="Show the work: the derivation step by step, each step naming its rule.")
 @click.version_option(__version__, "--version", prog_name="matcalc")
-def main(program, wrt, gradient, jacobian, hessian, fmt, layout, symmetric_gradient, check, verify, timeout,
-         show_steps):
+def main(program, wrt, gradient, jacobian, hessian, fmt, color, latex_style, latex_width, latex_transpose, layout,
+         symmetric_gradient, check, verify, timeout, show_steps):
     """Differentiate a matrix expression: differential, gradient, Jacobian, Hessian."""
     from . import budget
     from .errors import ParseError, visible
@@ -103,15 +112,16 @@ def main(program, wrt, gradient, jacobian, hessian, fmt, layout, symmetric_gradi
             source, filename = _read_program(program)
             status = run(source, wrt=wrt, gradient=gradient, jacobian=jacobian, hessian=hessian, fmt=fmt,
                          layout=layout, symmetric_gradient=symmetric_gradient, check=check, verify=verify,
-                         steps=show_steps)
+                         color=color, latex_style=latex_style, latex_width=latex_width,
+                         latex_transpose=latex_transpose, steps=show_steps)
         sys.stdout.flush()
     except UsageError as e:
-        click.echo(e.render(source, filename), err=True)
+        _echo_error(e, source, filename, fmt, color)
         sys.exit(2)
     except MatcalcError as e:
         # a file that does not parse may not be a matcalc program at all: quote only the token
         quote = "token" if filename is not None and isinstance(e, ParseError) else "line"
-        click.echo(e.render(source, filename, quote=quote), err=True)
+        _echo_error(e, source, filename, fmt, color, quote)
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo("matcalc: interrupted", err=True)
@@ -169,8 +179,18 @@ def _silence_stdout():
         pass
 
 
+def _echo_error(e: MatcalcError, source, filename, fmt, color, quote="line"):
+    """On a terminal the pretty view renders errors too (same words); otherwise plain text."""
+    if fmt in (None, "pretty") and sys.stderr.isatty():
+        from .render import pretty
+        pretty.print_error(e, pretty.make_console(sys.stderr, color), source, filename, quote)
+    else:
+        click.echo(e.render(source, filename, quote=quote), err=True)
+
+
 def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric_gradient,
-        check=False, verify=None, out=None, steps=False) -> int:
+        check=False, verify=None, out=None, color="auto", latex_style="align", latex_width=None,
+        latex_transpose="top", steps=False) -> int:
     """Derive and print; returns the exit status the results call for (1 when a check fails)."""
     from .api import derive
     from .render import documents
@@ -180,6 +200,10 @@ def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric
         raise UsageError(f"--verify {verify}: N must be between 1 and {MAX_VERIFY_N}",
                          hint="explicit symbolic matrices grow as N^2 symbols and their inverses and "
                               "determinants much faster; --check tests numerically at any size")
+    latex_options = None
+    if fmt == "latex":
+        from .render.latex import LatexOptions
+        latex_options = LatexOptions.parse(latex_style, latex_width, latex_transpose)
     derivation = derive(source, wrt=wrt, gradient=gradient, jacobian=jacobian, hessian=hessian,
                         layout=layout, symmetric_gradient=symmetric_gradient, steps=steps)
     reports = {}
@@ -199,8 +223,8 @@ def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric
     echo = out or click.echo
     note = documents.inferred_shapes_note(derivation)
     if fmt is None:
-        fmt = "labelled" if sys.stdout.isatty() else "plain"
-    if steps and fmt == "labelled":
+        fmt = "pretty" if sys.stdout.isatty() else "plain"
+    if steps and fmt == "pretty":
         echo(f"shapes: {documents.declarations_text(derivation)}")
     if steps and fmt != "json":
         _echo_steps(echo, derivation.steps, fmt)
@@ -213,16 +237,28 @@ def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric
     elif steps and fmt != "numpy":
         _echo_reports(echo, reports, "% " if fmt == "latex" else "# " if fmt == "plain" else "")
     elif fmt == "latex":
-        from .render.latex import document_block
-        echo(document_block(derivation), nl=False)
-        _echo_reports(echo, reports, "% ")
+        from .render.latex import render_latex
+        lines = [line for r in reports.values() for line in r.lines()]
+        inline = latex_options.style == "inline"
+        echo(render_latex(derivation, latex_options, [] if inline else lines), nl=False)
+        if inline:   # spliced into running text: the reports go to stderr
+            _echo_reports(_to_stderr, reports, "% ")
     elif fmt == "numpy":
         from .render.numpy_code import to_numpy_module
         echo(to_numpy_module(derivation), nl=False)
         _echo_reports(echo, reports, "# ")
-    elif fmt == "labelled":
-        echo(documents.labelled(derivation), nl=False)
-        _echo_reports(echo, reports, "")
+    elif fmt == "pretty":
+        import io
+        from .render import pretty
+        # rendered into a buffer (colour and width decided by the real stdout), then written
+        buffer = io.StringIO()
+        colour = "always" if pretty.wants_colour(color, sys.stdout) else "never"
+        console = pretty.make_console(buffer, colour, pretty.terminal_width(sys.stdout))
+        pretty.print_derivation(derivation, console, [line for r in reports.values() for line in r.lines()])
+        if out is None:   # click.echo would strip the escape codes off a terminal (--color always)
+            click.echo(buffer.getvalue(), nl=False, color=colour == "always")
+        else:
+            out(buffer.getvalue(), nl=False)
     else:
         echo(documents.plain(derivation), nl=False)
         _echo_reports(echo, reports, "# ")
@@ -230,6 +266,10 @@ def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric
         click.echo(f"matcalc: {note}", err=True)
     failed = any(not r.passed for r in reports.values())
     return 1 if failed else 0
+
+
+def _to_stderr(text, nl=True):
+    click.echo(text, nl=nl, err=True)
 
 
 def _echo_steps(echo, steps, fmt):
@@ -240,7 +280,7 @@ def _echo_steps(echo, steps, fmt):
         echo(render_steps.latex(steps), nl=False)
     elif fmt == "numpy":
         echo("".join("# " + line + "\n" for line in render_steps.plain(steps).splitlines()), nl=False)
-    elif fmt == "labelled":   # a terminal: as wide as it is
+    elif fmt == "pretty":   # a terminal: as wide as it is
         import shutil
         echo(render_steps.plain(steps, max(60, shutil.get_terminal_size((render_steps.WIDTH, 24)).columns)), nl=False)
     else:

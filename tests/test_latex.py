@@ -67,8 +67,11 @@ NOTATION = [
     ("integer", lambda: E.Num(7), "7"),
     ("rational", lambda: E.Num(Fraction(3, 4)), r"\frac{3}{4}"),
     ("negative_rational", lambda: E.Num(Fraction(-3, 4)), r"-\frac{3}{4}"),
-    ("decimal", lambda: E.Num(0.5), "0.5"),
-    ("scientific", lambda: E.Num(1.5e-8), r"1.5 \cdot 10^{-8}"),
+    ("half", lambda: E.Num(Fraction(1, 2)), r"\frac{1}{2}"),
+    ("decimal", lambda: E.Num(Fraction("0.1")), "0.1"),
+    ("long_decimal", lambda: E.Num(Fraction("0.20000003")), "0.20000003"),
+    ("scientific", lambda: E.Num(Fraction("1.5e-8")), r"1.5 \cdot 10^{-8}"),
+    ("decimal_coefficient", lambda: E.mul(E.Num(Fraction("0.1")), s, c), r"0.1 c \, s"),
     # postfix and superscripts
     ("transpose", lambda: E.transpose(B), r"B^{\top}"),
     ("inverse", lambda: E.inverse(A), r"A^{-1}"),
@@ -213,6 +216,10 @@ def rows(block: str) -> list:
         line = line.strip()
         if line.endswith(r"\\"):
             line = line[:-2].strip()
+        if line.startswith("&"):   # a continuation line of a long result: joined back
+            text = re.sub(r"^&(\\quad)*\s*(\{\}\s*)?", "", line)
+            out[-1] = (out[-1][0], out[-1][1] + " " + text)
+            continue
         label, rhs = line.split(" &= ")
         out.append((label, rhs))
     return out
@@ -267,7 +274,7 @@ def test_det_hessian():
     d = derive("X: matrix(n, n); det(X)", wrt="X", gradient=True, hessian=True)
     r = dict(rows(document_block(d)))
     assert r[r"\nabla f(X)"] == r"\det(X) \, X^{-\top}"
-    bilinear = r[r"f''(X)[\mathrm{d}X, \mathrm{d}X_{2}]"]
+    bilinear = d.hessian_bilinear.latex()   # in one piece (the block breaks it across two lines)
     assert bilinear.startswith(r"\det(X) \, \left(")
     assert r"\operatorname{tr}(X^{-1} \mathrm{d}X \, X^{-1} \mathrm{d}X_{2})" in bilinear
     assert "K_{n,n}" in r[r"\nabla^2 f(X)"]
@@ -620,3 +627,323 @@ def test_text_printer_ones_in_a_product_reparses_with_the_same_shape():
     text = str(d.expression)   # 'sum(x) * A * 1': A is m x n, the expression is m x 1
     back = check(parse("x: vector(n); A: matrix(m, n); " + text)).expression
     assert back.shape == d.expression.shape
+
+
+# --- styles, line widths and names, compiled -------------------------------------------------------------
+#
+# Every sample and every example of the README in each style, the long results of the issue that once ran
+# off the page, and the whole identity table as one document: compiled with pdflatex, the log checked for
+# errors and for "Overfull \hbox".  Several results go into one document per run, to keep the runs few.
+
+import shlex  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from matcalc_cli.errors import UsageError  # noqa: E402
+from matcalc_cli.render import latex as L  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_identities import IDENTITIES  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+STYLES = ("align", "inline", "equation", "document")
+
+
+def sample_commands() -> list:
+    """The command in each sample's header, as matcalc arguments."""
+    out = []
+    for path in sorted((REPO / "samples").glob("*.mc")):
+        for line in path.read_text().splitlines():
+            text = line.lstrip("#").strip()
+            if text.startswith("matcalc "):
+                out.append(shlex.split(text)[1:])
+    return out
+
+
+def readme_commands() -> list:
+    """The README's console examples that succeed, and the programs of its table of examples."""
+    text = (REPO / "README.md").read_text()
+    out = []
+    lines = text.splitlines()
+    from test_readme import _sessions
+    for command, expected in _sessions():
+        if command.startswith("matcalc ") and not (expected and expected[0].startswith(("shape error", "syntax error"))):
+            out.append(shlex.split(command)[1:])
+    for row in re.findall(r"^\| `([^`]+)`(?:, `([^`]+)`)? \| `(\w+)` \|", text, re.M):
+        program, declaration, wrt = row
+        out.append([(declaration + "; " if declaration else "") + program, "--wrt", wrt])
+    return out
+
+
+# --steps writes its own LaTeX (render/steps.py), which the styles and widths here do not lay out
+EXAMPLES = [args for args in sample_commands() + readme_commands() if "--steps" not in args]
+
+
+def latex_of(args, style, extra=()) -> str:
+    r = CliRunner().invoke(main, list(args) + ["--format", "latex", "--latex-style", style] + list(extra))
+    assert r.exit_code == 0, (args, r.output)
+    return r.stdout
+
+
+def compile_problems(pdflatex, text: str, tmp_path, name="doc") -> list:
+    """Errors and overfull boxes pdflatex reports for a complete document."""
+    (tmp_path / f"{name}.tex").write_text(text, encoding="utf-8")
+    done = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", f"{name}.tex"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    log = (tmp_path / f"{name}.log").read_text(encoding="latin-1")
+    problems = re.findall(r"^! .*", log, re.M) + re.findall(r"^Overfull \\hbox.*", log, re.M)
+    if done.returncode != 0 and not problems:
+        problems.append(f"pdflatex exit {done.returncode}")
+    return problems
+
+
+def minimal_document(body: str, width: float | None = None) -> str:
+    text_width = rf"\setlength{{\textwidth}}{{{width:.1f}pt}}" + "\n" if width else ""
+    return "\\documentclass{article}\n\\usepackage{amsmath}\n\\allowdisplaybreaks\n" + text_width + \
+        "\\begin{document}\n" + body + "\n\\end{document}\n"
+
+
+def in_running_text(inline: str) -> str:
+    """Inline output as a person uses it: each line inside a sentence, a paragraph each.  A long
+    formula in running text leaves TeX few places to break, as any long inline formula does; the
+    paragraph gets the usual bit of slack (\\emergencystretch) that documents give for that."""
+    return "\\emergencystretch=1em\n" + "\n\n".join(
+        f"We find {line} for every direction." for line in inline.splitlines() if line)
+
+
+def document_body(doc: str) -> str:
+    return doc.split("\\begin{document}\n", 1)[1].rsplit("\\end{document}", 1)[0]
+
+
+def test_examples_are_many():
+    assert len(sample_commands()) >= 10 and len(readme_commands()) >= 8
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_every_sample_and_readme_example_compiles(pdflatex, tmp_path, style):
+    outputs = [latex_of(args, style) for args in EXAMPLES]
+    if style == "document":
+        for out in outputs:   # complete files: preamble, document, end
+            assert out.startswith("\\documentclass{article}") and out.rstrip().endswith("\\end{document}")
+        # one compile as is, then the bodies of all in one document
+        assert compile_problems(pdflatex, outputs[0], tmp_path, "one") == []
+        text = outputs[0].split("\\begin{document}")[0] + "\\begin{document}\n" + \
+            "\n".join(document_body(o) for o in outputs) + "\\end{document}\n"
+    elif style == "inline":
+        for out in outputs:
+            assert all(line.startswith("$") and line.endswith("$") for line in out.splitlines()), out
+            assert "%" not in out
+        text = minimal_document("\n\n".join(in_running_text(o) for o in outputs))
+    else:
+        text = minimal_document("\n".join(outputs))
+    assert compile_problems(pdflatex, text, tmp_path) == []
+
+
+LONG = [
+    ("x: vector(n); A: matrix(n, n); x' * A * x / (x' * x)", "x"),
+    ("x: vector(n); W: matrix(n, n); tanh(x)' * W * tanh(x)", "x"),
+    ("x: vector(n); A, B, C: matrix(n, n); b, c: vector(n); "
+     "(A * x - b)' * B * (A * x - c) + x' * C * x + (x - b)' * A * (x - c)", "x"),
+    ("X: matrix(n, n); det(X)", "X"),
+    ("S: symmetric(n); x, mu: vector(n); -0.5 * logdet(S) - 0.5 * (x - mu)' * inv(S) * (x - mu)", "S"),
+    ("x: scalar; x^x^x", "x"),
+]
+
+
+def _long_args(program, wrt):
+    scalar = derive(program, wrt=wrt).expression.is_scalar
+    return [program, "--wrt", wrt, "--jacobian"] + (["--gradient", "--hessian"] if scalar else [])
+
+
+@lru_cache(maxsize=None)
+def _long_derivation(program, wrt):
+    scalar = derive(program, wrt=wrt).expression.is_scalar
+    return derive(program, wrt=wrt, gradient=scalar, jacobian=True, hessian=scalar)
+
+
+@pytest.mark.parametrize("width", [None, "8.5cm", "50"])
+def test_long_results_fit_the_page(pdflatex, tmp_path, width):
+    """The results that ran off the page now break: no overfull box in any style, at an article's
+    width and at a narrow column's."""
+    blocks, inline = [], []
+    for program, wrt in LONG:
+        d = _long_derivation(program, wrt)
+        blocks.append(L.render_latex(d, L.LatexOptions.parse("align", width)))
+        blocks.append(L.render_latex(d, L.LatexOptions.parse("equation", width)))
+        assert max(len(b.splitlines()) for b in blocks[-2:]) > 5
+        if width is None:   # in a narrow column, how running text breaks is the paragraph's business
+            inline.append(in_running_text(L.render_latex(d, L.LatexOptions.parse("inline", width))))
+    # and one through the command line, in the document style, compiled as it is
+    blocks.append(document_body(latex_of(_long_args(*LONG[2]), "document",
+                                         ["--latex-width", width] if width else [])))
+    text = minimal_document("\n".join(blocks) + "\n\n" + "\n\n".join(inline),
+                            None if width is None else L.parse_width(width))
+    assert compile_problems(pdflatex, text, tmp_path) == []
+
+
+def test_long_results_are_broken_at_top_level_sums_first():
+    out = latex_of(_long_args(*LONG[2]), "align")
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith(r"\nabla f(x) &= "))
+    continuations = []
+    for line in lines[start + 1:]:
+        if not line.strip().startswith("&"):
+            break
+        continuations.append(line.strip())
+    gradient = "\n".join(lines[start:start + 1 + len(continuations)])
+    assert continuations and all(line.startswith(r"&\quad {} + ") or line.startswith(r"&\quad {} - ")
+                                 for line in continuations), gradient
+
+
+def test_a_group_that_spans_lines_gets_delimiters_that_can():
+    out = latex_of(_long_args(*LONG[0]), "align", ["--latex-width", "40"])
+    for line in out.splitlines():
+        if line.startswith("%"):
+            continue
+        # \left( and \right) stay on one line, balanced; \bigl( ... \bigr) may span lines
+        assert line.count(r"\left(") == line.count(r"\right)"), line
+    assert r"\bigl(" in out or r"\Bigl(" in out
+
+
+def test_identity_table_compiles_as_one_document(pdflatex, tmp_path):
+    """Every program of the identity table (more than a hundred derivatives, each with its gradient,
+    Jacobian and Hessian) in the document style: no error, no line wider than the page."""
+    entries = []
+    for identity in IDENTITIES:
+        scalar = derive(identity.program, wrt=identity.wrt).expression.is_scalar
+        d = derive(identity.program, wrt=identity.wrt, gradient=scalar, jacobian=True, hessian=scalar)
+        entries.append((identity.id, d))
+    assert len(entries) >= 96
+    doc = L.latex_document(entries, L.LatexOptions(style="document"))
+    assert doc.count(r"\section*{") == len(entries)
+    assert compile_problems(pdflatex, doc, tmp_path) == []
+
+
+def _broken_back(block: str) -> list:
+    """The right-hand sides of an align block, continuation lines joined, as the printer writes one line."""
+    joined = []
+    for label, rhs in rows(block):
+        rhs = re.sub(r"\\([bB]ig)l\(", r"\\left(", rhs)
+        joined.append((label, re.sub(r"\\([bB]ig)r\)", r"\\right)", rhs)))
+    return joined
+
+
+@pytest.mark.parametrize("program, wrt", LONG[:5], ids=[p[:30] for p, _ in LONG[:5]])
+def test_broken_results_read_back_to_the_same_numbers(program, wrt):
+    """Breaking changes where lines end, never what a result is: each broken result, read back, is the
+    same function at random points."""
+    d = _derive_all(program, wrt)
+    names = derivation_names(d)
+    values, sizes = _values(d, np.random.default_rng(7))
+    block = L.render_latex(d, L.LatexOptions(width=150.0))
+    results = documents.ordered_results(d)
+    body = [(label, rhs) for label, rhs in _broken_back(block) if not label.startswith(r"\text{where")]
+    assert len(body) == len(results)
+    for r, (label, rhs) in zip(results, body):
+        if r.expr != L.shared_form(r.expr, r.taken)[1]:
+            continue   # written with named parts; the one-line form is checked by the read-back test above
+        back = reparse(d, read_back(rhs, names))
+        want = numeric.evaluate(r.expr, values, sizes)
+        assert np.allclose(numeric.evaluate(back, values, sizes), want, rtol=1e-9, atol=1e-12), (label, rhs)
+
+
+# --- names, transposes, widths -----------------------------------------------------------------------------
+
+def test_distinct_names_typeset_distinctly():
+    names = L.latex_names(["x1", "x_1", "W_out", "alpha", "t1", "t_2"])
+    assert len(set(names.values())) == len(names)
+    assert names["W_out"] == r"W_{\mathrm{out}}" and names["alpha"] == r"\alpha" and names["t_2"] == "t_{2}"
+    alone = L.latex_names(["x1"])
+    assert alone["x1"] == "x_{1}"
+
+
+NAMES_PROGRAM = ("x1, x_1, _x, x__y, z_: vector(n); W_out: matrix(n, n); alpha, lambda, Sigma: scalar; "
+                 "alpha * x1' * W_out * x_1 + lambda * norm2(x1 + _x + x__y + z_)^2 * Sigma")
+
+
+def test_every_name_a_user_can_type_compiles_and_reads_distinctly(pdflatex, tmp_path):
+    outputs = []
+    for style in ("align", "equation"):
+        for transpose in ("top", "T", "prime"):
+            outputs.append(latex_of([NAMES_PROGRAM, "--wrt", "x1", "--hessian", "--gradient"], style,
+                                    ["--latex-transpose", transpose]))
+    inline = latex_of([NAMES_PROGRAM, "--wrt", "x1"], "inline")
+    assert r"\alpha" in outputs[0] and r"\lambda" in outputs[0] and r"\Sigma" in outputs[0]
+    assert r"W_{\mathrm{out}}" in outputs[0] and r"\mathit{x1}" in outputs[0] and r"\mathit{x\_1}" in outputs[0]
+    assert compile_problems(pdflatex, minimal_document("\n".join(outputs) + "\n\n" + in_running_text(inline)),
+                            tmp_path) == []
+
+
+@pytest.mark.parametrize("transpose, expected", [("top", r"X^{-\top}"), ("T", r"X^{-\mathsf{T}}"),
+                                                 ("prime", r"\left(X^{\prime}\right)^{-1}")])
+def test_transpose_styles(transpose, expected):
+    out = latex_of(["X: matrix(n, n); inv(X)", "--jacobian"], "align", ["--latex-transpose", transpose])
+    assert expected in out
+
+
+@pytest.mark.parametrize("text, points", [(None, 345.0), ("60", 300.0), ("8.5cm", 8.5 * 28.4528),
+                                          ("90mm", 90 * 2.84528), ("3.5in", 3.5 * 72.27), ("252pt", 252.0)])
+def test_width_option(text, points):
+    assert L.parse_width(text) == pytest.approx(points)
+
+
+@pytest.mark.parametrize("text", ["wide", "-3cm", "8.5parsecs", "1", "0.5cm", "900cm"])
+def test_bad_width_is_a_usage_error(text):
+    with pytest.raises(UsageError):
+        L.parse_width(text)
+    r = CliRunner().invoke(main, ["x' * x", "--wrt", "x", "--format", "latex", "--latex-width", text])
+    assert r.exit_code == 2 and "--latex-width" in r.stderr
+
+
+def test_inline_style_is_only_formulas_and_reports_go_to_stderr():
+    r = CliRunner().invoke(main, ["A: matrix(n, n); x' * A * x", "--wrt", "x", "--format", "latex",
+                                  "--latex-style", "inline", "--check"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "$f'(x)[\\mathrm{d}x] = x^{\\top} (A + A^{\\top}) \\mathrm{d}x$\n" \
+                       "$\\nabla f(x) = (A + A^{\\top}) x$\n"
+    assert "PASS" in r.stderr and "inferred shapes" in r.stderr
+
+
+def test_equation_style_puts_each_result_in_its_own_environment():
+    out = latex_of(["x: vector(n); A: matrix(n, n); x' * A * x", "--wrt", "x", "--hessian", "--gradient"], "equation")
+    assert out.count(r"\begin{equation*}") == 4 and r"\begin{split}" not in out
+    long = latex_of(_long_args(*LONG[2]), "equation")
+    assert r"\begin{split}" in long
+
+
+def test_document_style_typesets_the_program_and_its_shapes():
+    out = latex_of(["A: matrix(n, n); x' * A * x", "--wrt", "x"], "document")
+    assert r"f(x) &= x^{\top} A x" in out
+    assert r"$x$ a vector ($n$) (inferred)" in out and r"$A$ a matrix ($n \times n$)" in out
+
+
+def test_escape_text_compiles_anything(pdflatex, tmp_path):
+    nasty = "a_b & c % d $ e # f { g } h ~ i ^ j \\ k < l > m | n é ü ß 漢"
+    assert compile_problems(pdflatex, minimal_document(L.escape_text(nasty)), tmp_path) == []
+
+
+# --- the Python API ------------------------------------------------------------------------------------------
+
+def test_api_latex_styles_and_jupyter():
+    d = derive("x: vector(n); A: matrix(n, n); x' * A * x", wrt="x", gradient=True)
+    assert d.gradient.latex() == r"\left(A + A^{\top}\right) x"
+    assert d.gradient.latex("inline") == r"$(A + A^{\top}) x$"
+    assert r"\begin{equation*}" in d.gradient.latex("equation")
+    assert d.gradient._repr_latex_() == r"$\displaystyle \left(A + A^{\top}\right) x$"
+    assert d._repr_latex_().startswith(r"\begin{align*}") and "%" not in d._repr_latex_()
+    assert d.latex("document").startswith(r"\documentclass{article}")
+    assert d.latex() == document_block(d)
+    assert d.latex("inline", transpose="prime").splitlines()[1] == r"$\nabla f(x) = (A + A^{\prime}) x$"
+
+
+def test_rows_of_any_derivation_with_tags_compile_within_the_width(pdflatex, tmp_path):
+    """align_block takes any rows (the steps of a derivation, say): an empty label continues the
+    previous relation, a tag (the rule) goes after the row, and long rows still fit."""
+    d = _long_derivation(*LONG[2])
+    printer = L.derivation_printer(d)
+    rows = [L.Row(r"\mathrm{d}f", printer.marked(d.differential.expr), tag=r"\text{(product rule)}"),
+            L.Row("", printer.marked(d.differential.expr), tag=r"\text{(collect terms)}"),
+            L.Row(r"\nabla f", printer.marked(d.gradient.expr), tag=r"\text{($\mathrm{d}f = \nabla f^{\top} \mathrm{d}x$)}")]
+    block = L.align_block(rows)
+    assert block.count(r"\text{(") == 3 and r"\begin{align*}" in block
+    assert compile_problems(pdflatex, minimal_document(block), tmp_path) == []

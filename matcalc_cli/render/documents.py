@@ -1,4 +1,5 @@
-"""Whole-derivation outputs: plain lines, JSON, and the labelled view for a person at a terminal.
+"""Whole-derivation outputs: plain lines and JSON (the terminal view is ``pretty``, LaTeX documents
+``latex``).
 
 The per-expression printers live in ``text`` and ``latex``; this module arranges their output.
 """
@@ -49,16 +50,6 @@ def inferred_shapes_note(derivation) -> str | None:
 def plain(derivation) -> str:
     """One result per line, in the input language, in the order of ORDER."""
     return "\n".join(r.text() for r in ordered_results(derivation)) + "\n"
-
-
-def labelled(derivation) -> str:
-    """For a person: each result with what it is, and the shapes used."""
-    lines = [f"shapes: {declarations_text(derivation)}"]
-    for r in ordered_results(derivation):
-        lines.append(f"{r.label} = {r.text()}")
-        if r.note:
-            lines.append(f"    ({r.note})")
-    return "\n".join(lines) + "\n"
 
 
 def _result_json(r, extra=None) -> dict:

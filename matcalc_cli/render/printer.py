@@ -22,6 +22,10 @@ def shape_free(e: E.Expr) -> bool:
 
 
 class Printer:
+    # written before the operator of each term after the first: a breakable printer marks
+    # there where a long sum may go on to the next line (see ``breaking``)
+    term_break = ""
+
     def __init__(self):
         self.shape_known = [False]  # stack: does the context determine the size of I / ones?
 
@@ -57,8 +61,8 @@ class Printer:
             c, body = E.split_coef(term)
             if i > 0 and c < 0:
                 level = MUL if not isinstance(body, E.Add) else ATOM
-                out.append(" - " + self.paren(E.scale(-c, body), level, known))
+                out.append(self.term_break + " - " + self.paren(E.scale(-c, body), level, known))
             else:
                 text = self.paren(term, ADD + 1 if i > 0 else ADD, known)
-                out.append((" + " if i > 0 else "") + text)
+                out.append((self.term_break + " + " if i > 0 else "") + text)
         return "".join(out)
