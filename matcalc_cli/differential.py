@@ -15,18 +15,24 @@ from .errors import MathError
 
 def differential(f: E.Expr, x: E.Var, dx: E.Var) -> E.Expr:
     """df for a change dx of the variable x (dx has x's shape)."""
-    return _Differentiator(x, dx).d(f)
+    return _Differentiator({x: dx}).d(f)
+
+
+def differential_all(f: E.Expr, directions: dict) -> E.Expr:
+    """df for changes of several variables at once (``directions``: variable -> its direction):
+    one pass over f, so what the variables share is differentiated once."""
+    return _Differentiator(directions).d(f)
 
 
 class _Differentiator:
-    def __init__(self, x: E.Var, dx: E.Var):
-        self.x, self.dx = x, dx
+    def __init__(self, directions: dict):
+        self.directions = directions
         self.memo: dict = {}
 
     def d(self, e: E.Expr) -> E.Expr:
         if e in self.memo:
             return self.memo[e]
-        if not E.depends_on(e, self.x):
+        if e.free_vars.isdisjoint(self.directions):
             result = E.zero(e.shape)
         else:
             rule = RULES.get(type(e))
@@ -38,7 +44,7 @@ class _Differentiator:
 
 
 def d_var(D, e: E.Var):
-    return D.dx  # only reached for the variable itself: other names do not depend on x
+    return D.directions[e]  # only reached for a variable differentiated against
 
 
 def d_add(D, e: E.Add):

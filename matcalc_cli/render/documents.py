@@ -10,12 +10,13 @@ import json
 from .. import __version__
 from ..dims import Dim
 
-# the order results appear in, in every format
+# the order results appear in, in every format; with several variables, the results of one kind
+# follow the --wrt order (Hessian blocks row by row: H[x, x], H[x, W], H[W, W])
 ORDER = ("differential", "gradient", "jacobian", "hessian_bilinear", "hessian")
 
 
 def ordered_results(derivation):
-    return [derivation.results[k] for k in ORDER if k in derivation.results]
+    return sorted((r for r in derivation.results.values() if r.name in ORDER), key=lambda r: ORDER.index(r.name))
 
 
 def dim_value(d: Dim):
