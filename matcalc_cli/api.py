@@ -111,6 +111,10 @@ class Derivation:
         """(direction, variable) for every direction: the first ones, then the second ones."""
         return [(v.dx, v.x) for v in self.variables] + [(v.dx2, v.x) for v in self.variables]
 
+    def differential_part(self, name: str) -> Result:
+        """The part of the differential in the direction of variable ``name`` (all of it for one variable)."""
+        return self.parts[name] if self.several else self.results["differential"]
+
     def blocks(self, kind: str) -> dict:
         """The results of one kind by the variables they belong to: {("x",): ..., ("W",): ...}."""
         return {r.wrt: r for r in self.results.values() if r.name == kind}

@@ -56,6 +56,8 @@ def labelled(derivation) -> str:
     """For a person: each result with what it is, and the shapes used."""
     lines = [f"shapes: {declarations_text(derivation)}"]
     for r in ordered_results(derivation):
+        if r.name == "differential" and derivation.several:
+            lines += [f"{p.label} = {p.text()}" for p in derivation.parts.values()]
         lines.append(f"{r.label} = {r.text()}")
         if r.note:
             lines.append(f"    ({r.note})")
@@ -75,7 +77,7 @@ def as_json(derivation, extra: dict | None = None) -> str:
     f = derivation.expression
     doc = {
         "matcalc_version": __version__,
-        "wrt": derivation.wrt,
+        "wrt": list(derivation.wrts) if derivation.several else derivation.wrt,
         "layout": derivation.layout,
         "shapes": {
             name: {
@@ -90,9 +92,15 @@ def as_json(derivation, extra: dict | None = None) -> str:
         },
         "expression": {"text": _expr_text(f), "latex": _expr_latex(f),
                        "shape": [dim_value(f.shape[0]), dim_value(f.shape[1])]},
-        "differential": _result_json(derivation.results["differential"],
-                                     {"direction": derivation.dx.name}),
     }
+    doc.update(_several_json(derivation) if derivation.several else _single_json(derivation))
+    if extra:
+        doc.update(extra)
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def _single_json(derivation) -> dict:
+    doc = {"differential": _result_json(derivation.results["differential"], {"direction": derivation.dx.name})}
     results = derivation.results
     if "gradient" in results:
         doc["gradient"] = _result_json(results["gradient"])
@@ -103,9 +111,25 @@ def as_json(derivation, extra: dict | None = None) -> str:
                                 {"directions": [derivation.dx.name, derivation.dx2.name]})
         doc["hessian"] = _result_json(results["hessian"], {"bilinear": bilinear})
         doc["hessian_bilinear"] = bilinear
-    if extra:
-        doc.update(extra)
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    return doc
+
+
+def _several_json(derivation) -> dict:
+    """Several variables: gradient, jacobian by variable name, hessian by "x,W" (the blocks H[x, W]
+    with x before or equal to W in --wrt order; H[W, x] is the transpose)."""
+    variables = derivation.variables
+    first = {v.name: v.dx.name for v in variables}
+    doc = {"differential": _result_json(derivation.results["differential"], {
+        "directions": first,
+        "parts": {name: _result_json(r) for name, r in derivation.parts.items()}})}
+    for kind in ("gradient", "jacobian", "hessian"):
+        blocks = derivation.blocks(kind)
+        if blocks:
+            doc[kind] = {",".join(wrt): _result_json(r) for wrt, r in blocks.items()}
+    if "hessian_bilinear" in derivation.results:
+        doc["hessian_bilinear"] = _result_json(derivation.results["hessian_bilinear"], {
+            "directions": [first, {v.name: v.dx2.name for v in variables}]})
+    return doc
 
 
 def _expr_text(e):
