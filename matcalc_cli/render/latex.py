@@ -428,6 +428,30 @@ def _labels(derivation, printer: LatexPrinter) -> dict:
     }
 
 
+def _several_labels(derivation, printer: LatexPrinter) -> dict:
+    """Labels by result key for several variables: \\nabla_{x} f, J_{x} f, \\nabla^2_{x W} f."""
+    names = {v.name: printer.print(v.x) for v in derivation.variables}
+    args = ", ".join(names.values())
+    first = ", ".join(printer.print(v.dx) for v in derivation.variables)
+    second = ", ".join(printer.print(v.dx2) for v in derivation.variables)
+    labels = {}
+    for r in derivation.results.values():
+        sub = " ".join(names[n] for n in r.wrt)
+        if r.name == "differential":
+            labels[r.key] = f"f'({args})[{first}]"
+        elif r.name == "hessian_bilinear":
+            labels[r.key] = f"f''({args})[({first}), ({second})]"
+        elif r.name == "gradient" and r.label.startswith("cookbook"):
+            labels[r.key] = rf"\nabla^{{\text{{cookbook}}}}_{{{sub}}} f"
+        elif r.name == "gradient":
+            labels[r.key] = rf"\nabla_{{{sub}}} f"
+        elif r.name == "jacobian":
+            labels[r.key] = f"J_{{{sub}}} f"
+        elif r.name == "hessian":
+            labels[r.key] = rf"\nabla^2_{{{sub}}} f"
+    return labels
+
+
 def _uses_elementwise(e: E.Expr) -> bool:
     return E.contains(e, lambda n: isinstance(n, (E.Hadamard, E.Elementwise))
                       or (isinstance(n, E.Power) and not n.is_scalar))
@@ -435,20 +459,20 @@ def _uses_elementwise(e: E.Expr) -> bool:
 
 def document_block(derivation) -> str:
     """The ``--format latex`` output: comment lines, then one ``align*`` environment (amsmath)."""
-    x = derivation.x.name
-    printer = LatexPrinter(derivation.typed.symbols, {derivation.dx.name: x, derivation.dx2.name: x})
-    labels = _labels(derivation, printer)
+    printer = LatexPrinter(derivation.typed.symbols, {d.name: x.name for d, x in derivation.directions})
+    labels = _several_labels(derivation, printer) if derivation.several else _labels(derivation, printer)
     results = documents.ordered_results(derivation)
     lines = [f"% shapes: {documents.declarations_text(derivation)}"]
     for r in results:
         if r.note:
-            lines.append(f"% {r.name}: {r.note}")
+            lines.append(f"% {r.key}: {r.note}")
     if any(_uses_elementwise(r.expr) for r in results):
         lines.append(ELEMENTWISE_LEGEND)
     lines.append(r"\begin{align*}")
     rows = []
     for r in results:
-        key = "cookbook_gradient" if r.name == "gradient" and r.label.startswith("cookbook") else r.name
+        key = "cookbook_gradient" if r.name == "gradient" and r.label.startswith("cookbook") else r.key
+        key = r.key if derivation.several else key
         definitions, body = shared_form(r.expr, r.taken)
         rows.append(f"  {labels[key]} &= {printer.doprint(body)}")
         for i, (var, definition) in enumerate(definitions):
