@@ -25,6 +25,7 @@ from .. import __version__
 from .. import expr as E
 from ..dims import Dim
 from .documents import ORDER as FUNCTION_ORDER  # results in the order every format uses
+from .documents import ordered_results
 
 # Python precedence, loosest first (what matters here)
 ADD, MUL, UNARY, POW, ATOM = 1, 2, 3, 4, 5
@@ -255,7 +256,12 @@ class FunctionWriter:
 
     # --- driver ---------------------------------------------------------------------------------
     def translate(self, root: E.Expr) -> str:
-        order, uses = self._topological(root)
+        return self.translate_all([root])[0]
+
+    def translate_all(self, roots: list) -> list:
+        """Code for several results computed together: what they share is computed once."""
+        order, uses = self._topological(roots)
+        uses_as_root = set(roots)
         for node in order:
             if isinstance(node, (E.Add, E.Mul, E.Hadamard)):
                 for c in node.args:
@@ -268,18 +274,22 @@ class FunctionWriter:
         for node in order:
             code = getattr(self, "_print_" + type(node).__name__)(node, [done[c] for c in node.children])
             cheap = isinstance(node, (E.Var, E.Num))
-            if node is not root and not cheap and (uses[node] > 1 or len(code.code) > LINE_LIMIT):
+            if (node not in uses_as_root or uses[node] > 1) and not cheap \
+                    and (uses[node] > 1 or len(code.code) > LINE_LIMIT):
                 code = self.temporary(code.code)
                 self.temps.add(node)
             done[node] = code
-        return done[root].code
+        return [done[root].code for root in roots]
 
-    def _topological(self, root):
-        """Distinct nodes in dependency order, and how many times each is used by its parents."""
-        uses: dict = {root: 1}
+    def _topological(self, roots):
+        """Distinct nodes in dependency order, and how many times each is used by its parents
+        (a root counts once more)."""
+        uses: dict = {}
+        for root in roots:
+            uses[root] = uses.get(root, 0) + 1
         order: list = []
         placed: set = set()
-        stack = [(root, False)]
+        stack = [(root, False) for root in reversed(roots)]
         while stack:
             node, ready = stack.pop()
             if node in placed:
@@ -560,11 +570,14 @@ class ModuleWriter:
         self.d = derivation
         typed = derivation.typed
         self.symbols = dict(typed.symbols)
-        self.required = [n for n in self.symbols if n in typed.variables or n == derivation.wrt]
-        self.names = Names(RESERVED | {"_args", "_dims"})
+        self.required = [n for n in self.symbols if n in typed.variables or n in derivation.wrts]
+        self.function_names = _function_names(derivation)
+        self.names = Names(RESERVED | {"_args", "_dims"} | set(self.function_names.values()))
         self.var_names = {n: self.names.take(n) for n in self.symbols}
-        for v in (derivation.dx, derivation.dx2):
+        self.direction_of = {}   # direction name -> the variable it is a direction of
+        for v, x in derivation.directions:
             self.var_names[v.name] = self.names.take(v.name)
+            self.direction_of[v.name] = x.name
         roots = [derivation.expression] + [r.expr for r in derivation.results.values()]
         specs = [Dim.of(d) for n in self.required for d in self.symbols[n].shape]
         used = _symbols_of([d for s in self.symbols.values() for d in s.shape]
@@ -581,7 +594,7 @@ class ModuleWriter:
         need = [s for s in self.dims.local if s in w.used_dims]
         args = []
         if directions:
-            args.append(f"directions={tuple((n, self.d.wrt) for n in directions)!r}")
+            args.append(f"directions={tuple((n, self.direction_of[n]) for n in directions)!r}")
         if need:
             args.append(f"need={tuple(need)!r}")
         lines = [f"def {name}(**vars):", f'    """{_docstring(_wrap_doc(doc))}"""',
@@ -597,6 +610,30 @@ class ModuleWriter:
             lines.append(f"    {result} = {code}")
             code = result
         lines.append(f"    return _out({code}, {out_shape}, {kind!r})")
+        return "\n".join(lines)
+
+    def gradients_function(self, gradients: dict) -> str:
+        """gradients(**vars): {name: gradient} for every variable, with what they share computed once."""
+        w = FunctionWriter(self.var_names, Names(self.names.taken), self.dims)
+        items = [(name, r.expr, _kind(r.expr.shape)) for name, r in gradients.items()]
+        shapes = [w.shape(e.shape) for _, e, _ in items]
+        codes = w.translate_all([e for _, e, _ in items])
+        self.helpers |= w.helpers
+        need = [s for s in self.dims.local if s in w.used_dims]
+        doc = ("Every gradient, computed together (shared subexpressions once): a dict "
+               + ", ".join(f"{name!r}: gradient_{name}" for name in gradients) + ".")
+        lines = ["def gradients(**vars):", f'    """{_docstring(_wrap_doc(doc))}"""',
+                 "    _args, _dims = _inputs(vars" + (f", need={tuple(need)!r}" if need else "") + ")"]
+        for v in self.symbols:
+            if v in w.used_vars:
+                lines.append(f"    {self.var_names[v]} = _args[{v!r}]")
+        for s in need:
+            lines.append(f"    {self.dims.local[s]} = _dims[{s!r}]")
+        lines += [f"    {line}" for line in w.lines]
+        lines.append("    return {")
+        for (name, _, kind), code, shape in zip(items, codes, shapes):
+            lines.append(f"        {name!r}: _out({code}, {shape}, {kind!r}),")
+        lines.append("    }")
         return "\n".join(lines)
 
     def variables_spec(self) -> str:
@@ -615,11 +652,11 @@ class ModuleWriter:
         from .text import to_text
         d = self.d
         source = (d.typed.source or "").strip() or f"{declarations_text(d)}; {to_text(d.expression)}"
-        x_sym = self.symbols[d.wrt]
+        several = d.several
         lines = ["NumPy functions for a matrix expression and its derivatives "
                  f"(generated by matcalc {__version__}).", "", "Program:", ""]
         lines += ["    " + line for line in source.splitlines()]
-        lines += ["", f"Shapes: {declarations_text(d)}", f"Differentiated with respect to {d.wrt}.", "",
+        lines += ["", f"Shapes: {declarations_text(d)}", f"Differentiated with respect to {', '.join(d.wrts)}.", "",
                   "Arguments (keywords named as in the program; every dimension is read from the shapes):"]
         for n, s in self.symbols.items():
             note = "" if n in self.required else "  (optional: not used by the expression)"
@@ -637,50 +674,72 @@ class ModuleWriter:
                   f"    The Jacobian ({d.layout} layout) is "
                   + ("numel(f) x numel(x): vec(df) = J vec(dx)." if d.layout == "numerator"
                      else "numel(x) x numel(f): vec(df)' = vec(dx)' J."),
-                  "    The Hessian is numel(x) x numel(x): f''(x)[dx, dx2] = vec(dx)' H vec(dx2)."]
-        if x_sym.symmetric:
-            lines += [f"    {d.wrt} is symmetric: only symmetric directions are admissible.  The gradient is the",
-                      "    symmetric G with <G, E> = f'(X)[E] for symmetric E, and the Jacobian and Hessian are",
-                      "    multiplied on the right by P = (I + K)/2 (zero on antisymmetric directions)."]
+                  "    The Hessian is numel(x) x numel(x): f''(x)[dx, dx2] = vec(dx)' H vec(dx2)."
+                  if not several else
+                  "    The Hessian block hessian_x_W is numel(x) x numel(W): f''[(dx, dW), (dx2, dW2)] is the\n"
+                  "    sum of vec(da)' H[a, b] vec(db2) over pairs of variables, H[W, x] = hessian_x_W().T."]
+        for v in d.variables:
+            if v.x.symmetric:
+                lines += [f"    {v.name} is symmetric: only symmetric directions are admissible.  The gradient is the",
+                          "    symmetric G with <G, E> = f'(X)[E] for symmetric E, and the Jacobian and Hessian are",
+                          "    multiplied on the right by P = (I + K)/2 (zero on antisymmetric directions)."]
         return '"""' + _docstring("\n".join(lines)) + '\n"""'
 
     def write(self) -> str:
         from .text import to_text
         d = self.d
         f = d.expression
-        x = d.x
         fkind = _kind(f.shape)
-        dx, dx2 = d.dx.name, d.dx2.name
+        first = [v.dx.name for v in d.variables]
+        second = [v.dx2.name for v in d.variables]
         funcs, summary = [], []
         funcs.append(self.function("f", f, fkind, f"f = {to_text(f)}: {_describe(fkind, f.shape)}."))
         summary.append(f"f(**vars)  {to_text(f)}: {_describe(fkind, f.shape)}")
-        for name in FUNCTION_ORDER:
-            r = d.results.get(name)
-            if r is None:
-                continue
-            if name == "differential":
-                kind, dirs, extra = fkind, (dx,), f", {dx}=..."
-            elif name == "hessian_bilinear":
-                kind, dirs, extra = "scalar", (dx, dx2), f", {dx}=..., {dx2}=..."
-            elif name == "gradient":
-                kind, dirs, extra = _kind(x.shape), (), ""
+        for r in ordered_results(d):
+            name = self.function_names[r.key]
+            if r.name == "differential":
+                dirs = tuple(first)
+                kind, extra = fkind, "".join(f", {n}=..." for n in dirs)
+            elif r.name == "hessian_bilinear":
+                dirs = tuple(first + second)
+                kind, extra = "scalar", "".join(f", {n}=..." for n in dirs)
+            elif r.name == "gradient":
+                kind, dirs, extra = _kind(r.expr.shape), (), ""
             else:
                 kind, dirs, extra = "matrix", (), ""
             shape = r.expr.shape
             what = _describe(kind, shape)
-            if name == "gradient":
-                what += f", shaped like {d.wrt}"
+            if r.name == "gradient":
+                what += f", shaped like {r.wrt[0]}"
             doc = f"{r.label} = {r.text()}: {what}."
             if r.note:
                 doc += f"\n\n    ({r.note})\n    "
             funcs.append(self.function(name, r.expr, kind, doc, dirs))
             summary.append(f"{name}(**vars{extra})  {r.label}: {what}")
+        gradients = d.gradients if d.several else {}
+        if gradients:
+            funcs.append(self.gradients_function(gradients))
+            summary.append("gradients(**vars)  every gradient, computed together: a dict by variable name")
         spec = self.variables_spec()
         helpers = [HELPERS[h] for h in HELPERS if h in self.helpers]
         rule = "# --- helpers " + "-" * 86
         return (self.docstring(summary) + "\n\nimport numpy as np\n\n" + spec + "\n\n\n"
                 + "\n\n\n".join(funcs) + "\n\n\n" + rule + "\n\n" + "\n\n\n".join([INPUT_HELPERS] + helpers)
                 + "\n")
+
+
+def _function_names(derivation) -> dict:
+    """Result key -> function name: the kind alone for one variable ("gradient"); with several,
+    the kind and the variables ("gradient_x", "hessian_x_W"); "differential", "hessian_bilinear"."""
+    names, used = {}, set()
+    for r in derivation.results.values():
+        name = r.name if not (derivation.several and r.wrt) else "_".join((r.name,) + tuple(r.wrt))
+        base, i = name, 2
+        while name in used:   # x_y, z and x, y_z would both give hessian_x_y_z
+            name, i = f"{base}_{i}", i + 1
+        used.add(name)
+        names[r.key] = name
+    return names
 
 
 def to_numpy_module(derivation) -> str:
