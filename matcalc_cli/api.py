@@ -264,17 +264,17 @@ class _Deriver:
     def run(self, gradient: bool, jacobian: bool, hessian: bool):
         d, variables = self.d, self.d.variables
         f = d.expression
-        df = simplify(differential_all(f, {v.x: v.dx for v in variables}))
+        # one pass over f in every direction; split, each part brought to canonical form alone
+        parts = identify.split_by_direction(differential_all(f, {v.x: v.dx for v in variables}),
+                                            [v.dx for v in variables])
+        df = parts[0]
         dxs = ", ".join(v.dx.name for v in variables)
         if self.several:
-            parts = identify.split_by_direction(df, [v.dx for v in variables])
             for v, part in zip(variables, parts):
                 d.parts[v.name] = Result("differential", f"f'{self.args}[{v.dx.name}] (part in {v.dx.name})",
                                          part, "", self.in_use, (v.name,), f"differential[{v.name}]")
             # shown as the sum of the parts, each in its canonical form
             df = E.add(*parts)
-        else:
-            parts = [df]
         self.add("differential", f"f'{self.args}[{dxs}]", df)
         G = {}
         if gradient or hessian:

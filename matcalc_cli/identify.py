@@ -292,34 +292,47 @@ def hessian_matrix(G: E.Expr, x: E.Var, dx: E.Var) -> E.Expr:
 
 # --- several variables at once ----------------------------------------------------------------
 #
-# The differential in all directions, f'(x, W)[dx, dW], is one expression, linear in the pair
-# (dx, dW): every term holds exactly one direction, or (where the simplifier gathered terms, as in
-# tr(dX + dY)) a sum of parts each linear in one direction.  Setting the other directions to zero
-# splits it into the part in each direction; gradients and Jacobians are read off the parts with
-# the one-variable rules above, and the Hessian blocks off the gradients.
+# The differential in all directions, f'(x, W)[dx, dW], is computed in one pass over f (what the
+# variables share is differentiated once) and is linear in the pair (dx, dW).  Setting the other
+# directions to zero in it (cheap: only the nodes that hold them are rebuilt) gives the part in each
+# direction, which is brought to canonical form alone; gradients and Jacobians are read off the
+# parts with the one-variable rules above, and the Hessian blocks off the gradients.
+
+def _without(e: E.Expr, zeros: dict) -> E.Expr:
+    """``e`` with the directions in ``zeros`` set to zero, rebuilt through the constructors (which
+    drop the zero terms); subtrees free of them are kept as they are."""
+    memo: dict = {}
+
+    def go(node):
+        if node.free_vars.isdisjoint(zeros):
+            return node
+        if node in zeros:
+            return zeros[node]
+        if node not in memo:
+            memo[node] = E.rebuild(node, [go(c) for c in node.children])
+        return memo[node]
+
+    return go(e)
+
 
 def split_by_direction(df: E.Expr, directions: list) -> list:
-    """The part of ``df`` in each direction (in the order given): df = sum of the parts."""
-    terms = df.args if isinstance(df, E.Add) else (df,)
-    parts: list = [[] for _ in directions]
-    for t in terms:
-        present = [i for i, d in enumerate(directions) if d in t.free_vars]
-        if len(present) == 1:
-            parts[present[0]].append(t)
-            continue
-        for i in present:
-            zeros = {directions[k]: E.zero(directions[k].shape) for k in present if k != i}
-            parts[i].append(E.substitute(t, zeros))
-    return [simplify(E.add(*p)) if p else E.zero(df.shape) for p in parts]
+    """The part of ``df`` in each direction (in the order given), each simplified: df = their sum."""
+    if len(directions) == 1:
+        return [simplify(df)]
+    parts = []
+    for d in directions:
+        zeros = {o: E.zero(o.shape) for o in directions if o is not d}
+        parts.append(simplify(_without(df, zeros)))
+    return parts
 
 
 def hessian_blocks(G: E.Expr, x: E.Var, others: list) -> list:
     """The Hessian blocks H[x, y] = the Jacobian of vec(G) against vec(y), G the gradient in x,
     for each (y, dy) of ``others``: numel(x) x numel(y), with vec(dx)' H[x, y] vec(dy2) in f''.
-    dG is taken in all those directions at once and split."""
+    dG is taken in all those directions in one pass and split."""
     from .differential import differential_all
     directions = [dy for _, dy in others]
-    dG = simplify(differential_all(G, {y: dy for y, dy in others}))
+    dG = differential_all(G, {y: dy for y, dy in others})
     blocks = []
     for (y, dy), part in zip(others, split_by_direction(dG, directions)):
         H = jacobian_kron(E.vec(part), dy)
