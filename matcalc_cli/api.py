@@ -271,7 +271,9 @@ class _Deriver:
         dxs = ", ".join(v.dx.name for v in variables)
         if self.several:
             for v, part in zip(variables, parts):
-                d.parts[v.name] = Result("differential", f"f'{self.args}[{v.dx.name}] (part in {v.dx.name})",
+                # the part in dx is the differential with every other direction zero: f'(x, W)[dx, 0]
+                only = ", ".join(w.dx.name if w is v else "0" for w in variables)
+                d.parts[v.name] = Result("differential", f"f'{self.args}[{only}]",
                                          part, "", self.in_use, (v.name,), f"differential[{v.name}]")
             # shown as the sum of the parts, each in its canonical form
             df = E.add(*parts)

@@ -56,9 +56,9 @@ def labelled(derivation) -> str:
     """For a person: each result with what it is, and the shapes used."""
     lines = [f"shapes: {declarations_text(derivation)}"]
     for r in ordered_results(derivation):
-        if r.name == "differential" and derivation.several:
-            lines += [f"{p.label} = {p.text()}" for p in derivation.parts.values()]
         lines.append(f"{r.label} = {r.text()}")
+        if r.name == "differential" and derivation.several:
+            lines += [f"    {p.label} = {p.text()}" for p in derivation.parts.values()]
         if r.note:
             lines.append(f"    ({r.note})")
     return "\n".join(lines) + "\n"
