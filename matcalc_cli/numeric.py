@@ -422,34 +422,10 @@ def numeric_gradient(derivation, values: dict, sizes: dict, h=None) -> np.ndarra
 
 
 def numeric_hessian(derivation, values: dict, sizes: dict, h=None, gradient=None) -> np.ndarray:
-    """The Hessian matrix (numel x by numel x, P H P for a symmetric x).
-
-    With ``gradient`` (an expression for the gradient, trusted): finite differences of it.
-    Otherwise second differences of f, with one Richardson step."""
+    """The Hessian matrix of a one-variable derivation (numel x by numel x, P H P for a symmetric x);
+    see ``numeric_hessian_block``."""
     x = derivation.x
-    if gradient is not None:
-        return numeric_jacobian_of(lambda env: evaluate(gradient, env, sizes), x, values, sizes, h)
-    f = derivation.expression
-    x0 = np.asarray(values[x.name], dtype=float).reshape(shape_of(x, sizes), order="F")
-    h = 1e-3 * max(1.0, float(np.max(np.abs(x0)))) if h is None else h
-    dirs = list(unit_directions(x, sizes))
-
-    def fx(point):
-        env = dict(values)
-        env[x.name] = point
-        return float(evaluate(f, env, sizes)[0, 0])
-
-    def second(a, b, step):
-        return (fx(x0 + step * (a + b)) - fx(x0 + step * (a - b)) - fx(x0 - step * (a - b))
-                + fx(x0 - step * (a + b))) / (4 * step * step)
-
-    N = len(dirs)
-    H = np.zeros((N, N))
-    for i in range(N):
-        for j in range(i, N):
-            v = (4 * second(dirs[i], dirs[j], h / 2) - second(dirs[i], dirs[j], h)) / 3
-            H[i, j] = H[j, i] = v
-    return H
+    return numeric_hessian_block(derivation.expression, x, x, values, sizes, h, gradient)
 
 
 def numeric_hessian_block(f: E.Expr, x, y, values: dict, sizes: dict, h=None, gradient=None) -> np.ndarray:
@@ -475,8 +451,12 @@ def numeric_hessian_block(f: E.Expr, x, y, values: dict, sizes: dict, h=None, gr
         return (fat(a, b, step, step) - fat(a, b, step, -step) - fat(a, b, -step, step)
                 + fat(a, b, -step, -step)) / (4 * step * step)
 
+    same = x.name == y.name   # a diagonal block is symmetric: half the entries suffice
     H = np.zeros((len(dirs_x), len(dirs_y)))
     for i, a in enumerate(dirs_x):
-        for j, b in enumerate(dirs_y):
+        for j in range(i if same else 0, len(dirs_y)):
+            b = dirs_y[j]
             H[i, j] = (4 * second(a, b, h / 2) - second(a, b, h)) / 3
+            if same:
+                H[j, i] = H[i, j]
     return H
