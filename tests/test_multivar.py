@@ -466,3 +466,20 @@ def test_check_and_verify_catch_a_wrong_mixed_block():
     assert [r.name for r in report.results if not r.passed] == [key]
     verified = verify_derivation(d, 2)
     assert [r.name for r in verified.results if not r.equal] == [key]
+
+
+def test_latex_of_every_kind_of_block_compiles(tmp_path):
+    import shutil
+    import subprocess
+    exe = shutil.which("pdflatex")
+    if exe is None:
+        pytest.skip("pdflatex is not installed")
+    blocks = [cli(GAUSSIAN, "--wrt", "mu,Sigma", "--gradient", "--hessian", "--symmetric-gradient", "cookbook",
+                  "--format", "latex")[1],
+              cli("x: vector(n); W_1: matrix(m, n); exp(W_1 * x)", "--wrt", "x,W_1", "--format", "latex")[1]]
+    assert r"J_{W_{1}} f" in blocks[1] and r"\nabla^{\text{cookbook}}_{\Sigma} f" in blocks[0]
+    (tmp_path / "doc.tex").write_text("\\documentclass{article}\n\\usepackage{amsmath}\n\\begin{document}\n"
+                                      + "\n".join(blocks) + "\n\\end{document}\n", encoding="utf-8")
+    done = subprocess.run([exe, "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:]
