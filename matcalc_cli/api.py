@@ -89,6 +89,7 @@ class Derivation:
     layout: str
     results: dict = field(default_factory=dict)   # key -> Result, in display order
     parts: dict = field(default_factory=dict)     # name -> Result: the differential's part in each direction
+    steps: list | None = None                     # with derive(..., steps=True): steps.Step list
 
     @property
     def expression(self) -> E.Expr:
@@ -230,12 +231,13 @@ def _fresh_name(base: str, taken) -> str:
 
 def derive(program: str, wrt=None, *, gradient: bool = False, jacobian: bool = False,
            hessian: bool = False, layout: str = "numerator",
-           symmetric_gradient: str = "frobenius") -> Derivation:
+           symmetric_gradient: str = "frobenius", steps: bool = False) -> Derivation:
     """Parse, shape-check and differentiate ``program`` against ``wrt``: one variable ("x"), or
     several ("x,W", ["x", "W"], "all") differentiated together.
 
     With no result asked for, the natural derivative comes with the differential: the gradient
-    of a scalar function, the Jacobian of any other."""
+    of a scalar function, the Jacobian of any other.  ``steps=True`` also records the derivation
+    step by step (``Derivation.steps``, see ``matcalc_cli.steps``)."""
     _check_arguments(program, wrt, gradient=gradient, jacobian=jacobian, hessian=hessian,
                      layout=layout, symmetric_gradient=symmetric_gradient)
     if layout not in ("numerator", "denominator"):
@@ -246,6 +248,9 @@ def derive(program: str, wrt=None, *, gradient: bool = False, jacobian: bool = F
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
     typed = check(parse(program))
     names = choose_wrts(typed, wrt)
+    if steps and len(names) > 1:
+        raise UsageError("--steps shows the derivation for one variable at a time",
+                         hint=f"run it once per variable: --wrt {names[0]} --steps")
     f = typed.expression
 
     if not (gradient or jacobian or hessian):
@@ -273,6 +278,9 @@ def derive(program: str, wrt=None, *, gradient: bool = False, jacobian: bool = F
         variables.append(Variable(x, dx, dx2))
     d = Derivation(typed, ",".join(names), tuple(variables), layout)
     _Deriver(d, frozenset(taken | set(typed.definitions)), symmetric_gradient).run(gradient, jacobian, hessian)
+    if steps:
+        from .steps import derivation_steps
+        d.steps = derivation_steps(d)
     return d
 
 

@@ -26,7 +26,11 @@ def differential_all(f: E.Expr, directions: dict) -> E.Expr:
 
 
 class _Differentiator:
-    def __init__(self, directions: dict):
+    def __init__(self, directions, dx: E.Var | None = None):
+        """``directions``: variable -> direction; or a variable x, with its direction ``dx``."""
+        if dx is not None:
+            directions = {directions: dx}
+            self.x, self.dx = next(iter(directions.items()))
         self.directions = directions
         self.memo: dict = {}
 
