@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from . import expr as E
 from . import identify
-from .differential import differential
+from .differential import differential_all
 from .errors import MathError, UsageError
 from .shapes import Typed, check
 from .simplify import simplify
@@ -22,14 +22,25 @@ from .syntax import parse
 
 @dataclass(frozen=True)
 class Result:
-    """One result: an expression with what it is."""
+    """One result: an expression with what it is.
+
+    ``wrt`` names the variables the result belongs to: (x,) for a gradient or Jacobian, (x, W)
+    for the Hessian block H[x, W], () for a differential in every direction.  ``key`` is its
+    name in ``Derivation.results``: the kind alone ("gradient") when there is one variable,
+    "gradient[x]", "hessian[x, W]" when there are several."""
 
     name: str            # differential | gradient | jacobian | hessian | hessian_bilinear
     label: str           # how it is introduced to a person, e.g. "f'(x)[dx]"
     expr: E.Expr
     note: str = ""
     taken: frozenset = frozenset()   # names in use, which shared subexpressions must not take
+    wrt: tuple = ()
+    key: str = ""
     shown: E.Expr | None = None      # the printed form, when it differs from ``expr``
+
+    def __post_init__(self):
+        if not self.key:
+            object.__setattr__(self, "key", self.name)
 
     @property
     def printed(self) -> E.Expr:
@@ -61,17 +72,39 @@ class Result:
         return self.expr.shape
 
 
-@dataclass
-class Derivation:
-    """Everything matcalc computed for one program."""
+@dataclass(frozen=True)
+class Variable:
+    """A variable differentiated against, with its directions: dx (first) and dx2 (second)."""
 
-    typed: Typed
-    wrt: str
     x: E.Var
     dx: E.Var
     dx2: E.Var
+
+    @property
+    def name(self) -> str:
+        return self.x.name
+
+
+# single-variable attributes, and what to use instead when there are several variables
+_SINGLE = {"x": "variables[i].x", "dx": "variables[i].dx", "dx2": "variables[i].dx2",
+           "gradient": "gradients[name]", "jacobian": "jacobians[name]", "hessian": "hessians[a, b]"}
+RESULT_KINDS = ("differential", "gradient", "jacobian", "hessian", "hessian_bilinear")
+
+
+@dataclass
+class Derivation:
+    """Everything matcalc computed for one program.
+
+    Against one variable: ``x``, ``dx``, ``dx2`` and the results as attributes (``d.gradient``).
+    Against several: ``variables`` in --wrt order, and ``gradients``, ``jacobians`` (by name),
+    ``hessians`` (by pair of names); every format iterates over ``results`` (key -> Result)."""
+
+    typed: Typed
+    wrt: str                      # "x", or "x,W" for several variables
+    variables: tuple              # Variable, in --wrt order
     layout: str
-    results: dict = field(default_factory=dict)   # name -> Result, in display order
+    results: dict = field(default_factory=dict)   # key -> Result, in display order
+    parts: dict = field(default_factory=dict)     # name -> Result: the differential's part in each direction
     steps: list | None = None                     # with derive(..., steps=True): steps.Step list
 
     @property
@@ -82,11 +115,50 @@ class Derivation:
     def shapes(self) -> dict:
         return {name: sym.shape for name, sym in self.typed.symbols.items()}
 
+    @property
+    def several(self) -> bool:
+        return len(self.variables) > 1
+
+    @property
+    def wrts(self) -> tuple:
+        return tuple(v.name for v in self.variables)
+
+    @property
+    def directions(self) -> list:
+        """(direction, variable) for every direction: the first ones, then the second ones."""
+        return [(v.dx, v.x) for v in self.variables] + [(v.dx2, v.x) for v in self.variables]
+
+    def differential_part(self, name: str) -> Result:
+        """The part of the differential in the direction of variable ``name`` (all of it for one variable)."""
+        return self.parts[name] if self.several else self.results["differential"]
+
+    def blocks(self, kind: str) -> dict:
+        """The results of one kind by the variables they belong to: {("x",): ..., ("W",): ...}."""
+        return {r.wrt: r for r in self.results.values() if r.name == kind}
+
+    @property
+    def gradients(self) -> dict:
+        return {wrt[0]: r for wrt, r in self.blocks("gradient").items()}
+
+    @property
+    def jacobians(self) -> dict:
+        return {wrt[0]: r for wrt, r in self.blocks("jacobian").items()}
+
+    @property
+    def hessians(self) -> dict:
+        return self.blocks("hessian")
+
     def __getattr__(self, name):
+        variables = self.__dict__.get("variables", ())
         results = self.__dict__.get("results", {})
+        if name in _SINGLE and len(variables) > 1:
+            raise AttributeError(f"{name}: the derivation is against several variables "
+                                 f"({', '.join(v.name for v in variables)}); use .{_SINGLE[name]}")
+        if name in ("x", "dx", "dx2") and variables:
+            return getattr(variables[0], name)
         if name in results:
             return results[name]
-        if name in ("differential", "gradient", "jacobian", "hessian", "hessian_bilinear"):
+        if name in RESULT_KINDS:
             return None
         raise AttributeError(name)
 
@@ -124,6 +196,28 @@ def choose_wrt(typed: Typed, wrt: str | None) -> str:
                      hint="names in the program: " + ", ".join(names))
 
 
+def choose_wrts(typed: Typed, wrt) -> list:
+    """The variables asked for, in order: ``wrt`` is a name, "x,W", "all" (every variable of the
+    expression, in declaration order), a list of names, or None (the only variable)."""
+    if wrt is None:
+        return [choose_wrt(typed, None)]
+    if isinstance(wrt, str):
+        if wrt.strip() == "all" and "all" not in typed.symbols:
+            names = [n for n in typed.symbols if n in typed.variables]
+            if not names:
+                raise UsageError("--wrt all: the expression has no variable to differentiate against")
+            return names
+        wrt = wrt.split(",") if "," in wrt else [wrt]
+    names = [n.strip() for n in wrt]
+    if not names or any(not n for n in names):
+        raise UsageError(f"--wrt {','.join(names)}: an empty name in the list",
+                         hint="separate names with commas, as in --wrt x,W")
+    for n in names:
+        if names.count(n) > 1:
+            raise UsageError(f"--wrt {','.join(names)}: '{n}' is asked for twice")
+    return [choose_wrt(typed, n) for n in names]
+
+
 def _check_arguments(program, wrt, **options) -> None:
     """Refuse arguments of the wrong type here, naming the parameter, not deep inside."""
     if isinstance(program, (bytes, bytearray)):
@@ -132,8 +226,10 @@ def _check_arguments(program, wrt, **options) -> None:
     if not isinstance(program, str):
         raise TypeError(f"derive(): program must be a str (the matcalc program text), "
                         f"not {type(program).__name__}")
-    if wrt is not None and not isinstance(wrt, str):
-        raise TypeError(f"derive(): wrt must be a variable name (str) or None, not {type(wrt).__name__}")
+    if wrt is not None and not isinstance(wrt, str) and not (
+            isinstance(wrt, (list, tuple)) and all(isinstance(n, str) for n in wrt)):
+        raise TypeError(f"derive(): wrt must be a variable name (str), a list of names or None, "
+                        f"not {type(wrt).__name__}")
     for name in ("gradient", "jacobian", "hessian"):
         if not isinstance(options[name], bool):
             raise TypeError(f"derive(): {name} must be True or False, not {options[name]!r}")
@@ -157,10 +253,11 @@ def _fresh_name(base: str, taken) -> str:
     return name
 
 
-def derive(program: str, wrt: str | None = None, *, gradient: bool = False, jacobian: bool = False,
+def derive(program: str, wrt=None, *, gradient: bool = False, jacobian: bool = False,
            hessian: bool = False, layout: str = "numerator",
            symmetric_gradient: str = "frobenius", steps: bool = False) -> Derivation:
-    """Parse, shape-check and differentiate ``program`` against ``wrt``.
+    """Parse, shape-check and differentiate ``program`` against ``wrt``: one variable ("x"), or
+    several ("x,W", ["x", "W"], "all") differentiated together.
 
     With no result asked for, the natural derivative comes with the differential: the gradient
     of a scalar function, the Jacobian of any other.  ``steps=True`` also records the derivation
@@ -174,13 +271,11 @@ def derive(program: str, wrt: str | None = None, *, gradient: bool = False, jaco
     # trees are at most a few hundred levels deep (syntax.MAX_TREE_DEPTH); stages recurse on them
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
     typed = check(parse(program))
-    name = choose_wrt(typed, wrt)
+    names = choose_wrts(typed, wrt)
+    if steps and len(names) > 1:
+        raise UsageError("--steps shows the derivation for one variable at a time",
+                         hint=f"run it once per variable: --wrt {names[0]} --steps")
     f = typed.expression
-    sym = typed.symbols[name]
-    x = typed.variables.get(name) or E.Var(name, sym.shape, sym.symmetric)
-    taken = set(typed.symbols)
-    dx = E.Var(_fresh_name("d" + name, taken), x.shape, x.symmetric, diff=1)
-    dx2 = E.Var(_fresh_name("d" + name + "2", taken | {dx.name}), x.shape, x.symmetric, diff=2)
 
     if not (gradient or jacobian or hessian):
         gradient, jacobian = f.is_scalar, not f.is_scalar
@@ -195,40 +290,20 @@ def derive(program: str, wrt: str | None = None, *, gradient: bool = False, jaco
                         f"{inferred}", hint="use --jacobian; the Hessian of each entry is not computed"
                         + ("; declare the names whose inferred shape is not meant" if inferred else ""))
 
-    d = Derivation(typed, name, x, dx, dx2, layout)
-    in_use = frozenset(taken | set(typed.definitions) | {dx.name, dx2.name})
-
-    def result(kind, label, expr, note=""):
-        return Result(kind, label, expr, note, in_use)
-
-    df = simplify(differential(f, x, dx))
-    arg = f"({name})"
-    d.results["differential"] = result("differential", f"f'{arg}[{dx.name}]", df)
-    G = None
-    if gradient or hessian:
-        G = identify.gradient(df, x, dx)
-    if gradient:
-        if x.symmetric and symmetric_gradient == "cookbook":
-            d.results["gradient"] = result(
-                "gradient", f"cookbook_gradient f{arg}", identify.cookbook_gradient(G),
-                note="Matrix Cookbook convention G + G' - I .* G for symmetric X; "
-                     "not the gradient under the Frobenius inner product")
-        else:
-            note = "symmetric gradient: the symmetric G with <G, E> = f'(X)[E] for symmetric E" \
-                if x.symmetric else ""
-            d.results["gradient"] = result("gradient", f"gradient f{arg}", G, note=note)
-    if jacobian:
-        J = identify.jacobian(f, df, x, dx, layout)
-        note = "numerator layout: vec(df) = J vec(d{0})".format(name) if layout == "numerator" \
-            else "denominator layout: vec(df)' = vec(d{0})' J".format(name)
-        d.results["jacobian"] = result("jacobian", f"jacobian f{arg}", J, note=note)
-    if hessian:
-        B = identify.hessian_bilinear(df, x, dx2)
-        d.results["hessian_bilinear"] = result("hessian_bilinear", f"f''{arg}[{dx.name}, {dx2.name}]", B)
-        H = identify.hessian_matrix(G, x, dx)
-        d.results["hessian"] = result("hessian", f"hessian f{arg}", H,
-                                      note="vec convention: f''[dx, dx2] = vec(dx)' H vec(dx2)")
-    _evaluate_det_and_adj_everywhere(d, symmetric_gradient)
+    taken = set(typed.symbols)
+    variables = []
+    for name in names:
+        sym = typed.symbols[name]
+        x = typed.variables.get(name) or E.Var(name, sym.shape, sym.symmetric)
+        dx = E.Var(_fresh_name("d" + name, taken), x.shape, x.symmetric, diff=1)
+        taken.add(dx.name)
+        dx2 = E.Var(_fresh_name("d" + name + "2", taken), x.shape, x.symmetric, diff=2)
+        taken.add(dx2.name)
+        variables.append(Variable(x, dx, dx2))
+    d = Derivation(typed, ",".join(names), tuple(variables), layout)
+    _Deriver(d, frozenset(taken | set(typed.definitions)), symmetric_gradient).run(gradient, jacobian, hessian)
+    if not d.several:
+        _evaluate_det_and_adj_everywhere(d, symmetric_gradient)
     if steps:
         from .steps import derivation_steps
         d.steps = derivation_steps(d)
@@ -255,3 +330,91 @@ def _evaluate_det_and_adj_everywhere(d: Derivation, symmetric_gradient: str) -> 
         else:
             d.results[kind] = replace(r, expr=exact[kind], shown=shown,
                                       note="; ".join(filter(None, [r.note, label])))
+
+
+class _Deriver:
+    """Fills a Derivation: one differential in every direction, split by direction; gradients and
+    Jacobians from the parts; the second differential and the Hessian blocks from the gradients."""
+
+    def __init__(self, d: Derivation, in_use: frozenset, symmetric_gradient: str):
+        self.d, self.in_use, self.symmetric_gradient = d, in_use, symmetric_gradient
+        names = ", ".join(d.wrts)
+        self.args = f"({names})"
+        self.several = d.several
+
+    def add(self, kind: str, label: str, expr: E.Expr, note: str = "", wrt: tuple = ()):
+        key = f"{kind}[{', '.join(wrt)}]" if self.several and wrt else kind
+        self.d.results[key] = Result(kind, label, expr, note, self.in_use, wrt, key)
+
+    def label(self, what: str, wrt: tuple) -> str:
+        """"gradient f(x)" for one variable; "gradient[x] f(x, W)" for several."""
+        return f"{what}[{', '.join(wrt)}] f{self.args}" if self.several else f"{what} f{self.args}"
+
+    def run(self, gradient: bool, jacobian: bool, hessian: bool):
+        d, variables = self.d, self.d.variables
+        f = d.expression
+        # one pass over f in every direction; split, each part brought to canonical form alone
+        parts = identify.split_by_direction(differential_all(f, {v.x: v.dx for v in variables}),
+                                            [v.dx for v in variables])
+        df = parts[0]
+        dxs = ", ".join(v.dx.name for v in variables)
+        if self.several:
+            for v, part in zip(variables, parts):
+                # the part in dx is the differential with every other direction zero: f'(x, W)[dx, 0]
+                only = ", ".join(w.dx.name if w is v else "0" for w in variables)
+                d.parts[v.name] = Result("differential", f"f'{self.args}[{only}]",
+                                         part, "", self.in_use, (v.name,), f"differential[{v.name}]")
+            # shown as the sum of the parts, each in its canonical form
+            df = E.add(*parts)
+        self.add("differential", f"f'{self.args}[{dxs}]", df)
+        G = {}
+        if gradient or hessian:
+            G = {v.name: identify.gradient(part, v.x, v.dx) for v, part in zip(variables, parts)}
+        if gradient:
+            for v in variables:
+                self.add_gradient(v, G[v.name])
+        if jacobian:
+            for v, part in zip(variables, parts):
+                J = identify.jacobian(f, part, v.x, v.dx, d.layout)
+                note = "numerator layout: vec(df) = J vec(d{0})".format(v.name) if d.layout == "numerator" \
+                    else "denominator layout: vec(df)' = vec(d{0})' J".format(v.name)
+                self.add("jacobian", self.label("jacobian", (v.name,)), J, note, (v.name,))
+        if hessian:
+            self.add_hessian(df, G)
+
+    def add_gradient(self, v: Variable, G: E.Expr):
+        wrt = (v.name,)
+        if v.x.symmetric and self.symmetric_gradient == "cookbook":
+            label = self.label("gradient", wrt).replace("gradient", "cookbook_gradient", 1)
+            self.add("gradient", label, identify.cookbook_gradient(G),
+                     "Matrix Cookbook convention G + G' - I .* G for symmetric X; "
+                     "not the gradient under the Frobenius inner product", wrt)
+        else:
+            note = "symmetric gradient: the symmetric G with <G, E> = f'(X)[E] for symmetric E" \
+                if v.x.symmetric else ""
+            self.add("gradient", self.label("gradient", wrt), G, note, wrt)
+
+    def add_hessian(self, df: E.Expr, G: dict):
+        variables = self.d.variables
+        B = simplify(differential_all(df, {v.x: v.dx2 for v in variables}))
+        if self.several:
+            first = ", ".join(v.dx.name for v in variables)
+            second = ", ".join(v.dx2.name for v in variables)
+            self.add("hessian_bilinear", f"f''{self.args}[({first}), ({second})]", B)
+        else:
+            v = variables[0]
+            self.add("hessian_bilinear", f"f''{self.args}[{v.dx.name}, {v.dx2.name}]", B)
+        for i, v in enumerate(variables):
+            later = variables[i:]
+            blocks = identify.hessian_blocks(G[v.name], v.x, [(w.x, w.dx) for w in later])
+            for w, H in zip(later, blocks):
+                if not self.several:
+                    note = "vec convention: f''[dx, dx2] = vec(dx)' H vec(dx2)"
+                elif w is v:
+                    note = (f"vec convention: f'' contains "
+                            f"vec({v.dx.name})' H[{v.name}, {v.name}] vec({v.dx2.name})")
+                else:
+                    note = (f"numel({v.name}) x numel({w.name}): f'' contains "
+                            f"vec({v.dx.name})' H[{v.name}, {w.name}] vec({w.dx2.name}) and its transpose; "
+                            f"H[{w.name}, {v.name}] = H[{v.name}, {w.name}]'")
+                self.add("hessian", self.label("hessian", (v.name, w.name)), H, note, (v.name, w.name))

@@ -228,7 +228,8 @@ def check_verify_request(derivation, n) -> None:
             total *= _size_at(d, n)
         return min(total, 10 ** 12)
 
-    n_x, n_f = numel(derivation.x.shape), numel(derivation.expression.shape)
+    n_x = max(numel(v.x.shape) for v in derivation.variables)   # the largest variable
+    n_f = numel(derivation.expression.shape)
     roots = [derivation.expression] + [r.expr for r in derivation.results.values()]
     largest = max([n_f * n_x, n_x * n_x] + [numel(e.shape) for e in roots]
                   + [numel(sym.shape) for sym in derivation.typed.symbols.values()])

@@ -4,11 +4,16 @@ At each point (dimension sizes distinct small integers, values chosen so that f 
 finite and away from kinks and domain edges, see ``numeric.random_point``):
 
 - differential f'(x)[dx]       vs  J vec(dx), J the finite-difference Jacobian, dx a random direction
+                                   (several variables: the sum of J_x vec(dx) over the variables)
 - gradient G                   vs  the rows of J reshaped like x (sym(G) for a symmetric x; for the
                                    cookbook convention 2 sym(G) - I .* sym(G))
 - jacobian                     vs  J (numerator layout) or J' (denominator layout)
 - hessian (matrix)             vs  finite differences of the gradient (see below)
-- hessian_bilinear f''[dx, dx2] vs vec(dx)' H vec(dx2) for random directions
+- hessian_bilinear f''[dx, dx2] vs vec(dx)' H vec(dx2) for random directions (several variables:
+                                   the sum of vec(da)' H[a, b] vec(db2) over every pair of variables)
+
+With several variables every block is checked: gradient[x], jacobian[x], hessian[x, W] (the
+derivatives of the gradient in x along the directions of W).
 
 The finite-difference Hessian differentiates the symbolic gradient (identified afresh from the
 differential) when that gradient agrees with the finite-difference gradient at the point, which is
@@ -104,40 +109,49 @@ class CheckReport:
 
 
 class _Point:
-    """Everything computed at one random point, lazily."""
+    """Everything computed at one random point, lazily: per variable the finite-difference Jacobian
+    of f, per pair of variables the Hessian block."""
 
     def __init__(self, derivation, values, sizes, rng):
         self.d, self.values, self.sizes, self.rng = derivation, values, sizes, rng
-        self._J = None
-        self._H = None
+        self.variables = {v.name: v for v in derivation.variables}
+        self._J: dict = {}
+        self._H: dict = {}
 
-    @property
-    def J(self):
-        if self._J is None:
-            self._J = N.numeric_jacobian(self.d, self.values, self.sizes)
-        return self._J
+    def J(self, name):
+        if name not in self._J:
+            x = self.variables[name].x
+            f = self.d.expression
+            self._J[name] = N.numeric_jacobian_of(lambda env: N.evaluate(f, env, self.sizes), x,
+                                                  self.values, self.sizes)
+        return self._J[name]
 
-    def gradient(self):
-        return self.J.reshape(N.shape_of(self.d.x, self.sizes), order="F")
+    def gradient(self, name):
+        return self.J(name).reshape(N.shape_of(self.variables[name].x, self.sizes), order="F")
 
-    @property
-    def H(self):
-        if self._H is None:
-            self._H = N.numeric_hessian(self.d, self.values, self.sizes, gradient=self._trusted_gradient())
-        return self._H
+    def H(self, a, b):
+        """The Hessian block H[a, b]; H[b, a] is its transpose."""
+        if (b, a) in self._H and (a, b) not in self._H:
+            return self._H[(b, a)].T
+        if (a, b) not in self._H:
+            x, y = self.variables[a].x, self.variables[b].x
+            self._H[(a, b)] = N.numeric_hessian_block(self.d.expression, x, y, self.values, self.sizes,
+                                                      gradient=self._trusted_gradient(a))
+        return self._H[(a, b)]
 
-    def _trusted_gradient(self):
+    def _trusted_gradient(self, name):
         """The symbolic gradient from the differential, if it matches finite differences here."""
         d = self.d
         if "differential" not in d.results or not d.expression.is_scalar:
             return None
         from . import identify
+        v = self.variables[name]
         try:
-            G = identify.gradient(d.results["differential"].expr, d.x, d.dx)
+            G = identify.gradient(d.differential_part(name).expr, v.x, v.dx)
             value = N.evaluate(G, self.values, self.sizes)
         except (MatcalcError, NotImplementedError, ValueError, np.linalg.LinAlgError):
             return None
-        return G if relative_error(value, self.gradient()) < TOLERANCE_FIRST / 10 else None
+        return G if relative_error(value, self.gradient(name)) < TOLERANCE_FIRST / 10 else None
 
     def direction(self, var):
         return N.random_direction(var, self.rng, self.sizes)
@@ -153,31 +167,38 @@ def _vec(a):
 
 
 def _check_differential(p: _Point, result):
-    dx = p.direction(p.d.dx)
-    expected = (p.J @ _vec(dx)).reshape(N.shape_of(p.d.expression, p.sizes), order="F")
-    return p.evaluate(result.expr, {p.d.dx.name: dx}), expected
+    """f'(x, W)[dx, dW] = J_x vec(dx) + J_W vec(dW), every direction random."""
+    dirs = {v.name: p.direction(v.dx) for v in p.d.variables}
+    expected = sum(p.J(name) @ _vec(dx) for name, dx in dirs.items())
+    expected = expected.reshape(N.shape_of(p.d.expression, p.sizes), order="F")
+    env = {v.dx.name: dirs[v.name] for v in p.d.variables}
+    return p.evaluate(result.expr, env), expected
 
 
 def _check_gradient(p: _Point, result):
-    G = p.gradient()
+    G = p.gradient(result.wrt[0])
     if result.label.startswith("cookbook"):
         G = 2 * G - np.diag(np.diag(G))
     return p.evaluate(result.expr), G
 
 
 def _check_jacobian(p: _Point, result):
-    J = p.J.T if p.d.layout == "denominator" else p.J
-    return p.evaluate(result.expr), J
+    J = p.J(result.wrt[0])
+    return p.evaluate(result.expr), J.T if p.d.layout == "denominator" else J
 
 
 def _check_hessian(p: _Point, result):
-    return p.evaluate(result.expr), p.H
+    return p.evaluate(result.expr), p.H(*result.wrt)
 
 
 def _check_bilinear(p: _Point, result):
-    dx, dx2 = p.direction(p.d.dx), p.direction(p.d.dx2)
-    expected = _vec(dx).T @ p.H @ _vec(dx2)
-    return p.evaluate(result.expr, {p.d.dx.name: dx, p.d.dx2.name: dx2}), expected
+    """f''[(dx, dW), (dx2, dW2)] = the sum over pairs of blocks of vec(da)' H[a, b] vec(db2)."""
+    first = {v.name: p.direction(v.dx) for v in p.d.variables}
+    second = {v.name: p.direction(v.dx2) for v in p.d.variables}
+    expected = sum(_vec(first[a]).T @ p.H(a, b) @ _vec(second[b]) for a in first for b in second)
+    env = {v.dx.name: first[v.name] for v in p.d.variables}
+    env.update({v.dx2.name: second[v.name] for v in p.d.variables})
+    return p.evaluate(result.expr, env), expected
 
 
 CHECKS = {
@@ -218,7 +239,7 @@ def check_derivation(derivation, seed: int = 0, points: int = 3, sizes: dict | N
             f_finite_somewhere = f_finite_somewhere or f_finite
             for name, result in derivation.results.items():
                 within_budget()
-                rule = CHECKS.get(name)
+                rule = CHECKS.get(result.name)
                 if rule is None:
                     messages[name] = "no numeric check for this result"
                     errors[name] = math.inf
@@ -234,15 +255,18 @@ def check_derivation(derivation, seed: int = 0, points: int = 3, sizes: dict | N
                 if not math.isfinite(err) and name not in messages:
                     messages[name] = "not finite at the points tried" if not problems else notes[-1]
                 errors[name] = max(errors[name], err) if not math.isnan(err) else math.inf
+    def tolerance(result):
+        return TOLERANCE_SECOND if result.name in SECOND_ORDER else TOLERANCE_FIRST
+
     if not f_finite_somewhere:
         at_sizes = f" (sizes {', '.join(f'{k}={v}' for k, v in sizes.items())})" if sizes else ""
         why = (f"f is not finite at any point tried{at_sizes}: no point found where it and its "
                "finite differences are defined; its domain may be empty or tiny")
-        checks = [ResultCheck(name, math.inf, TOLERANCE_SECOND if name in SECOND_ORDER else TOLERANCE_FIRST,
-                              why, unchecked=True) for name in derivation.results]
+        checks = [ResultCheck(name, math.inf, tolerance(result), why, unchecked=True)
+                  for name, result in derivation.results.items()]
         return CheckReport(checks, sizes, seed, points, notes)
-    checks = [ResultCheck(name, errors[name], TOLERANCE_SECOND if name in SECOND_ORDER else TOLERANCE_FIRST,
-                          messages.get(name, "")) for name in derivation.results]
+    checks = [ResultCheck(name, errors[name], tolerance(result), messages.get(name, ""))
+              for name, result in derivation.results.items()]
     if not found:
         notes.append("no dimension sizes tried gave a point where f and every result are finite")
     return CheckReport(checks, sizes, seed, points, notes)
@@ -252,7 +276,8 @@ def _finite_at(p: _Point) -> bool:
     """Whether f and its finite-difference Jacobian are finite at the point."""
     try:
         value = p.evaluate(p.d.expression)
-        return bool(np.all(np.isfinite(value)) and np.all(np.isfinite(p.J)))
+        return bool(np.all(np.isfinite(value)) and all(np.all(np.isfinite(p.J(v.name)))
+                                                         for v in p.d.variables))
     except (NotImplementedError, ValueError, KeyError, np.linalg.LinAlgError, ZeroDivisionError,
             OverflowError):
         return False
@@ -297,7 +322,8 @@ def _check_size(derivation, sizes) -> None:
     from .budget import MAX_CHECK_ENTRIES, refuse
     sizes = N.dimension_sizes(derivation, sizes)
     numel = lambda e: N.shape_of(e, sizes)[0] * N.shape_of(e, sizes)[1]
-    n_x, n_f = numel(derivation.x), numel(derivation.expression)
+    n_x = max(numel(v.x) for v in derivation.variables)   # the largest variable
+    n_f = numel(derivation.expression)
     largest = max([n_f * n_x, n_x * n_x] + [numel(r.expr) for r in derivation.results.values()]
                   + [numel(v.shape) for v in derivation.typed.symbols.values()])
     if largest > MAX_CHECK_ENTRIES:

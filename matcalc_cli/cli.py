@@ -17,6 +17,7 @@ Examples:
   matcalc "X: symmetric(n); logdet(X)" --gradient --format latex
   matcalc "X: matrix(n, n); det(X)" --hessian --format latex --latex-style document > det.tex
   matcalc @loss.mc --wrt w --format numpy > loss_grad.py
+  matcalc "x: vector(n); W: matrix(n, n); x' * W * x" --wrt x,W --hessian
   echo "A: matrix(n, n); det(A)" | matcalc - --hessian --format json
 
 \b
@@ -66,7 +67,7 @@ def _decode(data: bytes, name: str) -> str:
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
                epilog=EXAMPLES)
 @click.argument("program")
-@click.option("--wrt", metavar="NAME", help="Variable to differentiate against (may be omitted when only one name could be meant).")
+@click.option("--wrt", metavar="NAME[,NAME...]", help="Variable(s) to differentiate against: a name, a comma-separated list (x,W), or 'all'; may be omitted when only one name could be meant.")
 @click.option("--gradient", is_flag=True, help="Gradient of a scalar function (df = <G, dX>).")
 @click.option("--jacobian", is_flag=True, help="Jacobian of vec(f) against vec(x), in Kronecker form.")
 @click.option("--hessian", is_flag=True, help="Second derivative: bilinear form f''(x)[dx, dx2] and Hessian matrix.")

@@ -21,7 +21,13 @@ def differential(f: E.Expr, x: E.Var, dx: E.Var, everywhere: bool = False) -> E.
     (d det(X) = det(X) tr(inv(X) dX)), which holds for invertible X.  With ``everywhere`` they are
     differentiated as the polynomials they are: Jacobi's formula d det(X) = tr(adj(X) dX), and
     d adj(X) = adj_diff(X, dX), which hold at every X, singular or not."""
-    return _Differentiator(x, dx, everywhere).d(f)
+    return _Differentiator({x: dx}, everywhere=everywhere).d(f)
+
+
+def differential_all(f: E.Expr, directions: dict, everywhere: bool = False) -> E.Expr:
+    """df for changes of several variables at once (``directions``: variable -> its direction):
+    one pass over f, so what the variables share is differentiated once."""
+    return _Differentiator(directions, everywhere=everywhere).d(f)
 
 
 def uses_inverse_form(f: E.Expr) -> bool:
@@ -30,8 +36,13 @@ def uses_inverse_form(f: E.Expr) -> bool:
 
 
 class _Differentiator:
-    def __init__(self, x: E.Var, dx: E.Var, everywhere: bool = False):
-        self.x, self.dx = x, dx
+    def __init__(self, directions, dx: E.Var | None = None, everywhere: bool = False):
+        """``directions``: variable -> direction; or a variable x, with its direction ``dx``."""
+        if dx is not None:
+            directions = {directions: dx}
+        if len(directions) == 1:
+            self.x, self.dx = next(iter(directions.items()))
+        self.directions = directions
         self.everywhere = everywhere
         self.memo: dict = {}
 
@@ -39,7 +50,7 @@ class _Differentiator:
         if e in self.memo:
             return self.memo[e]
         within_budget()   # the request's deadline (budget.py)
-        if not E.depends_on(e, self.x):
+        if e.free_vars.isdisjoint(self.directions):
             result = E.zero(e.shape)
         else:
             rule = RULES.get(type(e))
@@ -51,7 +62,7 @@ class _Differentiator:
 
 
 def d_var(D, e: E.Var):
-    return D.dx  # only reached for the variable itself: other names do not depend on x
+    return D.directions[e]  # only reached for a variable differentiated against
 
 
 def d_add(D, e: E.Add):
@@ -141,7 +152,7 @@ def d_adj(D, e: E.Adj):
 def _multilinear_rule(D, e, build):
     """d F(X, D1..Dk) for F multilinear in the directions: a new direction dX, plus dDi in each."""
     x, dirs = e.args[0], list(e.args[1:])
-    terms = [build(x, *dirs, D.d(x))] if E.depends_on(x, D.x) else []
+    terms = [] if x.free_vars.isdisjoint(D.directions) else [build(x, *dirs, D.d(x))]
     for i, di in enumerate(dirs):
         ddi = D.d(di)
         if not E.is_zero(ddi):

@@ -455,3 +455,55 @@ def printed_form(classical: E.Expr, exact: E.Expr, inverted: list) -> E.Expr:
     if printable and any(_structurally_singular(a) for a in inverted):
         return exact
     return classical
+
+
+# --- several variables at once ----------------------------------------------------------------
+#
+# The differential in all directions, f'(x, W)[dx, dW], is computed in one pass over f (what the
+# variables share is differentiated once) and is linear in the pair (dx, dW).  Setting the other
+# directions to zero in it (cheap: only the nodes that hold them are rebuilt) gives the part in each
+# direction, which is brought to canonical form alone; gradients and Jacobians are read off the
+# parts with the one-variable rules above, and the Hessian blocks off the gradients.
+
+def _without(e: E.Expr, zeros: dict) -> E.Expr:
+    """``e`` with the directions in ``zeros`` set to zero, rebuilt through the constructors (which
+    drop the zero terms); subtrees free of them are kept as they are."""
+    memo: dict = {}
+
+    def go(node):
+        if node.free_vars.isdisjoint(zeros):
+            return node
+        if node in zeros:
+            return zeros[node]
+        if node not in memo:
+            memo[node] = E.rebuild(node, [go(c) for c in node.children])
+        return memo[node]
+
+    return go(e)
+
+
+def split_by_direction(df: E.Expr, directions: list) -> list:
+    """The part of ``df`` in each direction (in the order given), each simplified: df = their sum."""
+    if len(directions) == 1:
+        return [simplify(df)]
+    parts = []
+    for d in directions:
+        zeros = {o: E.zero(o.shape) for o in directions if o is not d}
+        parts.append(simplify(_without(df, zeros)))
+    return parts
+
+
+def hessian_blocks(G: E.Expr, x: E.Var, others: list) -> list:
+    """The Hessian blocks H[x, y] = the Jacobian of vec(G) against vec(y), G the gradient in x,
+    for each (y, dy) of ``others``: numel(x) x numel(y), with vec(dx)' H[x, y] vec(dy2) in f''.
+    dG is taken in all those directions in one pass and split."""
+    from .differential import differential_all
+    directions = [dy for _, dy in others]
+    dG = differential_all(G, {y: dy for y, dy in others})
+    blocks = []
+    for (y, dy), part in zip(others, split_by_direction(dG, directions)):
+        H = jacobian_kron(E.vec(part), dy)
+        if y.symmetric:
+            H = E.matmul(H, symmetric_projection(y.rows))
+        blocks.append(simplify(H))
+    return blocks

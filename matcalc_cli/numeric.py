@@ -43,8 +43,9 @@ def dimension_symbols(derivation) -> list:
     for sym in derivation.typed.symbols.values():
         for d in sym.shape:
             note(Dim.of(d))
-    for d in derivation.x.shape:
-        note(d)
+    for v in derivation.variables:
+        for d in v.x.shape:
+            note(d)
     roots = [derivation.expression] + [r.expr for r in derivation.results.values()]
     for node in E.walk(*roots):
         for d in E.node_dims(node):
@@ -416,8 +417,8 @@ def point_problems(derivation, values: dict, sizes: dict, rng=None) -> list:
     """domain_problems for f and every result at ``values`` (with random directions if needed)."""
     env = dict(values)
     rng = rng if rng is not None else np.random.default_rng(12345)
-    for v in (derivation.dx, derivation.dx2):
-        if v is not None and v.name not in env:
+    for v, _ in derivation.directions:
+        if v.name not in env:
             env[v.name] = random_direction(v, rng, sizes)
     ev = Evaluator(env, sizes)
     with np.errstate(all="ignore"):
@@ -529,31 +530,41 @@ def numeric_gradient(derivation, values: dict, sizes: dict, h=None) -> np.ndarra
 
 
 def numeric_hessian(derivation, values: dict, sizes: dict, h=None, gradient=None) -> np.ndarray:
-    """The Hessian matrix (numel x by numel x, P H P for a symmetric x).
-
-    With ``gradient`` (an expression for the gradient, trusted): finite differences of it.
-    Otherwise second differences of f, with one Richardson step."""
+    """The Hessian matrix of a one-variable derivation (numel x by numel x, P H P for a symmetric x);
+    see ``numeric_hessian_block``."""
     x = derivation.x
-    if gradient is not None:
-        return numeric_jacobian_of(lambda env: evaluate(gradient, env, sizes), x, values, sizes, h)
-    f = derivation.expression
-    x0 = np.asarray(values[x.name], dtype=float).reshape(shape_of(x, sizes), order="F")
-    h = 1e-3 * max(1.0, float(np.max(np.abs(x0)))) if h is None else h
-    dirs = list(unit_directions(x, sizes))
+    return numeric_hessian_block(derivation.expression, x, x, values, sizes, h, gradient)
 
-    def fx(point):
+
+def numeric_hessian_block(f: E.Expr, x, y, values: dict, sizes: dict, h=None, gradient=None) -> np.ndarray:
+    """The Hessian block H[x, y] (numel x by numel y; the derivatives of the gradient in x along the
+    directions of y, P H P for symmetric variables).  x and y may be the same variable.
+
+    With ``gradient`` (an expression for the gradient in x, trusted): finite differences of it
+    along y.  Otherwise mixed second differences of f, with one Richardson step."""
+    if gradient is not None:
+        return numeric_jacobian_of(lambda env: evaluate(gradient, env, sizes), y, values, sizes, h)
+    x0 = np.asarray(values[x.name], dtype=float).reshape(shape_of(x, sizes), order="F")
+    y0 = np.asarray(values[y.name], dtype=float).reshape(shape_of(y, sizes), order="F")
+    h = 1e-3 * max(1.0, float(np.max(np.abs(x0))), float(np.max(np.abs(y0)))) if h is None else h
+    dirs_x, dirs_y = list(unit_directions(x, sizes)), list(unit_directions(y, sizes))
+
+    def fat(a, b, s, t):
         env = dict(values)
-        env[x.name] = point
+        env[x.name] = x0 + s * a
+        env[y.name] = np.asarray(env[y.name], dtype=float).reshape(y0.shape, order="F") + t * b
         return float(evaluate(f, env, sizes)[0, 0])
 
     def second(a, b, step):
-        return (fx(x0 + step * (a + b)) - fx(x0 + step * (a - b)) - fx(x0 - step * (a - b))
-                + fx(x0 - step * (a + b))) / (4 * step * step)
+        return (fat(a, b, step, step) - fat(a, b, step, -step) - fat(a, b, -step, step)
+                + fat(a, b, -step, -step)) / (4 * step * step)
 
-    N = len(dirs)
-    H = np.zeros((N, N))
-    for i in range(N):
-        for j in range(i, N):
-            v = (4 * second(dirs[i], dirs[j], h / 2) - second(dirs[i], dirs[j], h)) / 3
-            H[i, j] = H[j, i] = v
+    same = x.name == y.name   # a diagonal block is symmetric: half the entries suffice
+    H = np.zeros((len(dirs_x), len(dirs_y)))
+    for i, a in enumerate(dirs_x):
+        for j in range(i if same else 0, len(dirs_y)):
+            b = dirs_y[j]
+            H[i, j] = (4 * second(a, b, h / 2) - second(a, b, h)) / 3
+            if same:
+                H[j, i] = H[i, j]
     return H

@@ -94,7 +94,9 @@ def raw_rebuild(node: E.Expr, children: list) -> E.Expr:
         return E.Kron(children[0], children[1])
     if isinstance(node, E._Unary):
         return type(node)(children[0], node.shape)
-    return node
+    # other kinds (matrix functions and their Frechet derivatives, adjugate derivatives): through
+    # their constructors, which leave such arguments as they are
+    return E.rebuild(node, children)
 
 
 def raw_substitute(e: E.Expr, mapping: dict) -> E.Expr:

@@ -440,6 +440,62 @@ class Expected:
                          * _diff(self.partial(0, self.coords[p][0]), self.coords[q][0]))
 
 
+class ExpectedBlocks:
+    """The derivatives against several variables at once, from one ``Expected`` per variable: the
+    differential in every direction, per-variable gradients and Jacobians, the Hessian blocks
+    H[a, b] (entry (p, q) is c_p c_q d2f/ds_p dt_q, s the symbols of a, t those of b) and the
+    second differential in every pair of directions."""
+
+    def __init__(self, per_variable: dict):
+        self.per_variable = per_variable    # name -> Expected, in --wrt order
+
+    def differential(self) -> sp.Matrix:
+        parts = [e.differential() for e in self.per_variable.values()]
+        total = parts[0]
+        for part in parts[1:]:
+            total = total + part
+        return total
+
+    def gradient(self, name) -> sp.Matrix:
+        return self.per_variable[name].gradient()
+
+    def cookbook_gradient(self, name) -> sp.Matrix:
+        """The Matrix Cookbook's G + G' - I .* G of the unconstrained gradient, which is
+        2 sym(G) - I .* sym(G) of the symmetric one."""
+        G = self.gradient(name)
+        return 2 * G - sp.diag(*[G[i, i] for i in range(G.rows)])
+
+    def jacobian(self, name, layout: str = "numerator") -> sp.Matrix:
+        return self.per_variable[name].jacobian(layout)
+
+    def hessian(self, a, b) -> sp.Matrix:
+        if a == b:
+            return self.per_variable[a].hessian()
+        A, B = self.per_variable[a], self.per_variable[b]
+        return sp.Matrix(len(A.coords), len(B.coords), lambda p, q: A.coords[p][1] * B.coords[q][1]
+                         * _diff(A.partial(0, A.coords[p][0]), B.coords[q][0]))
+
+    def hessian_bilinear(self) -> sp.Matrix:
+        first = _scalar(self.differential())
+        pairs = [pair for e in self.per_variable.values() for pair in e.pairs]
+        return sp.Matrix([[sp.Add(*[_diff(first, t) * dt2 for t, _, dt2 in pairs])]])
+
+    def maker(self, result, layout: str):
+        """A function computing what ``result`` should be."""
+        kind, wrt = result.name, result.wrt
+        if kind == "differential":
+            return self.differential
+        if kind == "hessian_bilinear":
+            return self.hessian_bilinear
+        if kind == "gradient" and result.label.startswith("cookbook"):
+            return lambda: self.cookbook_gradient(wrt[0])
+        if kind == "gradient":
+            return lambda: self.gradient(wrt[0])
+        if kind == "jacobian":
+            return lambda: self.jacobian(wrt[0], layout)
+        return lambda: self.hessian(*wrt)
+
+
 # ---------------------------------------------------------------------------------------------
 # The report
 # ---------------------------------------------------------------------------------------------
@@ -799,42 +855,28 @@ def verify_derivation(derivation, n: int = 3, *, seed: int = 0,
 def _verify(derivation, n, seed, budget) -> VerifyReport:
     start = time.monotonic()
     inst = Instance(n)
-    # the variable and its directions first, then everything else, in order of appearance
-    for var in (derivation.x, derivation.dx, derivation.dx2):
-        inst.matrix(var)
+    # the variables and their directions first, then everything else, in order of appearance
+    for v in derivation.variables:
+        for var in (v.x, v.dx, v.dx2):
+            inst.matrix(var)
     for var in _all_vars(derivation).values():
         inst.matrix(var)
     convert = SympyConverter(inst)
     F = convert(derivation.expression)
-    X, dX, dX2 = inst.matrix(derivation.x), inst.matrix(derivation.dx), inst.matrix(derivation.dx2)
-    expected = Expected(F, X, dX, dX2, derivation.x.symmetric)
-    def gradient():
-        G = expected.gradient()
-        if derivation.results["gradient"].label.startswith("cookbook"):
-            # the Matrix Cookbook's G + G' - I .* G of the unconstrained gradient, which is
-            # 2 sym(G) - I .* sym(G) of the symmetric one
-            G = 2 * G - sp.diag(*[G[i, i] for i in range(G.rows)])
-        return G
-
-    makers = {
-        "differential": expected.differential,
-        "gradient": gradient,
-        "jacobian": lambda: expected.jacobian(derivation.layout),
-        "hessian_bilinear": expected.hessian_bilinear,
-        "hessian": expected.hessian,
-    }
+    expected = ExpectedBlocks({
+        v.name: Expected(F, inst.matrix(v.x), inst.matrix(v.dx), inst.matrix(v.dx2), v.x.symmetric)
+        for v in derivation.variables})
     symbols = set()
     for M in inst._matrices.values():
         symbols |= M.free_symbols
     points = _Points(symbols, lambda point: SympyConverter(inst, point).convert(derivation.expression), seed)
     deadline = start + budget
     report = VerifyReport(n)
-    for name in ORDER:
-        if name not in derivation.results:
-            continue
-        e = derivation.results[name].printed
+    checked = [r for r in derivation.results.values() if r.name in ORDER]
+    for result in sorted(checked, key=lambda r: ORDER.index(r.name)):
+        name, e = result.key, result.printed
         try:
-            want = makers[name]()
+            want = expected.maker(result, derivation.layout)()
             actual = _Side(convert(e), lambda point, e=e: SympyConverter(inst, point).convert(e))
             wanted = _Side(want, lambda point, want=want: want.xreplace(point))
             check = _compare(name, actual, wanted, points, deadline)

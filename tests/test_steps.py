@@ -108,6 +108,8 @@ def _sample_command(path):
     m = re.search(r"matcalc @\S+ (.*)", source)
     flags = m.group(1).split() if m else []
     wrt = flags[flags.index("--wrt") + 1] if "--wrt" in flags else None
+    if wrt and "," in wrt:   # --steps shows one variable at a time: the first of a list
+        wrt = wrt.split(",")[0]
     kw = {k: ("--" + k) in flags for k in ("gradient", "jacobian", "hessian")}
     if "--layout" in flags:
         kw["layout"] = flags[flags.index("--layout") + 1]

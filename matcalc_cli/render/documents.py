@@ -11,12 +11,13 @@ import json
 from .. import __version__
 from ..dims import Dim
 
-# the order results appear in, in every format
+# the order results appear in, in every format; with several variables, the results of one kind
+# follow the --wrt order (Hessian blocks row by row: H[x, x], H[x, W], H[W, W])
 ORDER = ("differential", "gradient", "jacobian", "hessian_bilinear", "hessian")
 
 
 def ordered_results(derivation):
-    return [derivation.results[k] for k in ORDER if k in derivation.results]
+    return sorted((r for r in derivation.results.values() if r.name in ORDER), key=lambda r: ORDER.index(r.name))
 
 
 def dim_value(d: Dim):
@@ -65,7 +66,7 @@ def as_json(derivation, extra: dict | None = None) -> str:
     f = derivation.expression
     doc = {
         "matcalc_version": __version__,
-        "wrt": derivation.wrt,
+        "wrt": list(derivation.wrts) if derivation.several else derivation.wrt,
         "layout": derivation.layout,
         "shapes": {
             name: {
@@ -80,9 +81,15 @@ def as_json(derivation, extra: dict | None = None) -> str:
         },
         "expression": {"text": _expr_text(f), "latex": _expr_latex(f),
                        "shape": [dim_value(f.shape[0]), dim_value(f.shape[1])]},
-        "differential": _result_json(derivation.results["differential"],
-                                     {"direction": derivation.dx.name}),
     }
+    doc.update(_several_json(derivation) if derivation.several else _single_json(derivation))
+    if extra:
+        doc.update(extra)
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def _single_json(derivation) -> dict:
+    doc = {"differential": _result_json(derivation.results["differential"], {"direction": derivation.dx.name})}
     results = derivation.results
     if "gradient" in results:
         doc["gradient"] = _result_json(results["gradient"])
@@ -93,9 +100,25 @@ def as_json(derivation, extra: dict | None = None) -> str:
                                 {"directions": [derivation.dx.name, derivation.dx2.name]})
         doc["hessian"] = _result_json(results["hessian"], {"bilinear": bilinear})
         doc["hessian_bilinear"] = bilinear
-    if extra:
-        doc.update(extra)
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    return doc
+
+
+def _several_json(derivation) -> dict:
+    """Several variables: gradient, jacobian by variable name, hessian by "x,W" (the blocks H[x, W]
+    with x before or equal to W in --wrt order; H[W, x] is the transpose)."""
+    variables = derivation.variables
+    first = {v.name: v.dx.name for v in variables}
+    doc = {"differential": _result_json(derivation.results["differential"], {
+        "directions": first,
+        "parts": {name: _result_json(r) for name, r in derivation.parts.items()}})}
+    for kind in ("gradient", "jacobian", "hessian"):
+        blocks = derivation.blocks(kind)
+        if blocks:
+            doc[kind] = {",".join(wrt): _result_json(r) for wrt, r in blocks.items()}
+    if "hessian_bilinear" in derivation.results:
+        doc["hessian_bilinear"] = _result_json(derivation.results["hessian_bilinear"], {
+            "directions": [first, {v.name: v.dx2.name for v in variables}]})
+    return doc
 
 
 def _expr_text(e):

@@ -827,6 +827,30 @@ def _labels(derivation, printer: LatexPrinter) -> dict:
     }
 
 
+def _several_labels(derivation, printer: LatexPrinter) -> dict:
+    """Labels by result key for several variables: \\nabla_{x} f, J_{x} f, \\nabla^2_{x W} f."""
+    names = {v.name: printer.print(v.x) for v in derivation.variables}
+    args = ", ".join(names.values())
+    first = ", ".join(printer.print(v.dx) for v in derivation.variables)
+    second = ", ".join(printer.print(v.dx2) for v in derivation.variables)
+    labels = {}
+    for r in derivation.results.values():
+        sub = " ".join(names[n] for n in r.wrt)
+        if r.name == "differential":
+            labels[r.key] = f"f'({args})[{first}]"
+        elif r.name == "hessian_bilinear":
+            labels[r.key] = f"f''({args})[({first}), ({second})]"
+        elif r.name == "gradient" and r.label.startswith("cookbook"):
+            labels[r.key] = rf"\nabla^{{\text{{cookbook}}}}_{{{sub}}} f"
+        elif r.name == "gradient":
+            labels[r.key] = rf"\nabla_{{{sub}}} f"
+        elif r.name == "jacobian":
+            labels[r.key] = f"J_{{{sub}}} f"
+        elif r.name == "hessian":
+            labels[r.key] = rf"\nabla^2_{{{sub}}} f"
+    return labels
+
+
 def _uses_elementwise(e: E.Expr) -> bool:
     return E.contains(e, lambda n: isinstance(n, (E.Hadamard, E.Elementwise))
                       or (isinstance(n, E.Power) and not n.is_scalar))
@@ -851,8 +875,7 @@ def derivation_printer(derivation, options: LatexOptions | None = None, delimite
     names = set(derivation.typed.symbols) | set(_names_in(derivation.expression))
     for r in derivation.results.values():
         names |= {var.name for var, _ in shared_form(r.printed, r.taken)[0]}
-    x = derivation.x.name
-    return LatexPrinter(names, {derivation.dx.name: x, derivation.dx2.name: x},
+    return LatexPrinter(names, {d.name: x.name for d, x in derivation.directions},
                         transpose=options.transpose, delimiters=delimiters,
                         max_fraction=options.width / 3 if delimiters == "left" else None)
 
@@ -860,10 +883,11 @@ def derivation_printer(derivation, options: LatexOptions | None = None, delimite
 def derivation_rows(derivation, printer: LatexPrinter) -> list:
     """A derivation's results as rows, in the order of every format; a result that names what it
     repeats is followed by a 'where' row per name."""
-    labels = _labels(derivation, printer)
+    labels = _several_labels(derivation, printer) if derivation.several else _labels(derivation, printer)
     rows = []
     for r in documents.ordered_results(derivation):
-        key = "cookbook_gradient" if r.name == "gradient" and r.label.startswith("cookbook") else r.name
+        key = "cookbook_gradient" if r.name == "gradient" and r.label.startswith("cookbook") else r.key
+        key = r.key if derivation.several else key
         definitions, body = shared_form(r.printed, r.taken)
         label = labels[key] if key in labels else r"\text{" + escape_text(r.label) + "}"
         rows.append(Row(label, printer.marked(body)))
@@ -1035,7 +1059,7 @@ def latex_document(entries, options: LatexOptions | None = None) -> str:
 
 def _document_body(derivation, printer: LatexPrinter, rows: list, options: LatexOptions) -> str:
     """The function and its shapes, the results, and the conventions as a small note."""
-    x = printer.print(derivation.x)
+    x = ", ".join(printer.print(v.x) for v in derivation.variables)
     f_row = Row(f"f({x})", printer.marked(derivation.expression))
     shapes = ", ".join(f"${printer.name(n)}$ {_shape_words(sym, printer)}"
                        + ("" if sym.declared else " (inferred)")

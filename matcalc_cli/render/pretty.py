@@ -376,8 +376,25 @@ def result_label(result, derivation, names: dict) -> str:
     key = "cookbook_gradient" if result.name == "gradient" and result.label.startswith("cookbook") else result.name
     if key not in RESULT_LABELS:
         return result.label
+    if derivation.several:
+        return _several_label(key, result, derivation, names)
     x = names.get(derivation.x.name, derivation.x.name)
     return RESULT_LABELS[key].format(x=x, dx=derivation.dx.name, dx2=derivation.dx2.name)
+
+
+def _several_label(key: str, result, derivation, names: dict) -> str:
+    """Several variables: f'(x, W)[dx, dW], ∇_x f, J_x, f''(x, W)[(dx, dW), (dx2, dW2)], H[x, W]."""
+    variables = derivation.variables
+    args = ", ".join(names.get(v.name, v.name) for v in variables)
+    sub = ", ".join(names.get(n, n) for n in result.wrt)
+    if key == "differential":
+        return f"f'({args})[{', '.join(v.dx.name for v in variables)}]"
+    if key == "hessian_bilinear":
+        first = ", ".join(v.dx.name for v in variables)
+        second = ", ".join(v.dx2.name for v in variables)
+        return f"f''({args})[({first}), ({second})]"
+    return {"gradient": f"∇_{sub} f", "cookbook_gradient": f"∇_{sub} f (cookbook)",
+            "jacobian": f"J_{sub}", "hessian": f"H[{sub}]"}[key]
 
 
 def derivation_names(derivation, *extra) -> dict:
@@ -397,6 +414,12 @@ def derivation_rows(derivation, printer: UnicodePrinter) -> list:
         rows.append(Row(result_label(r, derivation, printer.names), body))
         for var, definition in definitions:
             rows.append(Row("where " + printer.print(var), definition))
+        if r.name == "differential" and derivation.several:
+            # the part in each direction, the others zero: f'(x, W)[dx, 0]
+            args = ", ".join(printer.names.get(v.name, v.name) for v in derivation.variables)
+            for name, part in derivation.parts.items():
+                only = ", ".join(v.dx.name if v.name == name else "0" for v in derivation.variables)
+                rows.append(Row(f"f'({args})[{only}]", part.printed))
     return rows
 
 
@@ -405,7 +428,7 @@ def header_lines(derivation, printer: UnicodePrinter, width: int) -> list:
     from rich.text import Text
     from .documents import shape_text
 
-    x = printer.names.get(derivation.x.name, derivation.x.name)
+    x = ", ".join(printer.names.get(v.name, v.name) for v in derivation.variables)
     lead = f"f({x}) = "
     lines = []
     for i, line in enumerate(math_lines(printer.doprint(derivation.expression), width - len(lead),
@@ -461,7 +484,7 @@ def elementwise_legend(exprs) -> str:
 def derivation_view(derivation, width: int) -> list:
     names = derivation_names(derivation)
     printer = UnicodePrinter(names)
-    differentials = {derivation.dx.name, derivation.dx2.name}
+    differentials = {v.dx.name for v in derivation.variables} | {v.dx2.name for v in derivation.variables}
     return view(derivation_rows(derivation, printer), width=width, printer=printer,
                 header=header_lines(derivation, printer, width), notes=derivation_notes(derivation),
                 differentials=differentials)
