@@ -24,9 +24,10 @@ Undeclared names are inferred from use (upper case: matrix, lower case: vector).
 Definitions name subexpressions: u = X * w; sum(log(1 + exp(-y .* u)))
 With no result flag, the differential and the gradient (scalar f) or Jacobian are shown.
 A PROGRAM that starts with '-' goes after '--':  matcalc --wrt x -- "-x' * x"
+Many programs in one run, from files of one program per line: see 'matcalc batch --help'.
 """
 
-FORMATS = ("plain", "latex", "json", "numpy")
+FORMATS = ("plain", "pretty", "latex", "json", "numpy")
 
 
 def _read_program(program: str) -> tuple:
@@ -52,15 +53,27 @@ def _decode(data: bytes, name: str) -> str:
 
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-               epilog=EXAMPLES)
+class SingleOrBatch(click.Command):
+    """``matcalc PROGRAM ...``, or ``matcalc batch FILE ...`` when the first argument is ``batch``
+    (the program ``batch`` itself is ``matcalc -- batch``)."""
+
+    def main(self, args=None, prog_name=None, **extra):
+        args = sys.argv[1:] if args is None else list(args)
+        if args[:1] == ["batch"]:
+            from .batch import batch_command
+            return batch_command(self).main(args[1:], prog_name=f"{prog_name or 'matcalc'} batch", **extra)
+        return super().main(args, prog_name=prog_name, **extra)
+
+
+@click.command(cls=SingleOrBatch, epilog=EXAMPLES,
+               context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("program")
 @click.option("--wrt", metavar="NAME", help="Variable to differentiate against (may be omitted when only one name could be meant).")
 @click.option("--gradient", is_flag=True, help="Gradient of a scalar function (df = <G, dX>).")
 @click.option("--jacobian", is_flag=True, help="Jacobian of vec(f) against vec(x), in Kronecker form.")
 @click.option("--hessian", is_flag=True, help="Second derivative: bilinear form f''(x)[dx, dx2] and Hessian matrix.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
-              help="Output format (default: a labelled view on a terminal, plain otherwise).")
+              help="Output format (default: pretty, a labelled view, on a terminal; plain otherwise).")
 @click.option("--layout", type=click.Choice(["numerator", "denominator"]), default="numerator", show_default=True,
               help="Jacobian layout: numel(f) x numel(x) (numerator) or its transpose.")
 @click.option("--symmetric-gradient", type=click.Choice(["frobenius", "cookbook"]), default="frobenius",
@@ -69,43 +82,47 @@ def _decode(data: bytes, name: str) -> str:
 @click.option("--verify", type=int, is_flag=False, flag_value=3, default=None, metavar="[N]",
               help="Check every result symbolically with SymPy, all dimensions set to N (default 3).")
 @click.version_option(__version__, "--version", prog_name="matcalc")
-def main(program, wrt, gradient, jacobian, hessian, fmt, layout, symmetric_gradient, check, verify):
+def main(program, fmt, **options):
     """Differentiate a matrix expression: differential, gradient, Jacobian, Hessian."""
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
     source, filename = None, None
     try:
         source, filename = _read_program(program)
-        run(source, wrt=wrt, gradient=gradient, jacobian=jacobian, hessian=hessian, fmt=fmt, layout=layout,
-            symmetric_gradient=symmetric_gradient, check=check, verify=verify)
-    except UsageError as e:
-        click.echo(e.render(source, filename), err=True)
-        sys.exit(2)
-    except MatcalcError as e:
-        click.echo(e.render(source, filename), err=True)
-        sys.exit(1)
-    except RecursionError:
-        click.echo("error: the expression is too deeply nested to differentiate", err=True)
-        sys.exit(1)
-    except MemoryError:
-        click.echo("error: the expression is too large to differentiate", err=True)
-        sys.exit(1)
-    except Exception as e:  # never a traceback: say what happened and how to report it
-        click.echo(f"internal error: {type(e).__name__}: {e}\n"
-                   "matcalc could not handle this input; please report it with the command line used",
-                   err=True)
-        sys.exit(1)
+        status = run(source, fmt=fmt, **options)
+    except Exception as e:  # never a traceback: say what happened (MemoryError, RecursionError too)
+        error = user_error(e)
+        click.echo(error.render(source, filename), err=True)
+        sys.exit(2 if isinstance(error, UsageError) else 1)
+    sys.exit(status)
 
 
-def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric_gradient,
-        check=False, verify=None, out=None) -> int:
-    """Derive and print; returns the exit status the results call for (1 when a check fails)."""
+def user_error(e: Exception) -> MatcalcError:
+    """Any failure as an error a user can read: matcalc's own, or what went wrong and how to report it."""
+    if isinstance(e, MatcalcError):
+        return e
+    if isinstance(e, RecursionError):
+        return MatcalcError("the expression is too deeply nested to differentiate")
+    if isinstance(e, MemoryError):
+        return MatcalcError("the expression is too large to differentiate")
+    return InternalError(f"{type(e).__name__}: {e}")
+
+
+class InternalError(MatcalcError):
+    kind = "internal error"
+
+    def render(self, source=None, filename=None) -> str:
+        return (f"internal error: {self.message}\n"
+                "matcalc could not handle this input; please report it with the command line used")
+
+
+def derive_checked(source: str, *, check=False, verify=None, **options):
+    """Derive ``source`` with ``options`` (derive's keywords) and run the checks asked for:
+    the derivation and its reports ({"check": ..., "verify": ...})."""
     from .api import derive
-    from .render import documents
 
     if verify is not None and verify < 1:
         raise UsageError("--verify N needs a positive dimension size")
-    derivation = derive(source, wrt=wrt, gradient=gradient, jacobian=jacobian, hessian=hessian,
-                        layout=layout, symmetric_gradient=symmetric_gradient)
+    derivation = derive(source, **options)
     reports = {}
     if check:
         from .check import check_derivation
@@ -113,39 +130,46 @@ def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric
     if verify is not None:
         from .verify import verify_derivation
         reports["verify"] = verify_derivation(derivation, verify)
+    return derivation, reports
 
-    echo = out or click.echo
-    note = documents.inferred_shapes_note(derivation)
-    if fmt is None:
-        fmt = "labelled" if sys.stdout.isatty() else "plain"
+
+def default_format() -> str:
+    return "pretty" if sys.stdout.isatty() else "plain"
+
+
+def render(derivation, reports: dict, fmt: str) -> tuple:
+    """One derivation in one format: (the text for stdout, a note for stderr or None).
+
+    The single place where formats are dispatched; ``matcalc batch`` renders its entries here too."""
+    from .render import documents
+
     if fmt == "json":
-        echo(documents.as_json(derivation, {k: r.to_dict() for k, r in reports.items()}), nl=False)
-    elif fmt == "latex":
+        return documents.as_json(derivation, {k: r.to_dict() for k, r in reports.items()}), None
+    if fmt == "latex":
         from .render.latex import document_block
-        echo(document_block(derivation), nl=False)
-        _echo_reports(echo, reports, "% ")
+        text, prefix = document_block(derivation), "% "
     elif fmt == "numpy":
         from .render.numpy_code import to_numpy_module
-        echo(to_numpy_module(derivation), nl=False)
-        _echo_reports(echo, reports, "# ")
-    elif fmt == "labelled":
-        echo(documents.labelled(derivation), nl=False)
-        _echo_reports(echo, reports, "")
+        text, prefix = to_numpy_module(derivation), "# "
+    elif fmt == "pretty":
+        return documents.labelled(derivation) + _report_lines(reports, ""), None
     else:
-        echo(documents.plain(derivation), nl=False)
-        _echo_reports(echo, reports, "# ")
-    if note and fmt in ("plain", "latex", "numpy"):
+        text, prefix = documents.plain(derivation), "# "
+    return text + _report_lines(reports, prefix), documents.inferred_shapes_note(derivation)
+
+
+def run(source: str, *, fmt=None, out=None, **options) -> int:
+    """Derive and print; returns the exit status the results call for (1 when a check fails)."""
+    derivation, reports = derive_checked(source, **options)
+    text, note = render(derivation, reports, fmt or default_format())
+    (out or click.echo)(text, nl=False)
+    if note:
         click.echo(f"matcalc: {note}", err=True)
-    failed = any(not r.passed for r in reports.values())
-    if failed:
-        sys.exit(1)
-    return 0
+    return 1 if any(not r.passed for r in reports.values()) else 0
 
 
-def _echo_reports(echo, reports, prefix: str):
-    for report in reports.values():
-        for line in report.lines():
-            echo(prefix + line)
+def _report_lines(reports: dict, prefix: str) -> str:
+    return "".join(f"{prefix}{line}\n" for report in reports.values() for line in report.lines())
 
 
 if __name__ == "__main__":  # pragma: no cover
