@@ -487,3 +487,38 @@ def test_check_runs_per_entry(tmp_path):
     assert docs[0]["check"]["passed"] is True and "check" not in docs[1]
     plain = cli(["batch", path, "--format", "plain"]).stdout
     assert "# check gradient: max relative error" in plain
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path):
+    import pty
+    import threading
+
+    # about two seconds of work (checks are slow entries): the bar shows after the first second
+    path = batch_file(tmp_path, "x: vector(n); A: matrix(n, n)\n" + "det(A + x * x') | --wrt x --check\n" * 25
+                      + "x' * * x\n")
+    master, slave = pty.openpty()
+    p = subprocess.Popen(matcalc_command() + ["batch", path, "--format", "json", "--output", str(tmp_path / "o")],
+                         stdout=subprocess.DEVNULL, stderr=slave, env=proc_env(), cwd=REPO)
+    os.close(slave)
+    chunks = []
+
+    def drain():
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:                     # the terminal closed
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    assert p.wait(timeout=300) == 1
+    reader.join(timeout=30)
+    os.close(master)
+    seen = b"".join(chunks).decode(errors="replace")
+    assert "entries" in seen and "\x1b[" in seen          # the bar was drawn, with escape codes
+    assert "ok, " in seen and "failed" in seen
+    piped = cli(["batch", path, "--format", "json"])      # stderr not a terminal: nothing of it
+    assert "\x1b" not in piped.stderr and "entries" not in piped.stderr
