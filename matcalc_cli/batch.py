@@ -194,13 +194,11 @@ class Settings:
 @dataclass
 class Outcome:
     """An entry computed and rendered: what goes to stdout and to stderr."""
-    file: str
-    line: int
+    entry: Entry
     name: str
     ok: bool
     text: str                  # this entry's part of the output
     message: str = ""          # the error report for stderr (empty when ok)
-    done_bytes: int = 0
 
 
 _ENTRY_COMMAND = None
@@ -271,8 +269,7 @@ def compute(entry: Entry, settings: Settings) -> Outcome:
     if failed:
         error = MathError(f"--{failed[0]} failed: a result does not match the function (see the report)")
         return _failure(entry, name, settings, error, entry.line, 1, results=(text, note))
-    return Outcome(entry.file, entry.line, name, True, FORMATS[settings.fmt].entry(entry, name, text, note),
-                   done_bytes=entry.done_bytes)
+    return Outcome(entry, name, True, FORMATS[settings.fmt].entry(entry, name, text, note))
 
 
 def _source(entry: Entry) -> str:
@@ -332,7 +329,7 @@ def _failure(entry, name, settings, error, line, column, results=None) -> Outcom
     if error.hint:
         details["hint"] = error.hint
     text = FORMATS[settings.fmt].failed(entry, name, header, details, results)
-    return Outcome(entry.file, line, name, False, text, "\n".join(report) + "\n", entry.done_bytes)
+    return Outcome(entry, name, False, text, "\n".join(report) + "\n")
 
 
 def compute_serial(entries, settings):
@@ -539,7 +536,7 @@ class Progress:
                            console=Console(file=sys.stderr), transient=True)
             self.task = self.bar.add_task("batch", total=self.total, count=0)
             self.bar.start()
-        self.bar.update(self.task, completed=outcome.done_bytes if self.total else None, count=self.count)
+        self.bar.update(self.task, completed=outcome.entry.done_bytes if self.total else None, count=self.count)
 
     def say(self, text: str):
         if self.bar is not None:
@@ -607,9 +604,8 @@ def _total_bytes(sources):
     return total
 
 
-def run_batch(files, settings: Settings, jobs: int, out) -> int:
+def run_batch(sources, settings: Settings, jobs: int, out) -> int:
     """Run a batch: outputs to ``out``, errors and the summary to stderr.  The exit status."""
-    sources = open_sources(files)
     writer = writer_for(settings)
     show_bar = sys.stderr.isatty() and not (out is sys.stdout and sys.stdout.isatty())
     progress = Progress(_total_bytes(sources), show_bar)
@@ -620,9 +616,10 @@ def run_batch(files, settings: Settings, jobs: int, out) -> int:
     try:
         _write(out, writer.begin([display for display, _, _ in sources]))
         for outcome in outcomes:
-            if outcome.name in names:
-                outcome = _duplicate(outcome, settings)
-            names.add(outcome.name)
+            if outcome.ok:
+                if outcome.name in names:
+                    outcome = _duplicate(outcome, settings)
+                names.add(outcome.name)
             counts[outcome.ok] += 1
             if outcome.message:
                 progress.say(outcome.message)
@@ -654,8 +651,9 @@ def _duplicate(outcome: Outcome, settings: Settings) -> Outcome:
     """A name given twice would make the second entry's functions replace the first's."""
     error = UsageError(f"--name {outcome.name}: the name is already used by an earlier entry",
                        hint="give each entry its own --name")
-    entry = Entry(outcome.file, outcome.line, ("",), "", default_name=outcome.name)
-    return _failure(entry, outcome.name, settings, error, outcome.line, 1)
+    entry = outcome.entry
+    line, column = _option_position(entry, None, "--name") if "--name" in entry.options else (entry.line, 1)
+    return _failure(entry, outcome.name, settings, error, line, column)
 
 
 # --- the command --------------------------------------------------------------------------------
@@ -716,12 +714,13 @@ def _batch_main(files, jobs, output, **options):
     jobs = jobs or os.cpu_count() or 1
     out = sys.stdout
     try:
+        sources = open_sources(files)           # every input is readable before the output is made
         if output is not None:
             try:
                 out = open(output, "w", encoding="utf-8")
             except OSError as e:
                 raise UsageError(f"cannot write {output}: {e.strerror}") from None
-        status = run_batch(files, settings, jobs, out)
+        status = run_batch(sources, settings, jobs, out)
     except UsageError as e:
         click.echo(e.render(), err=True)
         sys.exit(2)

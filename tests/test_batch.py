@@ -183,12 +183,10 @@ def test_a_bad_declaration_line_is_reported_and_the_rest_goes_on(tmp_path):
     assert errors(r.stderr)[0][:2] == (1, 11)
 
 
-def test_an_error_in_a_persistent_declaration_points_at_it(tmp_path):
-    # the entry defines u, which the file declared: the message is about the declaration's name
-    path = batch_file(tmp_path, "x: vector(n)\nu: vector(n)\nv = x; u' * v + x' * x | --wrt x\n")
-    r = cli(["batch", path, "--format", "json"])
-    [doc] = json_lines(r.stdout)
-    assert doc["ok"], doc
+def test_an_entrys_own_definition_takes_the_place_of_a_declaration(tmp_path):
+    path = batch_file(tmp_path, "x: vector(n)\nu: vector(n)\nu = 2 * x; u' * x | --wrt x\nu' * x | --wrt x\n")
+    docs = json_lines(cli(["batch", path, "--format", "json"]).stdout)
+    assert [d["gradient"]["text"] for d in docs] == ["4 * x", "u"]
 
 
 # --- the file format ------------------------------------------------------------------------------
@@ -257,6 +255,8 @@ def test_entry_names(tmp_path):
     assert [d["name"] for d in docs] == ["a", "my_sheet_2", "a"]
     assert [d["ok"] for d in docs] == [True, True, False]
     assert "already used" in docs[2]["error"]["message"]
+    assert (docs[2]["line"], docs[2]["error"]["line"], docs[2]["error"]["column"]) == (3, 3, 10)
+    assert docs[2]["program"] == "x' * x"
 
 
 def test_standard_input(tmp_path):
