@@ -637,7 +637,7 @@ def run_batch(sources, settings: Settings, jobs: int, out) -> int:
         progress.stop()
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, out.fileno())
-        return 141
+        return 0
     finally:
         for _, fh, _ in sources:
             if fh is not sys.stdin.buffer:
