@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shlex
 import statistics
 import subprocess
@@ -62,10 +63,18 @@ def env() -> dict:
 
 
 def run(args, **kwargs) -> float:
+    return run_with_cpu(args, **kwargs)[0]
+
+
+def run_with_cpu(args, **kwargs) -> tuple:
+    """Wall-clock seconds and CPU seconds (user + system, all processes) of one matcalc run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(matcalc_command() + args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    env=env(), **kwargs)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def single_args(line: str) -> list:
@@ -117,9 +126,14 @@ def main():
               f"{'' if k == a.entries else f' (scaled from {k})'} | ratio {singles / batch:5.1f}x")
 
     if a.only in (None, "jobs"):
-        one = median(lambda: run(["batch", str(path), "--format", "json", "--jobs", "1"]), a.repeat)
-        two = median(lambda: run(["batch", str(path), "--format", "json", "--jobs", "2"]), a.repeat)
-        print(f"jobs    --jobs 1 {one:8.2f} s | --jobs 2 {two:8.2f} s | speed-up {one / two:5.2f}x")
+        runs = {}
+        for jobs in ("1", "2"):
+            measured = [run_with_cpu(["batch", str(path), "--format", "json", "--jobs", jobs])
+                        for _ in range(a.repeat)]
+            runs[jobs] = (statistics.median(w for w, _ in measured), statistics.median(c for _, c in measured))
+        (one, cpu1), (two, cpu2) = runs["1"], runs["2"]
+        print(f"jobs    --jobs 1 {one:8.2f} s (cpu {cpu1:6.2f} s) | --jobs 2 {two:8.2f} s (cpu {cpu2:6.2f} s) "
+              f"| speed-up {one / two:5.2f}x")
 
     if a.only in (None, "memory"):
         small, large = tmp / "small.mcb", tmp / "large.mcb"
