@@ -438,7 +438,7 @@ class JsonLines(Plain):
 
 LATEX_PREAMBLE = "\\documentclass{article}\n\\usepackage{amsmath}\n\\usepackage{amssymb}\n\\begin{document}\n"
 TEX_SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
-               "^": r"\^{}", "_": r"\_", "%": r"\%", "~": r"\~{}"}
+               "^": r"\textasciicircum{}", "_": r"\_", "%": r"\%", "~": r"\textasciitilde{}"}
 
 
 def tex_escape(text: str) -> str:
@@ -459,7 +459,8 @@ class Latex(Plain):
         return "\\end{document}\n" if self.document else ""
 
     def header(self, entry, name) -> str:
-        return f"% {entry.file}:{entry.line}\n\\subsection*{{{tex_escape(name)}}}\n"
+        program = tex_escape(JOINED.sub(" ", entry.program).strip())
+        return f"% {entry.file}:{entry.line}\n\\subsection*{{{tex_escape(name)}}}\n\\noindent\\texttt{{{program}}}\\par\n"
 
     def failed(self, entry, name, report, details, results) -> str:
         out = self.entry(entry, name, *results) if results else self.header(entry, name)
@@ -686,7 +687,7 @@ def batch_command(single: click.Command) -> click.Command:
     """``matcalc batch``: the single-mode options (as every entry's defaults), files, --jobs, --output."""
     shared = [p for p in single.params if isinstance(p, click.Option) and p.name != "version"]
     extra = [
-        click.Option(["--jobs", "-j"], type=click.IntRange(min=0), default=1, show_default=True,
+        click.Option(["--jobs", "-j"], type=click.IntRange(min=0), default=1, show_default=True, metavar="N",
                      help="Compute entries in N processes (0: one per CPU); the output is the same."),
         click.Option(["--output", "-o"], type=click.Path(dir_okay=False, writable=True), default=None,
                      help="Write the output to FILE instead of standard output."),

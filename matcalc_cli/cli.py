@@ -64,6 +64,10 @@ class SingleOrBatch(click.Command):
             return batch_command(self).main(args[1:], prog_name=f"{prog_name or 'matcalc'} batch", **extra)
         return super().main(args, prog_name=prog_name, **extra)
 
+    def format_usage(self, ctx, formatter):
+        super().format_usage(ctx, formatter)
+        formatter.write_usage(ctx.command_path, "batch [OPTIONS] FILE...", prefix="       ")
+
 
 @click.command(cls=SingleOrBatch, epilog=EXAMPLES,
                context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
