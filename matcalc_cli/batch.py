@@ -725,6 +725,12 @@ def _batch_main(files, jobs, output, **options):
     except UsageError as e:
         click.echo(e.render(), err=True)
         sys.exit(2)
+    except KeyboardInterrupt:                    # before the first entry: nothing was written
+        click.echo("matcalc: interrupted", err=True)
+        sys.exit(130)
+    except OSError as e:                         # writing failed (a full disk): no traceback
+        click.echo(f"error: cannot write the output: {e.strerror or e}", err=True)
+        sys.exit(1)
     finally:
         if out is not sys.stdout:
             out.close()

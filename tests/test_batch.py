@@ -522,3 +522,14 @@ def test_progress_bar_only_on_a_terminal(tmp_path):
     assert "ok, " in seen and "failed" in seen
     piped = cli(["batch", path, "--format", "json"])      # stderr not a terminal: nothing of it
     assert "\x1b" not in piped.stderr and "entries" not in piped.stderr
+
+
+def test_a_full_disk_is_a_clear_error(tmp_path):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    path = batch_file(tmp_path, "x' * x\n")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(matcalc_command() + ["batch", path], stdout=full, stderr=subprocess.PIPE, text=True,
+                              env=proc_env(), cwd=REPO, timeout=120)
+    assert done.returncode == 1
+    assert "cannot write the output" in done.stderr and "Traceback" not in done.stderr
