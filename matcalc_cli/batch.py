@@ -328,8 +328,8 @@ def _failure(entry, name, settings, error, line, column, results=None) -> Outcom
     details = {"kind": error_kind(error), "message": error.message, "line": line, "column": column}
     if error.hint:
         details["hint"] = error.hint
-    text = FORMATS[settings.fmt].failed(entry, name, header, details, results)
-    return Outcome(entry, name, False, text, "\n".join(report) + "\n")
+    report = "\n".join(report) + "\n"
+    return Outcome(entry, name, False, FORMATS[settings.fmt].failed(entry, name, report, details, results), report)
 
 
 def compute_serial(entries, settings):
@@ -403,15 +403,20 @@ class Plain:
         return self.header(entry, name) + text + (f"{self.comment}{note}\n" if note else "")
 
     def failed(self, entry, name, report, details, results) -> str:
+        """The entry's header (and results, when only a check failed), and the error's first line."""
         out = self.entry(entry, name, *results) if results else self.header(entry, name)
-        return out + self.comment + report + "\n"
+        return out + self.comment + report.split("\n", 1)[0] + "\n"
 
 
 class Pretty(Plain):
+    """For a person at a terminal: the labelled view, and errors in full (caret and hint)."""
     comment = ""
 
     def header(self, entry, name) -> str:
         return f"── {entry.file}:{entry.line} {name}\n"
+
+    def failed(self, entry, name, report, details, results) -> str:
+        return (self.entry(entry, name, *results) if results else self.header(entry, name)) + report
 
 
 class JsonLines(Plain):
@@ -465,7 +470,7 @@ class Latex(Plain):
     def failed(self, entry, name, report, details, results) -> str:
         out = self.entry(entry, name, *results) if results else self.header(entry, name)
         where = f"line {details['line']}, column {details['column']}"
-        return (out + f"% {report}\n\\noindent\\textbf{{Error}} ({tex_escape(where)}): "
+        return (out + f"% {report.split(chr(10), 1)[0]}\n\\noindent\\textbf{{Error}} ({tex_escape(where)}): "
                 f"\\texttt{{{tex_escape(details['message'])}}}\n\n")
 
     def entry(self, entry, name, text, note) -> str:
@@ -608,7 +613,10 @@ def _total_bytes(sources):
 def run_batch(sources, settings: Settings, jobs: int, out) -> int:
     """Run a batch: outputs to ``out``, errors and the summary to stderr.  The exit status."""
     writer = writer_for(settings)
-    show_bar = sys.stderr.isatty() and not (out is sys.stdout and sys.stdout.isatty())
+    on_terminal = out is sys.stdout and sys.stdout.isatty()
+    show_bar = sys.stderr.isatty() and not on_terminal
+    # the pretty view shows errors in full: on the same terminal, once is enough
+    errors_in_view = settings.fmt == "pretty" and on_terminal and sys.stderr.isatty()
     progress = Progress(_total_bytes(sources), show_bar)
     entries = read_entries(sources)
     outcomes = compute_serial(entries, settings) if jobs == 1 else compute_parallel(entries, settings, jobs)
@@ -622,9 +630,9 @@ def run_batch(sources, settings: Settings, jobs: int, out) -> int:
                     outcome = _duplicate(outcome, settings)
                 names.add(outcome.name)
             counts[outcome.ok] += 1
-            if outcome.message:
-                progress.say(outcome.message)
             _write(out, outcome.text)
+            if outcome.message and not errors_in_view:
+                progress.say(outcome.message)
             progress.advance(outcome)
         _write(out, writer.end(False))
     except KeyboardInterrupt:
