@@ -533,3 +533,17 @@ def test_a_full_disk_is_a_clear_error(tmp_path):
                               env=proc_env(), cwd=REPO, timeout=120)
     assert done.returncode == 1
     assert "cannot write the output" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_peak_memory_does_not_grow_with_the_number_of_entries(tmp_path):
+    probe = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
+             "stderr=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+    def peak(entries: int) -> int:
+        path = big_batch(tmp_path, entries)
+        done = subprocess.run([sys.executable, "-c", probe] + matcalc_command() + ["batch", path, "--format", "json"],
+                              capture_output=True, text=True, env=proc_env(), cwd=REPO, timeout=3600)
+        return int(done.stdout)
+
+    assert peak(10_000) <= 1.5 * peak(1_000)
