@@ -199,6 +199,7 @@ class Outcome:
     ok: bool
     text: str                  # this entry's part of the output
     message: str = ""          # the error report for stderr (empty when ok)
+    shared: tuple = ()         # ((key, source), ...) written once for all entries (NumPy helpers)
 
 
 _ENTRY_COMMAND = None
@@ -269,7 +270,9 @@ def compute(entry: Entry, settings: Settings) -> Outcome:
     if failed:
         error = MathError(f"--{failed[0]} failed: a result does not match the function (see the report)")
         return _failure(entry, name, settings, error, entry.line, 1, results=(text, note))
-    return Outcome(entry, name, True, FORMATS[settings.fmt].entry(entry, name, text, note))
+    layout = FORMATS[settings.fmt]
+    text, shared = layout.split(text)
+    return Outcome(entry, name, True, layout.entry(entry, name, text, note), shared=shared)
 
 
 def _source(entry: Entry) -> str:
@@ -402,6 +405,13 @@ class Plain:
     def entry(self, entry, name, text, note) -> str:
         return self.header(entry, name) + text + (f"{self.comment}{note}\n" if note else "")
 
+    def split(self, text: str) -> tuple:
+        """The entry's text and the definitions it shares with others (only NumPy modules have any)."""
+        return text, ()
+
+    def place(self, outcome, written: dict) -> str:
+        return outcome.text
+
     def failed(self, entry, name, report, details, results) -> str:
         """The entry's header (and results, when only a check failed), and the error's first line."""
         out = self.entry(entry, name, *results) if results else self.header(entry, name)
@@ -479,7 +489,8 @@ class Latex(Plain):
 
 class NumpyModule(Plain):
     """One module: each entry's single-mode module inside a function of its own (so that its
-    definitions stay apart), whose public functions are exported as ``<name>_<function>``."""
+    definitions stay apart), whose public functions are exported as ``<name>_<function>``.
+    Imports and helpers that do not depend on an entry are written once, at module level."""
     comment = "# "
 
     def begin(self, files) -> str:
@@ -494,14 +505,73 @@ class NumpyModule(Plain):
     def header(self, entry, name) -> str:
         return f"\n\n# --- {entry.file}:{entry.line} {name} " + "-" * max(3, 80 - len(entry.file) - len(name)) + "\n"
 
+    def split(self, text: str) -> tuple:
+        return shared_definitions(text)
+
     def entry(self, entry, name, text, note) -> str:
         functions = re.findall(r"^def ([A-Za-z][A-Za-z0-9_]*)\(", text, flags=re.M)
-        body = textwrap.indent(text, "    ")
+        body = textwrap.indent(text.strip("\n") + "\n", "    ")
         if note:
             body = f"    # {note}\n" + body
         exported = ", ".join(f"{name}_{f}" for f in functions)
         return (self.header(entry, name) + f"def _{name}():\n" + body
-                + f"    return {', '.join(functions)}\n\n\n{exported} = _{name}()\n")
+                + f"\n    return {', '.join(functions)}\n\n\n{exported} = _{name}()\n")
+
+    def place(self, outcome, written: dict) -> str:
+        """The outcome's text, after the shared definitions not written yet; one that differs from
+        what was written under its name stays inside the entry's function."""
+        before, inside = [], []
+        for key, source in outcome.shared:
+            if key not in written:
+                written[key] = source
+                before.append(source)
+            elif written[key] != source:
+                inside.append(source)
+        text = outcome.text
+        if inside:
+            opening = f"def _{outcome.name}():\n"
+            text = text.replace(opening, opening + textwrap.indent("\n\n".join(inside) + "\n\n", "    "), 1)
+        if not before:
+            return text
+        imports = [b for b in before if b.startswith(("import ", "from "))]
+        functions = [b for b in before if b not in imports]
+        return "".join(f"\n{b}\n" for b in imports) + "".join(f"\n\n{b}\n" for b in functions) + text
+
+
+def shared_definitions(text: str) -> tuple:
+    """Split a single-mode module: ((key, source) of its imports and of the private helper
+    functions that use no definition of their own module but other such helpers), and the rest."""
+    import ast
+
+    tree = ast.parse(text)
+    lines = text.splitlines(keepends=True)
+    defined = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, ast.Assign):
+            defined.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)) and isinstance(node.target, ast.Name):
+            defined.add(node.target.id)
+    helpers = {node.name: node for node in tree.body
+               if isinstance(node, ast.FunctionDef) and node.name.startswith("_") and not node.decorator_list}
+    uses = {name: {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} for name, node in helpers.items()}
+    changed = True
+    while changed:                       # keep only helpers whose every module name is a kept helper
+        changed = False
+        for name in list(helpers):
+            if uses[name] & (defined - set(helpers)):
+                del helpers[name]
+                changed = True
+    shared, skip = [], set()
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)) or (isinstance(node, ast.FunctionDef)
+                                                               and node.name in helpers):
+            source = "".join(lines[node.lineno - 1:node.end_lineno]).rstrip("\n")
+            shared.append((source if not isinstance(node, ast.FunctionDef) else node.name, source))
+            skip.update(range(node.lineno - 1, node.end_lineno))
+    rest = "".join(line for i, line in enumerate(lines) if i not in skip)
+    return re.sub(r"\n{3,}", "\n\n", rest), tuple(shared)     # nested in a function: one blank line
 
 
 def writer_for(settings: Settings):
@@ -621,7 +691,7 @@ def run_batch(sources, settings: Settings, jobs: int, out) -> int:
     entries = read_entries(sources)
     outcomes = compute_serial(entries, settings) if jobs == 1 else compute_parallel(entries, settings, jobs)
     counts = {True: 0, False: 0}
-    names = set()
+    names, written = set(), {}
     try:
         _write(out, writer.begin([display for display, _, _ in sources]))
         for outcome in outcomes:
@@ -630,7 +700,7 @@ def run_batch(sources, settings: Settings, jobs: int, out) -> int:
                     outcome = _duplicate(outcome, settings)
                 names.add(outcome.name)
             counts[outcome.ok] += 1
-            _write(out, outcome.text)
+            _write(out, writer.place(outcome, written))
             if outcome.message and not errors_in_view:
                 progress.say(outcome.message)
             progress.advance(outcome)

@@ -389,6 +389,25 @@ def test_numpy_module_has_each_entrys_functions(tmp_path):
                 assert np.allclose(got, getattr(reference, function)(**kwargs)), (doc["name"], function)
 
 
+def test_numpy_module_writes_shared_helpers_once(tmp_path):
+    path = batch_file(tmp_path, LOSSES)
+    text = cli(["batch", path, "--format", "numpy"]).stdout
+    assert text.count("\nimport numpy as np\n") == 1 and text.count("\ndef _out(") == 1
+    assert text.count("    def _inputs(") == 5          # it reads the entry's own _VARIABLES: one per entry
+    compile(text, "losses.py", "exec")
+
+
+def test_a_helper_that_differs_stays_inside_its_entry():
+    from matcalc_cli.batch import Entry, NumpyModule, Outcome
+
+    writer, written = NumpyModule(), {}
+    entry = Entry("f.mcb", 1, ("",), "x' * x")
+    first = Outcome(entry, "a", True, "def _a():\n    pass\n", shared=(("_h", "def _h():\n    return 1"),))
+    second = Outcome(entry, "b", True, "def _b():\n    pass\n", shared=(("_h", "def _h():\n    return 2"),))
+    assert writer.place(first, written) == "\n\ndef _h():\n    return 1\ndef _a():\n    pass\n"
+    assert writer.place(second, written) == "def _b():\n    def _h():\n        return 2\n\n    pass\n"
+
+
 # --- processes, streaming, interruption ---------------------------------------------------------
 
 def big_batch(tmp_path, entries: int) -> str:
