@@ -137,6 +137,11 @@ def _entry(display, start, pieces, declared, default_name, done_bytes):
         if error is None:
             return None
         return Entry(display, start, program=program, error=error, **common)
+    if statements and all(DECLARATION.match(s) or DEFINITION.match(s) for s in statements):
+        error = ParseError("this line has definitions but no expression; definitions hold for one entry only",
+                           1, _first_column(pieces[0]),
+                           hint="write them before the expression, on the entry's line: r = A * x - b; norm2(r)^2")
+        return Entry(display, start, program=program, error=error, **common)
     own = set()
     for s in statements:
         m = DECLARATION.match(s) or DEFINITION.match(s)

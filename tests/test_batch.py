@@ -207,6 +207,15 @@ def test_declarations_persist_and_are_replaced(tmp_path):
                                                          "matrix(p, p)", "matrix(m, m)"]
 
 
+def test_a_line_of_definitions_only_says_where_definitions_go(tmp_path):
+    path = batch_file(tmp_path, "x: vector(n); A: matrix(n, n)\n  r = A * x; s = x' * x\nx' * A * x | --wrt x\n")
+    r = cli(["batch", path, "--format", "json"])
+    docs = json_lines(r.stdout)
+    assert [d["ok"] for d in docs] == [False, True]
+    assert (docs[0]["error"]["line"], docs[0]["error"]["column"]) == (2, 3)
+    assert "definitions hold for one entry only" in docs[0]["error"]["message"]
+
+
 def test_declarations_belong_to_their_file(tmp_path):
     first = batch_file(tmp_path, "A: symmetric(n)\nx' * A * x | --wrt x\n", "first.mcb")
     second = batch_file(tmp_path, "x' * A * x | --wrt x\n", "second.mcb")
