@@ -275,9 +275,9 @@ def compute(entry: Entry, settings: Settings) -> Outcome:
     if failed:
         error = MathError(f"--{failed[0]} failed: a result does not match the function (see the report)")
         return _failure(entry, name, settings, error, entry.line, 1, results=(text, note))
-    layout = FORMATS[settings.fmt]
-    text, shared = layout.split(text)
-    return Outcome(entry, name, True, layout.entry(entry, name, text, note), shared=shared)
+    form = FORMATS[settings.fmt]
+    text, shared = form.split(text)
+    return Outcome(entry, name, True, form.entry(entry, name, text, note), shared=shared)
 
 
 def _source(entry: Entry) -> str:
