@@ -99,6 +99,31 @@ def choose_wrt(typed: Typed, wrt: str | None) -> str:
                      hint="names in the program: " + ", ".join(names))
 
 
+def _check_arguments(program, wrt, **options) -> None:
+    """Refuse arguments of the wrong type here, naming the parameter, not deep inside."""
+    if isinstance(program, (bytes, bytearray)):
+        raise TypeError("derive(): program must be a str, not bytes: decode it first "
+                        "(program.decode('utf-8'))")
+    if not isinstance(program, str):
+        raise TypeError(f"derive(): program must be a str (the matcalc program text), "
+                        f"not {type(program).__name__}")
+    if wrt is not None and not isinstance(wrt, str):
+        raise TypeError(f"derive(): wrt must be a variable name (str) or None, not {type(wrt).__name__}")
+    for name in ("gradient", "jacobian", "hessian"):
+        if not isinstance(options[name], bool):
+            raise TypeError(f"derive(): {name} must be True or False, not {options[name]!r}")
+    for name in ("layout", "symmetric_gradient"):
+        if not isinstance(options[name], str):
+            raise TypeError(f"derive(): {name} must be a str, not {type(options[name]).__name__}")
+
+
+def _inferred_shapes(typed: Typed) -> str:
+    """' (with inferred shapes x: vector(n); ...)' when names were not declared, else ''."""
+    from .render.documents import shape_text
+    inferred = [f"{n}: {shape_text(s)}" for n, s in typed.symbols.items() if not s.declared]
+    return f" (with inferred shapes {'; '.join(inferred)})" if inferred else ""
+
+
 def _fresh_name(base: str, taken) -> str:
     name, i = base, 1
     while name in taken:
@@ -114,6 +139,8 @@ def derive(program: str, wrt: str | None = None, *, gradient: bool = False, jaco
 
     With no result asked for, the natural derivative comes with the differential: the gradient
     of a scalar function, the Jacobian of any other."""
+    _check_arguments(program, wrt, gradient=gradient, jacobian=jacobian, hessian=hessian,
+                     layout=layout, symmetric_gradient=symmetric_gradient)
     if layout not in ("numerator", "denominator"):
         raise UsageError(f"unknown layout {layout!r}: use numerator or denominator")
     if symmetric_gradient not in ("frobenius", "cookbook"):
@@ -131,12 +158,16 @@ def derive(program: str, wrt: str | None = None, *, gradient: bool = False, jaco
 
     if not (gradient or jacobian or hessian):
         gradient, jacobian = f.is_scalar, not f.is_scalar
+    inferred = _inferred_shapes(typed)
     if gradient and not f.is_scalar:
         raise MathError(f"the gradient needs a scalar function, but the expression is "
-                        f"{f.rows} x {f.cols}", hint="use --jacobian for a vector or matrix valued function")
+                        f"{f.rows} x {f.cols}{inferred}",
+                        hint="use --jacobian for a vector or matrix valued function"
+                             + ("; declare the names whose inferred shape is not meant" if inferred else ""))
     if hessian and not f.is_scalar:
-        raise MathError(f"the Hessian needs a scalar function, but the expression is {f.rows} x {f.cols}",
-                        hint="use --jacobian; the Hessian of each entry is not computed")
+        raise MathError(f"the Hessian needs a scalar function, but the expression is {f.rows} x {f.cols}"
+                        f"{inferred}", hint="use --jacobian; the Hessian of each entry is not computed"
+                        + ("; declare the names whose inferred shape is not meant" if inferred else ""))
 
     d = Derivation(typed, name, x, dx, dx2, layout)
     in_use = frozenset(taken | set(typed.definitions) | {dx.name, dx2.name})

@@ -257,7 +257,8 @@ def _option_position(entry, error, token=None):
 
 def compute(entry: Entry, settings: Settings) -> Outcome:
     """Derive and render one entry; any error becomes a failed outcome, never an exception."""
-    from .cli import derive_checked, render, user_error
+    from . import budget
+    from .cli import derive_checked, render, time_limit, user_error
 
     name = entry.default_name
     try:
@@ -265,10 +266,13 @@ def compute(entry: Entry, settings: Settings) -> Outcome:
             raise entry.error
         options = entry_options(entry, settings)
         name = options.pop("name", None) or name
-        derivation, reports = derive_checked(_source(entry), **options)
-        text, note = render(derivation, reports, settings.fmt)
+        with budget.limit(time_limit(options.pop("timeout", None))):     # a time budget per entry
+            derivation, reports = derive_checked(_source(entry), **options)
+            text, note = render(derivation, reports, settings.fmt)
         failed = [kind for kind, report in reports.items() if not report.passed]
-    except Exception as e:  # every failure is this entry's, reported where it happened
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as e:  # every failure is this entry's (a deadline's late signal too)
         error = user_error(e)
         line, column = _file_position(entry, error)
         return _failure(entry, name, settings, error, line, column)
@@ -322,17 +326,21 @@ def error_kind(error: MatcalcError) -> str:
 
 
 def _failure(entry, name, settings, error, line, column, results=None) -> Outcome:
-    """A failed entry; ``results`` (text, note) when it was computed but its check failed."""
-    header = f"{entry.file}:{line}:{column}: error: {error.message}"
+    """A failed entry; ``results`` (text, note) when it was computed but its check failed.
+    Control characters in the report are shown as escapes, never sent to a terminal."""
+    from .errors import visible
+
+    header = visible(f"{entry.file}:{line}:{column}: error: {error.message}")
     report = [header]
     offset = line - entry.line
     if 0 <= offset < len(entry.lines) and entry.lines[offset].strip():
-        text = entry.lines[offset].replace("\t", " ")
+        text = entry.lines[offset]
         start = max(0, column - 60)
         prefix = "..." if start else ""
-        report += ["    " + prefix + text[start:start + 120], "    " + " " * (len(prefix) + column - 1 - start) + "^"]
+        before = visible(text[start:column - 1])
+        report += ["    " + prefix + visible(text[start:start + 120]), "    " + " " * (len(prefix) + len(before)) + "^"]
     if error.hint:
-        report.append(f"hint: {error.hint}")
+        report.append(visible(f"hint: {error.hint}"))
     details = {"kind": error_kind(error), "message": error.message, "line": line, "column": column}
     if error.hint:
         details["hint"] = error.hint
@@ -787,7 +795,7 @@ def batch_command(single: click.Command) -> click.Command:
 
 
 def _batch_main(files, jobs, output, **options):
-    from .cli import default_format
+    from .cli import default_format, time_limit
 
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
     fmt = options.pop("fmt", None)
@@ -798,6 +806,7 @@ def _batch_main(files, jobs, output, **options):
     jobs = jobs or os.cpu_count() or 1
     out = sys.stdout
     try:
+        time_limit(options.get("timeout"))       # a bad default is a usage error of the whole run
         sources = open_sources(files)           # every input is readable before the output is made
         if output is not None:
             try:

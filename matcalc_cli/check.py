@@ -52,12 +52,15 @@ class ResultCheck:
     max_rel_error: float
     tolerance: float
     message: str = ""
+    unchecked: bool = False   # f itself was not finite at any point tried: nothing was compared
 
     @property
     def passed(self) -> bool:
-        return self.max_rel_error <= self.tolerance
+        return not self.unchecked and self.max_rel_error <= self.tolerance
 
     def line(self) -> str:
+        if self.unchecked:
+            return f"check {self.name}: UNCHECKED ({self.message})"
         verdict = "PASS" if self.passed else "FAIL"
         text = f"check {self.name}: max relative error {self.max_rel_error:.1e} {verdict}"
         return text + (f" ({self.message})" if self.message else "")
@@ -66,6 +69,8 @@ class ResultCheck:
         err = self.max_rel_error
         out = {"name": self.name, "max_rel_error": err if math.isfinite(err) else None,
                "tolerance": self.tolerance, "passed": self.passed}
+        if self.unchecked:
+            out["unchecked"] = True
         if self.message:
             out["message"] = self.message
         return out
@@ -185,14 +190,23 @@ CHECKS = {
 
 
 def check_derivation(derivation, seed: int = 0, points: int = 3, sizes: dict | None = None) -> CheckReport:
-    """Compare every result of ``derivation`` with finite differences at ``points`` random points."""
-    sizes = N.dimension_sizes(derivation, sizes)
+    """Compare every result of ``derivation`` with finite differences at ``points`` random points.
+
+    Points are drawn where f and the results are finite and away from kinks and domain edges;
+    when the first dimension sizes admit no such point (det(A * X * A') with A k x m needs
+    k <= m) other assignments of the sizes are tried.  A result is UNCHECKED, not FAIL, when f
+    itself was not finite at any point tried (nothing was compared: not passed, not failed)."""
+    from .budget import check as within_budget
+    _check_size(derivation, sizes)
     rng = np.random.default_rng(seed)
+    sizes, found = _sizes_with_clean_point(derivation, sizes, rng)
     errors = {name: 0.0 for name in derivation.results}
     messages: dict = {}
     notes: list = []
+    f_finite_somewhere = False
     with np.errstate(all="ignore"):
         for _ in range(points):
+            within_budget()
             values = N.random_point(derivation, rng, sizes)
             problems = N.point_problems(derivation, values, sizes)
             if problems:
@@ -200,12 +214,17 @@ def check_derivation(derivation, seed: int = 0, points: int = 3, sizes: dict | N
                 if note not in notes:
                     notes.append(note)
             p = _Point(derivation, values, sizes, rng)
+            f_finite = _finite_at(p)
+            f_finite_somewhere = f_finite_somewhere or f_finite
             for name, result in derivation.results.items():
+                within_budget()
                 rule = CHECKS.get(name)
                 if rule is None:
                     messages[name] = "no numeric check for this result"
                     errors[name] = math.inf
                     continue
+                if not f_finite:
+                    continue   # nothing to compare with at this point
                 try:
                     actual, expected = rule(p, result)
                     err = relative_error(actual, expected)
@@ -215,6 +234,74 @@ def check_derivation(derivation, seed: int = 0, points: int = 3, sizes: dict | N
                 if not math.isfinite(err) and name not in messages:
                     messages[name] = "not finite at the points tried" if not problems else notes[-1]
                 errors[name] = max(errors[name], err) if not math.isnan(err) else math.inf
+    if not f_finite_somewhere:
+        at_sizes = f" (sizes {', '.join(f'{k}={v}' for k, v in sizes.items())})" if sizes else ""
+        why = (f"f is not finite at any point tried{at_sizes}: no point found where it and its "
+               "finite differences are defined; its domain may be empty or tiny")
+        checks = [ResultCheck(name, math.inf, TOLERANCE_SECOND if name in SECOND_ORDER else TOLERANCE_FIRST,
+                              why, unchecked=True) for name in derivation.results]
+        return CheckReport(checks, sizes, seed, points, notes)
     checks = [ResultCheck(name, errors[name], TOLERANCE_SECOND if name in SECOND_ORDER else TOLERANCE_FIRST,
                           messages.get(name, "")) for name in derivation.results]
+    if not found:
+        notes.append("no dimension sizes tried gave a point where f and every result are finite")
     return CheckReport(checks, sizes, seed, points, notes)
+
+
+def _finite_at(p: _Point) -> bool:
+    """Whether f and its finite-difference Jacobian are finite at the point."""
+    try:
+        value = p.evaluate(p.d.expression)
+        return bool(np.all(np.isfinite(value)) and np.all(np.isfinite(p.J)))
+    except (NotImplementedError, ValueError, KeyError, np.linalg.LinAlgError, ZeroDivisionError,
+            OverflowError):
+        return False
+
+
+def _size_candidates(derivation, sizes):
+    """The default sizes, then the same values in other orders (the first few permutations)."""
+    import itertools
+    first = N.dimension_sizes(derivation, sizes)
+    yield first
+    free = [s for s in first if s not in (sizes or {})]
+    if len(free) < 2:
+        return
+    values = [first[s] for s in free]
+    orders = itertools.islice(itertools.permutations(values), 1, 24)
+    for order in itertools.chain([tuple(reversed(values))], orders):
+        candidate = dict(first)
+        candidate.update(zip(free, order))
+        yield candidate
+
+
+def _sizes_with_clean_point(derivation, sizes, rng):
+    """(sizes, True) for the first assignment with a clean random point, else (default, False)."""
+    from .budget import check as within_budget
+    first, seen = None, set()
+    for candidate in _size_candidates(derivation, sizes):
+        key = tuple(sorted(candidate.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        first = first or candidate
+        within_budget()
+        with np.errstate(all="ignore"):
+            values = N.random_point(derivation, np.random.default_rng(rng.integers(1 << 30)), candidate)
+            if not N.point_problems(derivation, values, candidate):
+                return candidate, True
+    return first, False
+
+
+def _check_size(derivation, sizes) -> None:
+    """Refuse, before any work, arrays too large to evaluate (a Jacobian of vector(10^6))."""
+    from .budget import MAX_CHECK_ENTRIES, refuse
+    sizes = N.dimension_sizes(derivation, sizes)
+    numel = lambda e: N.shape_of(e, sizes)[0] * N.shape_of(e, sizes)[1]
+    n_x, n_f = numel(derivation.x), numel(derivation.expression)
+    largest = max([n_f * n_x, n_x * n_x] + [numel(r.expr) for r in derivation.results.values()]
+                  + [numel(v.shape) for v in derivation.typed.symbols.values()])
+    if largest > MAX_CHECK_ENTRIES:
+        raise refuse(f"--check would evaluate arrays of {largest:,} entries",
+                     f"{MAX_CHECK_ENTRIES:,} entries",
+                     "--check works at small sizes: declare dimensions by name (vector(n)), "
+                     "not as large numbers")

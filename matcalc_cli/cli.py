@@ -31,18 +31,28 @@ FORMATS = ("plain", "pretty", "latex", "json", "numpy")
 
 
 def _read_program(program: str) -> tuple:
-    """The program text and a name for messages: PROGRAM, '-' for stdin, '@file' for a file."""
+    """The program text and a name for messages: PROGRAM, '-' for stdin, '@file' for a file.
+    At most budget.MAX_INPUT_BYTES are read, so an endless input (@/dev/zero) is refused."""
     if program == "-":
-        data = sys.stdin.buffer.read() if sys.stdin is not None else b""
+        data = _read_bounded(sys.stdin.buffer, "<stdin>") if sys.stdin is not None else b""
         return _decode(data, "<stdin>"), "<stdin>"
     if program.startswith("@") and len(program) > 1:
         path = program[1:]
         try:
             with open(path, "rb") as fh:
-                return _decode(fh.read(), path), path
+                return _decode(_read_bounded(fh, path), path), path
         except OSError as e:
             raise UsageError(f"cannot read {path}: {e.strerror}") from None
     return program, None
+
+
+def _read_bounded(fh, name: str) -> bytes:
+    from .budget import MAX_INPUT_BYTES, refuse
+    data = fh.read(MAX_INPUT_BYTES + 1)
+    if len(data) > MAX_INPUT_BYTES:
+        raise refuse(f"{name} is larger than {MAX_INPUT_BYTES:,} bytes", f"{MAX_INPUT_BYTES:,} bytes",
+                     "a matcalc program is a few lines; split a generated program into smaller ones")
+    return data
 
 
 def _decode(data: bytes, name: str) -> str:
@@ -50,7 +60,6 @@ def _decode(data: bytes, name: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise MatcalcError(f"{name} is not UTF-8 text (byte {e.start})") from None
-
 
 
 class SingleOrBatch(click.Command):
@@ -85,22 +94,62 @@ class SingleOrBatch(click.Command):
 @click.option("--check", is_flag=True, help="Check every result against finite differences at random points (uses NumPy).")
 @click.option("--verify", type=int, is_flag=False, flag_value=3, default=None, metavar="[N]",
               help="Check every result symbolically with SymPy, all dimensions set to N (default 3).")
+@click.option("--timeout", type=float, default=None, metavar="SECONDS",
+              help="Stop with an error after this many seconds (default 60; 0: no limit).")
 @click.version_option(__version__, "--version", prog_name="matcalc")
-def main(program, fmt, **options):
+def main(program, fmt, timeout, **options):
     """Differentiate a matrix expression: differential, gradient, Jacobian, Hessian."""
+    from . import budget
+    from .errors import ParseError
+
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
     source, filename = None, None
+    if not _stdout_usable():
+        click.echo("error: standard output is closed: there is nowhere to write the results", err=True)
+        sys.exit(1)
     try:
-        source, filename = _read_program(program)
-        status = run(source, fmt=fmt, **options)
+        with budget.limit(time_limit(timeout)):
+            source, filename = _read_program(program)
+            status = run(source, fmt=fmt, **options)
+        sys.stdout.flush()
+    except KeyboardInterrupt:
+        click.echo("matcalc: interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        _silence_stdout()    # the reader has gone (| head -c1): nothing more to say
+        sys.exit(0)
+    except OSError as e:
+        if e.filename is not None or getattr(e, "errno", None) is None:
+            raise_internal(e)
+        _silence_stdout()
+        click.echo(f"error: cannot write the results: {e.strerror}", err=True)
+        sys.exit(1)
     except Exception as e:  # never a traceback: say what happened (MemoryError, RecursionError too)
         error = user_error(e)
-        click.echo(error.render(source, filename), err=True)
+        # a file that does not parse may not be a matcalc program at all: quote only the token
+        quote = "token" if filename is not None and isinstance(error, ParseError) else "line"
+        click.echo(error.render(source, filename, quote=quote), err=True)
         sys.exit(2 if isinstance(error, UsageError) else 1)
     sys.exit(status)
 
 
-def user_error(e: Exception) -> MatcalcError:
+def raise_internal(e: BaseException):
+    click.echo(InternalError(f"{type(e).__name__}: {e}").render(), err=True)
+    sys.exit(1)
+
+
+def time_limit(timeout) -> float:
+    """--timeout in seconds (None: the default, 0: no limit); a usage error unless a number >= 0."""
+    from . import budget
+
+    if timeout is None:
+        return budget.DEFAULT_TIMEOUT
+    if not 0 <= timeout < float("inf"):
+        raise UsageError(f"--timeout {timeout}: give a number of seconds >= 0 (0: no time limit)")
+    return timeout
+
+
+def user_error(e: BaseException) -> MatcalcError:
     """Any failure as an error a user can read: matcalc's own, or what went wrong and how to report it."""
     if isinstance(e, MatcalcError):
         return e
@@ -114,20 +163,52 @@ def user_error(e: Exception) -> MatcalcError:
 class InternalError(MatcalcError):
     kind = "internal error"
 
-    def render(self, source=None, filename=None) -> str:
-        return (f"internal error: {self.message}\n"
+    def render(self, source=None, filename=None, quote="line") -> str:
+        from .errors import visible
+        return (visible(f"internal error: {self.message}") + "\n"
                 "matcalc could not handle this input; please report it with the command line used")
+
+
+def _stdout_usable() -> bool:
+    """False when stdout was closed (Python sets sys.stdout to None when fd 1 is closed)."""
+    import io
+    if sys.stdout is None:
+        return False
+    try:
+        sys.stdout.fileno()
+    except io.UnsupportedOperation:   # an in-memory stream (tests): usable
+        return True
+    except (OSError, ValueError, AttributeError):
+        return False
+    return not sys.stdout.closed
+
+
+def _silence_stdout():
+    """Point stdout at /dev/null, so that the interpreter's last flush does not fail again."""
+    import os
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def derive_checked(source: str, *, check=False, verify=None, **options):
     """Derive ``source`` with ``options`` (derive's keywords) and run the checks asked for:
     the derivation and its reports ({"check": ..., "verify": ...})."""
     from .api import derive
+    from .budget import MAX_VERIFY_N
 
-    if verify is not None and verify < 1:
-        raise UsageError("--verify N needs a positive dimension size")
+    if verify is not None and not 1 <= verify <= MAX_VERIFY_N:
+        raise UsageError(f"--verify {verify}: N must be between 1 and {MAX_VERIFY_N}",
+                         hint="explicit symbolic matrices grow as N^2 symbols and their inverses and "
+                              "determinants much faster; --check tests numerically at any size")
     derivation = derive(source, **options)
     reports = {}
+    if verify is not None:
+        from .budget import check_verify_request
+        check_verify_request(derivation, verify)   # refuse before SymPy is even imported
     if check:
         from .check import check_derivation
         reports["check"] = check_derivation(derivation)

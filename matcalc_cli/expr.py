@@ -14,6 +14,7 @@ import hashlib
 import math
 from fractions import Fraction
 
+from .budget import check as within_budget
 from .dims import Dim, ONE
 
 MAX_KEY = 160
@@ -31,6 +32,7 @@ class Expr:
     _fields: tuple = ()
 
     def _init(self, shape):
+        within_budget()   # every node built checks the request's deadline (budget.py)
         self.shape = (Dim.of(shape[0]), Dim.of(shape[1]))
         self._hash = hash((type(self).__name__,) + self._data())
         self._key = None
@@ -50,8 +52,10 @@ class Expr:
     def __eq__(self, other):
         if self is other:
             return True
-        return (type(self) is type(other) and self._hash == other._hash
-                and self._data() == other._data())
+        if type(self) is not type(other) or self._hash != other._hash:
+            return False
+        within_budget()   # a deep comparison of equal trees: the request's deadline (budget.py)
+        return self._data() == other._data()
 
     def __ne__(self, other):
         return not self == other
@@ -148,11 +152,9 @@ class Num(Expr):
     _fields = ("value",)
 
     def __init__(self, value):
-        if isinstance(value, float) and value.is_integer() and abs(value) < 2 ** 53:
-            value = Fraction(int(value))
-        elif isinstance(value, int):
-            value = Fraction(value)
-        self.value = value
+        # constants are exact, and within the range of doubles so that generated code computes
+        # what is printed (no silent overflow to inf or underflow to 0)
+        self.value = checked_constant(value)
         self._init((1, 1))
 
     def _make_key(self):
@@ -495,14 +497,38 @@ def split_coef(e: Expr):
 
 
 def _arith(a, b, op):
-    result = op(a, b)
-    if isinstance(result, float) and not math.isfinite(result):
-        from .errors import MathError
-        raise MathError(f"a numeric constant overflows ({a} and {b} give {result})",
+    # exact: Fractions neither overflow nor underflow; Num() checks the range of the result
+    return op(Fraction(a), Fraction(b))
+
+
+# the range of constants: that of (normal) doubles, so that NumPy code computes what is printed
+MAX_CONSTANT = Fraction(1.7976931348623157e308)
+MIN_CONSTANT = Fraction(2.2250738585072014e-308)
+
+
+def checked_constant(value) -> Fraction:
+    """``value`` as an exact Fraction, or a MathError when it is not a finite double-range number."""
+    from .errors import MathError
+    if isinstance(value, float) and not math.isfinite(value):
+        raise MathError(f"a numeric constant is not finite ({value})",
                         hint="rescale the constants in the expression")
-    if isinstance(result, float) and result.is_integer() and abs(result) < 2 ** 53:
-        return Fraction(int(result))
-    return result
+    value = value if isinstance(value, Fraction) else Fraction(value)
+    bits = value.numerator.bit_length() - value.denominator.bit_length()
+    if not value or -1000 < bits < 1000:   # well inside the range (the usual case, no big arithmetic)
+        return value
+    if not (MIN_CONSTANT <= abs(value) <= MAX_CONSTANT):
+        which = "overflows" if abs(value) > 1 else "underflows"
+        raise MathError(f"a numeric constant {which}: {approximate(value)} is outside the range of "
+                        "double precision numbers (about 2.2e-308 to 1.8e308 in size)",
+                        hint="rescale the constants in the expression")
+    return value
+
+
+def approximate(value: Fraction) -> str:
+    """A short decimal for a Fraction of any size (1.2e+400), without converting to float."""
+    from decimal import Context, Decimal
+    ctx = Context(prec=3, Emax=10 ** 9, Emin=-10 ** 9)
+    return str(ctx.divide(Decimal(value.numerator), Decimal(value.denominator)).normalize(ctx)).lower()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -854,15 +880,43 @@ def _is_integer(k) -> bool:
     return isinstance(k, Fraction) and k.denominator == 1
 
 
-def _fold_power(b, k):
-    """Fold a numeric power when the result is exact and small; None when it should stay."""
-    if not isinstance(k, Fraction) or k.denominator != 1 or abs(k) > 64:
+MAX_FOLDED_BITS = 4096   # a folded power's exact numerator and denominator stay this short
+
+
+def _fold_power(b: Fraction, k: Fraction):
+    """b^k for numbers: the exact value when it is short; None to keep b^k as written (a
+    fractional power, or an exact value too long to write); a MathError when b^k is undefined
+    (0^-1, (-1)^(1/2)) or outside the range of doubles (1e200^2)."""
+    from .errors import MathError
+    if b == 0:
+        if k < 0:
+            raise MathError(f"0^{k} is undefined (a division by zero)",
+                            hint="a constant base of 0 needs a positive exponent")
+        return Fraction(0)
+    if b < 0 and k.denominator != 1:
+        raise MathError(f"({b})^({k}) is not a real number: a negative base needs an integer exponent")
+    if abs(b) == 1:
+        return b ** int(k) if k.denominator == 1 else Fraction(1)
+    # the size of the result, from logarithms (exact powers of huge exponents are never formed)
+    log2 = (math.log2(abs(b.numerator)) - math.log2(b.denominator)) * float(k)
+    if not -1022.5 < log2 < 1024.5:
+        which = "overflows" if log2 > 0 else "underflows"
+        raise MathError(f"the constant {approximate(b)}^{approximate(k)} {which}: it is outside the "
+                        "range of double precision numbers (about 2.2e-308 to 1.8e308 in size)",
+                        hint="rescale the constants in the expression")
+    if k.denominator != 1:
         return None
-    if b == 0 and k < 0:
-        return None
-    if isinstance(b, Fraction) and (abs(b.numerator) > 2 ** 32 or b.denominator > 2 ** 32):
-        return None
-    return b ** int(k)
+    bits = max(b.numerator.bit_length(), b.denominator.bit_length()) * abs(int(k))
+    return b ** int(k) if bits <= MAX_FOLDED_BITS else None
+
+
+# where the elementwise functions are defined, for constant arguments
+_DOMAIN = {
+    "log": (lambda v: v > 0, "log({}) is undefined: log needs a positive argument"),
+    "sqrt": (lambda v: v >= 0, "sqrt({}) is not a real number: sqrt needs an argument >= 0"),
+    "arcsin": (lambda v: -1 <= v <= 1, "arcsin({}) is undefined: arcsin needs an argument in [-1, 1]"),
+    "arccos": (lambda v: -1 <= v <= 1, "arccos({}) is undefined: arccos needs an argument in [-1, 1]"),
+}
 
 
 # exact values of the elementwise functions at 0 (and of log at 1), folded when they are constants
@@ -872,6 +926,10 @@ _AT_ZERO = {"exp": 1, "cos": 1, "sigmoid": Fraction(1, 2), "sin": 0, "tan": 0, "
 
 def elementwise(fn: str, arg: Expr) -> Expr:
     if isinstance(arg, Num):
+        if fn in _DOMAIN and not _DOMAIN[fn][0](arg.value):
+            from .errors import MathError
+            raise MathError(_DOMAIN[fn][1].format(approximate(arg.value) if arg.value.denominator != 1
+                                                  else arg.value))
         if arg.value == 0 and fn in _AT_ZERO:
             return Num(_AT_ZERO[fn])
         if fn == "log" and arg.value == 1:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from . import expr as E
+from .budget import check as within_budget
 from .differential import differential
 from .errors import MathError
 from .simplify import simplify
@@ -40,6 +41,7 @@ def pullback(L: E.Expr, W: E.Expr, dx: E.Var) -> E.Expr:
     """The G with <W, L(dx)> = <G, dx> for all dx."""
     if not _contains_dx(L, dx):
         return E.zero(dx.shape)
+    within_budget()   # the request's deadline (budget.py)
     rule = PULLBACK_RULES.get(type(L))
     if rule is None:
         raise MathError(f"cannot identify a gradient through {type(L).__name__.lower()}",

@@ -227,7 +227,10 @@ def evaluate(expr: E.Expr, values: dict, sizes: dict) -> np.ndarray:
 # --- random points ----------------------------------------------------------------------------------
 
 # (signed?, scale): the order in which kinds of points are tried
-PROFILES = ((True, 1.0), (False, 1.0), (False, 0.3), (True, 0.3), (False, 0.1), (True, 0.1), (True, 3.0))
+# (signed entries?, scale): a negative scale makes negative (definite) values, for log(-x),
+# logdet(-X); a large one values beyond 1, for sqrt(x - 1)
+PROFILES = ((True, 1.0), (False, 1.0), (False, 0.3), (True, 0.3), (False, 0.1), (True, 0.1), (True, 3.0),
+            (False, -1.0), (False, 3.0), (False, -0.3), (False, 10.0), (False, -3.0))
 
 
 def _random_value(sym_shape, symmetric: bool, rng, sizes: dict, signed: bool, scale: float) -> np.ndarray:
@@ -349,8 +352,10 @@ def random_point(derivation, rng, sizes: dict, attempts: int = 3) -> dict:
 
 def unit_directions(var, sizes: dict):
     """The directions whose derivatives make the columns of the Jacobian: E_k, or sym(E_k)."""
+    from .budget import check as within_budget
     r, c = shape_of(var, sizes)
     for k in range(r * c):
+        within_budget()
         e = np.zeros(r * c)
         e[k] = 1.0
         d = e.reshape((r, c), order="F")

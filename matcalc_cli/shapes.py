@@ -60,11 +60,31 @@ class Unifier:
         return Dim.of(f"?{self.counter}")
 
     def resolve(self, d: Dim) -> Dim:
-        for _ in range(100):
-            if not any(s in self.bindings for s in d.symbols):
-                return d
-            d = d.substitute(self.bindings)
-        return d
+        """d with every bound unknown replaced, to the end of its chain of bindings (however long:
+        a sum of 2,000 undeclared names binds ?1 to ?2 to ... ?2000).  Chains are shortened as
+        they are followed, so that each link is walked once."""
+        if not any(s in self.bindings for s in d.symbols):
+            return d
+        mapping = {}
+        for s in d.symbols:
+            if s in self.bindings:
+                value = self._follow(s)
+                mapping[s] = value
+        return d.substitute(mapping)
+
+    def _follow(self, sym: str) -> Dim:
+        chain = []
+        value = self.bindings[sym]
+        # single-unknown links are followed iteratively (no recursion on long chains)
+        while value.coef == 1 and len(value.factors) == 1 and value.factors[0][1] == 1 \
+                and value.factors[0][0] in self.bindings:
+            chain.append(sym)
+            sym = value.factors[0][0]
+            value = self.bindings[sym]
+        value = self.resolve(value)
+        for s in chain + [sym]:
+            self.bindings[s] = value
+        return value
 
     def snapshot(self):
         return dict(self.bindings), list(self.pending)
@@ -147,6 +167,15 @@ class _Inference:
         x, y = self.u.resolve(x), self.u.resolve(y)
         unknown = lambda d: any(s.startswith("?") for s in d.symbols)
         return (x == 1 and unknown(y)) or (y == 1 and unknown(x))
+
+    def _open_lowercase(self, node, shape) -> bool:
+        """An undeclared lower-case name whose length nothing has fixed yet."""
+        if not isinstance(node, S.Name) or not node.name[:1].islower():
+            return False
+        sym = self.symbols.get(node.name)
+        rows = self.u.resolve(shape[0])
+        return (sym is not None and not sym.declared and self.u.is_one(shape[1])
+                and rows.coef == 1 and len(rows.factors) == 1 and rows.factors[0][0].startswith("?"))
 
     def try_unify(self, *pairs) -> bool:
         snap = self.u.snapshot()
@@ -258,6 +287,11 @@ class _Inference:
                 return b
             if self.definitely_scalar(b):
                 return a
+            # an undeclared lower-case name before a row vector is a scalar factor, as in
+            # 'lambda * x' * x' (a penalty), not the left half of an outer product
+            if self._open_lowercase(left, a) and self.u.is_one(b[0]) and not self.u.is_one(b[1]) \
+                    and self.try_unify((a[0], ONE)):
+                return b
             # a product that would force an unknown dimension to 1 is less likely meant than a
             # scalar factor: 'c * A' with c undeclared is a scalar times A, not a row of A
             if not self._collapses(a[1], b[0]) and self.try_unify((a[1], b[0])):
@@ -351,6 +385,10 @@ class _Inference:
     def dim_argument(self, node) -> Dim:
         """A dimension written as an argument: n, 3, m*n."""
         if isinstance(node, S.Number) and node.text.isdigit() and int(node.text) > 0:
+            if len(node.text.lstrip("0")) > S.MAX_DIM_DIGITS:
+                raise ParseError(f"dimension {_short(node.text, 20)} is too large: the limit is "
+                                 f"{10 ** S.MAX_DIM_DIGITS - 1:,}", *node.pos,
+                                 hint="use a dimension name such as n for a large size")
             return Dim(int(node.text))
         if isinstance(node, S.Name) and node.name != "I":
             self.rigid_dims.add(node.name)
@@ -363,6 +401,10 @@ class _Inference:
         if isinstance(node, S.BinOp) and node.op == "^" and isinstance(node.right, S.Number) \
                 and node.right.text.isdigit():
             base = self.dim_argument(node.left)
+            if len(node.right.text) > 4 or int(node.right.text) > S.MAX_DIM_EXPONENT:
+                raise ParseError(f"dimension power {_short(node.right.text, 20)} is too large: the limit "
+                                 f"is {S.MAX_DIM_EXPONENT}", *node.right.pos,
+                                 hint="name the dimension instead, e.g. ones(N)")
             d = Dim(1)
             for _ in range(int(node.right.text)):
                 d = d * base
@@ -427,12 +469,16 @@ def _syntax_text(node, budget: int) -> str:
 def check(program: S.Program) -> Typed:
     """Shape-check a parsed program and build its IR."""
     inf = _Inference(program)
+    # declarations hold for the whole program, wherever they stand ('y = x' * x; x: vector(n); y');
+    # definitions are read in order, each using the names before it
+    for statement in program.declarations:
+        if isinstance(statement, S.Declaration):
+            inf.declare(statement)
     for statement in program.declarations:
         if isinstance(statement, S.Definition):
             inf.define(statement)
-        else:
-            inf.declare(statement)
     inf.infer(program.expression)
+    _check_names_apart(inf)
     names = _name_free_dims(inf)
     builder = _Builder(inf, names)
     expression = builder.build(program.expression)
@@ -440,9 +486,23 @@ def check(program: S.Program) -> Typed:
     return Typed(expression, builder.symbols, program.source, builder.variables, definitions)
 
 
+def _check_names_apart(inf: _Inference) -> None:
+    """A name is a variable or a dimension, not both: in 'm: scalar; ones(m)' the size of ones(m)
+    and the value of m would be one argument of the generated code, and m = 2.5 no size."""
+    dims = set(inf.rigid_dims)
+    for sym in inf.symbols.values():
+        for d in inf.resolved(sym.shape):
+            dims |= {s for s in d.symbols if not s.startswith("?")}
+    for name, sym in inf.symbols.items():
+        if name in dims:
+            raise NameLookupError(f"'{name}' is used both as a variable and as a dimension", *(sym.pos or ()),
+                                  hint=f"rename one of them, e.g. the dimension '{name}' to '{name}_' or "
+                                       f"'N{name}'")
+
+
 def _name_free_dims(inf: _Inference) -> dict:
     """Give every unknown dimension that use left open a readable name."""
-    used = set(inf.rigid_dims)
+    used = set(inf.rigid_dims) | set(inf.symbols)   # a dimension never takes a variable's name
     for sym in inf.symbols.values():
         for d in inf.resolved(sym.shape):
             used |= {s for s in d.symbols if not s.startswith("?")}
@@ -483,19 +543,25 @@ class _Builder:
         return self.variables[name]
 
     def build(self, node) -> E.Expr:
-        return getattr(self, "_build_" + type(node).__name__)(node)
+        try:
+            return getattr(self, "_build_" + type(node).__name__)(node)
+        except MathError as e:   # a constant out of range or undefined: point at where it is made
+            raise e.at(getattr(node, "pos", None))
 
     def _build_Number(self, node):
         text = node.text
+        out_of_range = ParseError(f"number {_short(text)} is out of range: numbers are at most about "
+                                  "1.8e308 and, unless 0, at least about 2.2e-308 in size", *node.pos,
+                                  hint="rescale the constants in the expression")
+        # exact (0.1 * 0.1 is 0.01, 1e-400 is not 0); an exponent far outside the range of doubles
+        # is refused before 10^exponent is ever formed
+        exponent = text.lower().split("e")[1] if "e" in text.lower() else "0"
+        if len(exponent.lstrip("+-0")) > 5 or abs(int(exponent)) > 400 + len(text):
+            raise out_of_range
         try:
-            # decimals are exact (0.1 * 0.1 is 0.01); only extreme exponents fall back to floats
-            exponent = int(text.lower().split("e")[1]) if "e" in text.lower() else 0
-            value = Fraction(text) if abs(exponent) <= 30 else float(text)
-        except (ValueError, OverflowError):
-            raise ParseError(f"number {_short(text)} is out of range", *node.pos) from None
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ParseError(f"number {_short(text)} is out of range", *node.pos)
-        return E.Num(value)
+            return E.Num(Fraction(text))
+        except MathError:
+            raise out_of_range from None
 
     def _build_Name(self, node):
         if node.name == "I":

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import Counter
 
 from . import expr as E
+from .budget import check as within_budget
 
 MAX_PASSES = 6
 
@@ -35,6 +36,7 @@ def _bottom_up(e: E.Expr) -> E.Expr:
             return node
         if node in memo:
             return memo[node]
+        within_budget()   # the request's deadline (budget.py)
         children = [go(c) for c in node.children]
         same = all(new is old for new, old in zip(children, node.children))
         out = node if same else E.rebuild(node, children)

@@ -12,6 +12,8 @@ from .errors import ParseError
 MAX_NESTING = 200          # parentheses
 MAX_TREE_DEPTH = 600       # syntax tree levels (a function call takes two)
 MAX_LENGTH = 1_000_000
+MAX_DIM_EXPONENT = 64      # n^k in a declaration (budget.MAX_DIM_EXPONENT)
+MAX_DIM_DIGITS = 9         # an integer dimension such as vector(3) is below 10^9
 
 
 # --- syntax tree ------------------------------------------------------------------------------
@@ -99,18 +101,26 @@ def grammar_path() -> str:
     raise FileNotFoundError("matcalc.lark not found: the package is incomplete")
 
 
+_PARSER_OPTIONS = dict(parser="lalr", propagate_positions=False, maybe_placeholders=True)
+
+
 @lru_cache(maxsize=1)
 def _parser():
+    """The LALR parser: loaded from the user's private cache, else built (and cached) here.
+
+    Nothing loadable is kept in a shared directory: the cache holds the parse tables as JSON
+    (data, never code) in a directory only this user can write, and is keyed by a hash of the
+    grammar and the lark version, so an edited grammar or a new lark rebuilds it."""
     from lark import Lark
 
-    path = grammar_path()
-    with open(path, encoding="utf-8") as fh:
+    with open(grammar_path(), encoding="utf-8") as fh:
         grammar = fh.read()
-    kwargs = dict(parser="lalr", propagate_positions=False, maybe_placeholders=True)
-    try:
-        return Lark(grammar, cache=True, **kwargs)
-    except OSError:  # an unwritable cache directory must not stop a one-liner
-        return Lark(grammar, **kwargs)
+    from . import parser_cache
+    parser = parser_cache.load(grammar)
+    if parser is None:
+        parser = Lark(grammar, **_PARSER_OPTIONS)
+        parser_cache.store(grammar, parser)
+    return parser
 
 
 def _check_limits(text: str) -> None:
@@ -198,6 +208,11 @@ def _hint_for_token(tok, expected) -> str | None:
     return None
 
 
+def _short_token(tok, limit: int = 20) -> str:
+    text = str(tok)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _pos(tok) -> tuple:
     return (tok.line, tok.column)
 
@@ -263,8 +278,17 @@ def _declaration(node) -> Declaration:
         for t in dim_node.children:
             if getattr(t, "data", None) == "dim_power":   # n^2 is n*n
                 name, power = t.children
+                if len(str(power)) > 4 or int(power) > MAX_DIM_EXPONENT:
+                    raise ParseError(f"dimension power {_short_token(power)} is too large: the limit is "
+                                     f"{name}^{MAX_DIM_EXPONENT}", *_pos(power),
+                                     hint="name the dimension instead, e.g. vector(N) with N standing "
+                                          f"for {name}^k")
                 factors.extend([str(name)] * int(power))
             else:
+                if t.type == "INT" and len(str(t).lstrip("0")) > MAX_DIM_DIGITS:
+                    raise ParseError(f"dimension {_short_token(t)} is too large: the limit is "
+                                     f"{10 ** MAX_DIM_DIGITS - 1:,}", *_pos(t),
+                                     hint="use a dimension name such as n for a large size")
                 factors.append(int(t) if t.type == "INT" else str(t))
         first = dim_node.children[0]
         dims.append((tuple(factors), _pos(first.children[0] if hasattr(first, "children") else first)))

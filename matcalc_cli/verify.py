@@ -28,11 +28,9 @@ NumPy; symbol names are 1-based, as in the reference text.
 
 from __future__ import annotations
 
+import math
 import random
-import signal
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -40,6 +38,7 @@ import sympy as sp
 from sympy.matrices.expressions.kronecker import matrix_kronecker_product
 from sympy.matrices.utilities import dotprodsimp
 
+from . import budget as limits
 from . import expr as E
 from .dims import Dim
 
@@ -175,7 +174,11 @@ class SympyConverter:
             method = getattr(self, "_convert_" + type(e).__name__, None)
             if method is None:
                 raise NotImplementedError(f"no SymPy conversion for {type(e).__name__}")
-            self.memo[e] = method(e)
+            out = method(e)
+            if not isinstance(out, sp.MatrixBase):   # nan from dividing by a determinant that is 0
+                value = out
+                out = sp.Matrix(*self.shape(e), lambda i, j: value)
+            self.memo[e] = out
         return self.memo[e]
 
     def shape(self, e):
@@ -420,6 +423,7 @@ class ResultCheck:
     points: int = 1
     undecided: int = 0
     entries: int = 0
+    undefined: int = 0      # entries where a side was undefined (a pole, log of 0) at every point
 
     @property
     def difference(self) -> str | None:
@@ -443,7 +447,7 @@ class ResultCheck:
         return {"name": self.name, "equal": self.equal, "first_difference": self.first_difference,
                 "position": list(self.position) if self.position else None,
                 "method": self.method, "points": self.points, "undecided": self.undecided,
-                "entries": self.entries}
+                "entries": self.entries, **({"undefined": self.undefined} if self.undefined else {})}
 
 
 @dataclass
@@ -469,6 +473,11 @@ class VerifyReport:
             if not r.equal:
                 diff = r.difference or ""
                 out.append(head + "NOT equal" + (f" at {diff}" if diff.startswith("[") else f": {diff}"))
+            elif r.undefined:
+                out.append(head + f"undefined at the sample points: {r.undefined} of {r.entries} entries "
+                                  "of f or the result are not finite at every random point tried "
+                                  "(a singular matrix or a value outside a function's domain at this "
+                                  "size; try another N)")
             elif r.method == "symbolic":
                 out.append(head + "equal")
             else:
@@ -604,41 +613,6 @@ class _Side:
         return None if values is None else values[i, j]
 
 
-class _Timeout(BaseException):
-    """Raised by the alarm when symbolic simplification runs out of time (a BaseException, so
-    that no ``except Exception`` inside SymPy swallows it)."""
-
-
-@contextmanager
-def _time_limit(seconds: float):
-    """Interrupt the block after ``seconds`` with _Timeout, where a timer can be used: in the
-    main thread, on a system with setitimer, when nobody else uses SIGALRM.  Elsewhere the block
-    runs to its end (the budget is then only checked between entries)."""
-    usable = (hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-              and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None)
-              and signal.getitimer(signal.ITIMER_REAL)[0] == 0)
-    if not usable:
-        yield
-        return
-
-    armed = [True]
-
-    def on_alarm(signum, frame):
-        if armed[0]:
-            raise _Timeout()
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    try:
-        signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
-        try:
-            yield
-        finally:
-            armed[0] = False   # an alarm from here on is too late to matter
-            signal.setitimer(signal.ITIMER_REAL, 0)
-    finally:
-        signal.signal(signal.SIGALRM, previous)
-
-
 def _is_rational_function(d) -> bool:
     return not d.atoms(sp.Function) and all(p.exp.is_Integer for p in d.atoms(sp.Pow))
 
@@ -649,6 +623,11 @@ def _proven_zero(d) -> bool | None:
 
     ``cancel`` decides rational functions exactly, and treats exp(...), sqrt(...), ... as
     further generators; ``simplify`` gets what that leaves, when it is small."""
+    if d.has(sp.nan, sp.zoo, sp.oo, -sp.oo):
+        return None   # undefined somewhere: decided (or not) at the random points
+    for p in d.atoms(sp.Pow):
+        if p.exp.is_negative and sp.expand(p.base) == 0:
+            return None   # a denominator that is identically 0 (det of X - X' at odd N): undefined
     c = sp.cancel(d)
     if c == 0:
         return True
@@ -678,9 +657,11 @@ def _compare(name, actual: _Side, expected: _Side, points: _Points, deadline: fl
         return None if a is None or b is None else _same(a, b)
 
     # 1. one random rational point: cheap, and a counterexample when the result is wrong
-    todo = []
+    todo, undefined = [], []
+    defined = set()          # entries compared with both sides defined at some point
     for i in range(A.rows):
         for j in range(A.cols):
+            limits.check()
             a, b = A[i, j], B[i, j]
             if a == b or (_size(a, 40) + _size(b, 40) < 40 and sp.expand(a - b) == 0):
                 continue  # equal on sight
@@ -690,6 +671,10 @@ def _compare(name, actual: _Side, expected: _Side, points: _Points, deadline: fl
                 same = same_at(k, i, j)
             if same is False:
                 return differ(i, j)
+            if same is None:
+                undefined.append((i, j))   # a pole everywhere (inv of a singular matrix): no proof
+                continue
+            defined.add((i, j))
             todo.append((i, j))
     # 2. symbolic proof, within the time budget
     undecided = []
@@ -703,9 +688,9 @@ def _compare(name, actual: _Side, expected: _Side, points: _Points, deadline: fl
             undecided.append((i, j))
             continue
         try:
-            with _time_limit(left):
+            with limits.soft_limit(left):
                 proven = _proven_zero(d)
-        except _Timeout:
+        except limits.SoftTimeout:
             undecided.extend(todo[n_done:])
             break
         if proven is False:
@@ -716,11 +701,20 @@ def _compare(name, actual: _Side, expected: _Side, points: _Points, deadline: fl
     if undecided:
         for i, j in undecided:
             for k in range(1, 1 + EXTRA_POINTS):
-                if same_at(k, i, j) is False:
+                limits.check()
+                same = same_at(k, i, j)
+                if same is False:
                     return differ(i, j)
+                if same is not None:
+                    defined.add((i, j))
         check.method = "random points"
         check.points = 1 + EXTRA_POINTS
         check.undecided = len(undecided)
+    undefined += [ij for ij in undecided if ij not in defined]
+    if undefined:
+        check.method = "random points"
+        check.points = 1 + EXTRA_POINTS
+        check.undefined = len(undefined)
     return check
 
 
@@ -750,6 +744,7 @@ def verify_derivation(derivation, n: int = 3, *, seed: int = 0,
 
     ``budget`` bounds the seconds spent on symbolic simplification (the random-point check,
     which finds wrong results, always runs in full); ``seed`` fixes the random points."""
+    limits.check_verify_request(derivation, n)
     with dotprodsimp(False):
         return _verify(derivation, n, seed, budget)
 
@@ -766,9 +761,17 @@ def _verify(derivation, n, seed, budget) -> VerifyReport:
     F = convert(derivation.expression)
     X, dX, dX2 = inst.matrix(derivation.x), inst.matrix(derivation.dx), inst.matrix(derivation.dx2)
     expected = Expected(F, X, dX, dX2, derivation.x.symmetric)
+    def gradient():
+        G = expected.gradient()
+        if derivation.results["gradient"].label.startswith("cookbook"):
+            # the Matrix Cookbook's G + G' - I .* G of the unconstrained gradient, which is
+            # 2 sym(G) - I .* sym(G) of the symmetric one
+            G = 2 * G - sp.diag(*[G[i, i] for i in range(G.rows)])
+        return G
+
     makers = {
         "differential": expected.differential,
-        "gradient": expected.gradient,
+        "gradient": gradient,
         "jacobian": lambda: expected.jacobian(derivation.layout),
         "hessian_bilinear": expected.hessian_bilinear,
         "hessian": expected.hessian,

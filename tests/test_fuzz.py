@@ -5,8 +5,9 @@ Whatever the input, matcalc ends within a time bound with a result or a clear er
 through the command line.
 
 Inputs: random printable and unicode strings, NUL bytes, token soup, mutations of valid programs
-(characters and tokens deleted, inserted, swapped, duplicated), random well-typed programs, and huge
-or deeply nested programs.  The default run is bounded (a few thousand API cases, a few dozen
+(characters and tokens deleted, inserted, swapped, duplicated), random well-typed programs, huge
+or deeply nested programs, and adversarial programs (definition chains, towers, huge constants and
+dimensions, control characters), each of those within a work budget (``budget.limit``).  The default run is bounded (a few thousand API cases, a few dozen
 subprocesses); ``pytest -m slow tests/test_fuzz.py`` runs more, and MATCALC_FUZZ_COUNT sets how many
 cases each generator makes (MATCALC_FUZZ_SEED changes the inputs).  The number of inputs tried is
 printed for every test.
@@ -33,6 +34,7 @@ import pytest
 from click.testing import CliRunner
 
 from matcalc_cli import derive
+from matcalc_cli.budget import SoftTimeout, TimeLimitError, limit, soft_limit
 from matcalc_cli.cli import main
 from matcalc_cli.errors import MatcalcError
 from matcalc_cli.render import documents
@@ -43,7 +45,8 @@ from clitools import matcalc_command
 
 SEED = int(os.environ.get("MATCALC_FUZZ_SEED", "20240611"))
 COUNT = int(os.environ.get("MATCALC_FUZZ_COUNT", "0"))   # 0: the default sizes below
-SLOW_FACTOR = 10                                         # the slow run makes this many times more
+# the slow run makes this many times more: 33 x 3,050 API cases is over 100,000 inputs
+SLOW_FACTOR = int(os.environ.get("MATCALC_FUZZ_SLOW_FACTOR", "33"))
 
 # per-case bounds; a loaded machine may need more: MATCALC_FUZZ_TIME_SCALE=2
 TIME_SCALE = float(os.environ.get("MATCALC_FUZZ_TIME_SCALE", "1"))
@@ -298,11 +301,15 @@ class Tally:
 
 
 def api_case(tally: Tally, program: str, rng: random.Random | None = None, bound: float = TIME_BOUND,
-             flags: dict | None = None) -> None:
-    """derive() ends in time with a Derivation (whose results print) or a MatcalcError."""
+             flags: dict | None = None, deadline: float | None = None) -> None:
+    """derive() ends in time with a Derivation (whose results print) or a MatcalcError.  With a
+    ``deadline`` the case runs under a work budget (budget.limit), as one entry of a batch does."""
     start = time.perf_counter()
     try:
-        with default_recursion_limit(), time_bound(bound):
+        # with a work budget, its timer interrupts the work at the deadline; the case's own bound
+        # then runs on the same timer (budget.soft_limit), so the two do not compete for SIGALRM
+        outer = time_bound(bound) if deadline is None else soft_limit(bound)
+        with default_recursion_limit(), outer, limit(deadline):
             wrt = None
             try:
                 typed = check(parse(program))
@@ -323,10 +330,13 @@ def api_case(tally: Tally, program: str, rng: random.Random | None = None, bound
             documents.plain(d)
             documents.as_json(d)
             tally.add("derived")
+    except TimeLimitError as e:
+        tally.add("time limit")
+        tally.last_error = f"{type(e).__name__}: {e.message}"
     except MatcalcError as e:
         tally.add("clean error")
         tally.last_error = f"{type(e).__name__}: {e.message}"
-    except CaseTimeout:
+    except (CaseTimeout, SoftTimeout):
         tally.add("TIMEOUT", program, f"no answer within {bound:.0f}s")
     except BaseException as e:  # noqa: BLE001 - anything else is the finding
         if isinstance(e, KeyboardInterrupt):
@@ -340,6 +350,81 @@ def api_case(tally: Tally, program: str, rng: random.Random | None = None, bound
             tally.add("SLOW", program, f"took {elapsed:.1f}s")
 
 
+# --- adversarial programs: what a hostile user tries ------------------------------------------
+
+CONTROL = [chr(c) for c in range(32) if chr(c) not in "\n"] + ["\x7f", "\u202e", "\u2028", "\ufeff"]
+HUGE_CONSTANTS = ["1e308", "1e-308", "2.2e-308", "1e309", "1e-400", "1e200^2", "(1e200)^2", "2^70", "2^1024",
+                  "2^-1080", "10^400", "1e99999999", "9" * 400, "0.5^2000", "1 / 1e-320", "(2^70)^2", "0^-1",
+                  "0^0", "(-8)^(1/3)", "log(0)", "sqrt(-1)", "arcsin(2)", "log(1)", "exp(0)", "1.000001^100000",
+                  "2^0.5", "1e-300 * 1e-300", "1e300 * 1e300 / 1e300"]
+HUGE_DIMS = ["n^64", "n^65", "n^99999999", "999999999", "99999999999", "0", "n*m*p*q*r*s", "n^2*m^3",
+             "1000", "100000"]
+
+
+def _chain_program(rng: random.Random, depth: int) -> str:
+    kind = rng.choice(["matrix", "vector", "scalar"])
+    if kind == "matrix":
+        step = rng.choice(["{p} * {p}' + {p}", "inv({p}) + {p}", "{p} * X + X * {p}", "{p} .* {p} - {p}'",
+                           "exp({p}) + {p}"])
+        head, last = "X: matrix(n, n); Y0 = X", rng.choice(["tr({p})", "sum({p})", "logdet({p})", "{p}"])
+    elif kind == "vector":
+        step = rng.choice(["exp({p}) + {p} .* {p}", "A * {p} + {p}", "sin({p}) .* {p}", "{p} ./ (1 + {p} .* {p})"])
+        head, last = "x: vector(n); A: matrix(n, n); Y0 = x", rng.choice(["sum({p})", "{p}' * {p}", "{p}"])
+    else:
+        step = rng.choice(["sin({p}) + {p}", "{p} * {p} + x", "exp({p}) / (1 + {p}^2)", "{p}^{p}"])
+        head, last = "x: scalar; Y0 = x", "{p}"
+    defs = [f"Y{i} = " + step.format(p=f"Y{i - 1}") for i in range(1, depth + 1)]
+    return "; ".join([head] + defs + [last.format(p=f"Y{depth}")])
+
+
+def _tower_program(rng: random.Random, depth: int) -> str:
+    return rng.choice([
+        "x: scalar; " + "^".join(["x"] * depth),
+        "x: scalar; " + "exp(" * depth + "x" + ")" * depth,
+        "X: matrix(n, n); tr(" + "inv(X + " * depth + "X" + ")" * (depth + 1),
+        "X: matrix(n, n); " + ", ".join(f"A{i}" for i in range(depth)) + ": matrix(n, n); tr("
+        + " * ".join(f"A{i} * X" for i in range(depth)) + ")",
+        "x: vector(n); " + " + ".join(f"c{i} * x' * x" for i in range(depth * 4)),
+        " + ".join(f"c{i}" for i in range(depth * 4)),
+        "X: matrix(n, n); det(" + "X * " * depth + "X)",
+    ])
+
+
+def _constant_program(rng: random.Random) -> str:
+    c = rng.choice(HUGE_CONSTANTS)
+    return rng.choice([f"x: scalar; {c} * x", f"x: scalar; x / ({c})", f"x: scalar; x^({c})",
+                       f"x: vector(n); ({c}) * x' * x", f"x: scalar; ({c})^x", f"x: scalar; exp({c} * x)"])
+
+
+def _dimension_program(rng: random.Random) -> str:
+    d = rng.choice(HUGE_DIMS)
+    return rng.choice([f"x: vector({d}); x' * x", f"A: matrix({d}, n); x: vector(n); sum(A * x)",
+                       f"x: vector(n); ones({d})' * ones({d}) * x' * x", f"S: symmetric({d}); logdet(S)",
+                       f"m: scalar; x: vector(n); m * ones(m)' * ones(m) * x' * x", f"x: vector(n); I({d}) * x"])
+
+
+def _control_program(rng: random.Random) -> str:
+    program = list(rng.choice(CORPUS))
+    for _ in range(rng.randint(1, 4)):
+        program.insert(rng.randrange(len(program) + 1), rng.choice(CONTROL))
+    text = "".join(program)
+    return text if rng.random() < 0.5 else f"# {rng.choice(CONTROL)}\x1b[2J comment\n" + text
+
+
+def adversarial_program(rng: random.Random) -> str:
+    """Definition chains, towers, huge constants and dimensions, control characters."""
+    kind = rng.random()
+    if kind < 0.3:
+        return _chain_program(rng, rng.choice([2, 5, 10, 20, 40, 60]))
+    if kind < 0.45:
+        return _tower_program(rng, rng.choice([3, 8, 20, 40, 64]))
+    if kind < 0.65:
+        return _constant_program(rng)
+    if kind < 0.8:
+        return _dimension_program(rng)
+    return _control_program(rng)
+
+
 # --- API-level fuzzing ----------------------------------------------------------------------
 
 GENERATORS = {
@@ -350,17 +435,20 @@ GENERATORS = {
     "char-mutation": lambda rng: mutate_characters(rng, rng.choice(CORPUS)),
     "token-mutation": lambda rng: mutate_tokens(rng, rng.choice(CORPUS)),
     "typed": lambda rng: typed_program(rng),
+    "adversarial": lambda rng: adversarial_program(rng),
 }
 DEFAULT_COUNTS = {"printable": 400, "unicode": 300, "nul": 100, "token-soup": 500, "char-mutation": 600,
-                  "token-mutation": 600, "typed": 500}
+                  "token-mutation": 600, "typed": 500, "adversarial": 50}
+DEADLINE = 2.0 * TIME_SCALE   # the work budget of one adversarial case: a result or a time-limit error
 
 
 def _fuzz_api(generator: str, capsys, slow: bool):
     rng = random.Random(f"{SEED}:{generator}")
     tally = Tally(f"api/{generator}" + (" (slow)" if slow else ""))
     make = GENERATORS[generator]
+    deadline = DEADLINE if generator == "adversarial" else None
     for _ in range(case_count(DEFAULT_COUNTS[generator], slow)):
-        api_case(tally, make(rng), rng)
+        api_case(tally, make(rng), rng, deadline=deadline)
     tally.report(capsys)
     assert tally.tried >= 1
     tally.check()

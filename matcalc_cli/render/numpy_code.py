@@ -196,7 +196,10 @@ def _dim_spec(d: Dim):
 
 def _num_literal(value) -> tuple:
     """(code, precedence) of a number."""
-    if isinstance(value, Fraction):
+    if isinstance(value, Fraction) and max(abs(value.numerator), value.denominator) > 2 ** 53:
+        # beyond 2^53 NumPy would take an int for int64 (and wrap or refuse): write the double
+        code = repr(float(value))
+    elif isinstance(value, Fraction):
         if value.denominator == 1:
             code = str(value.numerator)
         else:
@@ -383,7 +386,10 @@ class FunctionWriter:
             else:
                 numer.append(k)
         size = abs(coef)
-        if size.numerator != 1 or not numer:
+        if max(size.numerator, size.denominator) > 2 ** 53:   # too long for int64: the double
+            numer.insert(0, _Code(repr(float(size)), ATOM))
+            size = Fraction(1)
+        elif size.numerator != 1 or not numer:
             numer.insert(0, _Code(str(size.numerator), ATOM))
         body = self.chain(numer, " * ", MUL) if len(numer) > 1 else numer[0]
         if size.denominator != 1:
@@ -472,6 +478,10 @@ def _symbols_of(dims) -> list:
 
 
 def _docstring(text: str) -> str:
+    # control characters (NUL, ESC, ...) from the program's comments become visible escapes: a
+    # Python source cannot carry some of them, and none belongs in a docstring
+    from ..errors import visible
+    text = "\n".join(visible(line) for line in text.split("\n"))
     return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
 
 

@@ -64,7 +64,7 @@ class TextPrinter(Printer):
         v = e.value
         if isinstance(v, Fraction):
             if v.denominator == 1:
-                return str(v.numerator)
+                return _integer_text(v.numerator)
             return _decimal_text(v) or f"{v.numerator}/{v.denominator}"
         return _float_text(v)
 
@@ -148,7 +148,7 @@ class TextPrinter(Printer):
 
     def exponent(self, x: E.Expr) -> str:
         if isinstance(x, E.Num) and isinstance(x.value, Fraction) and x.value.denominator == 1:
-            return str(x.value.numerator)
+            return _integer_text(x.value.numerator)
         return self.paren(x, ATOM)
 
     def _print_MatPow(self, e):
@@ -217,7 +217,34 @@ def _decimal_text(v: Fraction):
             text = str(digits).rjust(k + 1, "0")
             text = (text[:-k] + "." + text[-k:]).rstrip("0").rstrip(".")
             return ("-" if v < 0 else "") + text
-    return None
+    return _scientific_text(v)
+
+
+def _scientific_text(v: Fraction):
+    """Exact scientific notation, 1e-300 or 2.5e40, for a terminating decimal; None otherwise."""
+    q, a, b = v.denominator, 0, 0
+    while q % 2 == 0:
+        q, a = q // 2, a + 1
+    while q % 5 == 0:
+        q, b = q // 5, b + 1
+    if q != 1:
+        return None
+    k = max(a, b)
+    digits = str(abs(v.numerator) * 2 ** (k - a) * 5 ** (k - b))   # v = digits / 10^k
+    mantissa = digits.rstrip("0") or "0"
+    exp10 = (len(digits) - len(mantissa)) - k + len(mantissa) - 1
+    shown = mantissa[0] + ("." + mantissa[1:] if len(mantissa) > 1 else "")
+    return ("-" if v < 0 else "") + f"{shown}e{exp10}"
+
+
+def _integer_text(n: int) -> str:
+    """An integer's digits, or exact scientific notation when that is much shorter (1e300)."""
+    text = str(n)
+    if len(text) > 21:
+        short = _scientific_text(Fraction(n))
+        if short and len(short) < len(text):
+            return short
+    return text
 
 
 def _float_text(v: float) -> str:

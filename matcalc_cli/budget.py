@@ -1,0 +1,258 @@
+"""A work budget for every request: a deadline, and limits on sizes, each refused with a message
+that names the limit and says how to go on.
+
+    from matcalc_cli import budget
+    with budget.limit(60):             # one request (the CLI does this; a batch does it per entry)
+        d = derive(...)
+
+The deadline is enforced two ways.  Long loops call ``budget.check()``, which raises when the
+time is up (works in any thread).  In the main thread of a Unix process a timer (SIGALRM) also
+interrupts work that does not check, such as one long SymPy call.  Limits nest: ``verify`` gives
+its symbolic simplification a shorter deadline inside the request's.
+
+The exception raised inside the block is a BaseException (``_Expired``), so that no
+``except Exception`` in a library swallows it; the ``limit`` that owns the deadline turns it into
+``TimeLimitError``, a MatcalcError (exit status 1) with the limit in its message.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from contextlib import contextmanager
+
+from .errors import MatcalcError
+
+DEFAULT_TIMEOUT = 60.0          # seconds per program (the CLI's --timeout)
+MAX_INPUT_BYTES = 1_000_000     # a program read from a file or standard input
+MAX_DIM_EXPONENT = 64           # n^k in a declaration
+MAX_VERIFY_N = 12               # --verify N: dimensions of the explicit symbolic matrices
+MAX_VERIFY_DETERMINANT = 4      # --verify: symbolic inverses and determinants of at most 4 x 4
+MAX_VERIFY_ENTRIES = 20_000     # entries of the largest explicit matrix --verify would build
+MAX_CHECK_ENTRIES = 4_000_000   # entries of the largest array --check would evaluate
+MAX_MEMORY_BYTES = 3 << 30      # memory of the process while deriving (checked as the work goes)
+
+
+class TimeLimitError(MatcalcError):
+    kind = "time limit"
+
+
+class LimitError(MatcalcError):
+    """A size limit: the input or the work it asks for is larger than matcalc handles."""
+
+    kind = "size limit"
+
+
+class _Expired(BaseException):
+    """The deadline of one ``limit`` has passed (carries which one)."""
+
+    def __init__(self, owner, memory: bool = False):
+        super().__init__()
+        self.owner = owner
+        self.memory = memory     # the memory limit, not the deadline
+
+
+class _Deadline:
+    def __init__(self, seconds: float, message):
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.message = message
+
+
+class _PerThread(threading.local):
+    def __init__(self):
+        self.active = []        # the deadlines in force in this thread, outermost first
+
+
+_state = _PerThread()           # the timer (main thread) sees the main thread's deadlines
+
+
+def _timer_usable() -> bool:
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        return False
+    handler = signal.getsignal(signal.SIGALRM)
+    return handler in (signal.SIG_DFL, None, _on_alarm)
+
+
+def _on_alarm(signum, frame):
+    now = time.monotonic()
+    expired = [d for d in _state.active if d.at <= now + 0.001]
+    if expired:
+        raise _Expired(expired[0])   # the outermost expired deadline wins
+    if _state.active and resident_bytes() > MAX_MEMORY_BYTES:
+        raise _Expired(_state.active[0], memory=True)
+    _arm()
+
+
+def _arm():
+    if not _timer_usable():
+        return
+    if not _state.active:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        return
+    signal.signal(signal.SIGALRM, _on_alarm)
+    left = min(d.at for d in _state.active) - time.monotonic()
+    # wake up at the deadline, and in between to look at the memory
+    signal.setitimer(signal.ITIMER_REAL, max(min(left, MEMORY_CHECK_INTERVAL * 2.5), 0.001))
+
+
+def _default_message(seconds: float) -> str:
+    return (f"the work took longer than the time limit of {seconds:g} s",
+            "raise it with --timeout SECONDS (budget.limit(seconds) in Python), or differentiate a smaller "
+            "expression (shorter definition chains, fewer nested calls)")
+
+
+@contextmanager
+def limit(seconds: float | None = DEFAULT_TIMEOUT, message=None):
+    """Run the block within ``seconds`` (None or 0: no deadline); TimeLimitError when it overruns.
+
+    ``message`` is (text, hint) for the error; by default it names the limit and --timeout."""
+    if not seconds or seconds <= 0:
+        yield
+        return
+    deadline = _Deadline(float(seconds), message or _default_message(float(seconds)))
+    _state.active.append(deadline)
+    try:
+        _arm()
+        yield deadline
+    except _Expired as e:
+        if e.owner is not deadline:
+            raise
+        if e.memory:
+            raise refuse(f"the work needs more than {MAX_MEMORY_BYTES >> 20:,} MB of memory",
+                         f"{MAX_MEMORY_BYTES >> 20:,} MB",
+                         "differentiate a smaller expression (shorter definition chains, fewer "
+                         "nested calls), or ask for fewer results (the Hessian is the largest)") from None
+        text, hint = deadline.message
+        raise TimeLimitError(text, hint=hint) from None
+    finally:
+        if deadline in _state.active:
+            _state.active.remove(deadline)
+        _arm()
+
+
+@contextmanager
+def soft_limit(seconds: float):
+    """Run the block within ``seconds``; on overrun raise ``SoftTimeout`` (a BaseException) for
+    the caller to catch: for work that may stop early and still give an answer."""
+    deadline = _Deadline(float(seconds), None)
+    _state.active.append(deadline)
+    try:
+        _arm()
+        yield deadline
+    except _Expired as e:
+        if e.owner is not deadline:
+            raise
+        raise SoftTimeout() from None
+    finally:
+        if deadline in _state.active:
+            _state.active.remove(deadline)
+        _arm()
+
+
+class SoftTimeout(BaseException):
+    """The deadline of a ``soft_limit`` passed."""
+
+
+_memory_checked = [0.0]      # when the memory was last looked at
+MEMORY_CHECK_INTERVAL = 0.2  # seconds
+
+
+def check() -> None:
+    """Raise if a deadline in force has passed (called from long loops, about once per node
+    visited; cheap), and, every few thousand calls, if the process holds more memory than
+    MAX_MEMORY_BYTES (before the machine starts swapping, not after).  Both only within a
+    ``limit``, which turns them into TimeLimitError / LimitError."""
+    if _state.active:
+        now = time.monotonic()
+        for d in _state.active:
+            if d.at <= now:
+                raise _Expired(d)
+        if now - _memory_checked[0] > MEMORY_CHECK_INTERVAL:
+            _memory_checked[0] = now
+            if resident_bytes() > MAX_MEMORY_BYTES:
+                raise _Expired(_state.active[0], memory=True)
+
+
+def resident_bytes() -> int:
+    """The memory this process holds now (Linux: /proc/self/statm), 0 where unknown."""
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+try:
+    import os as _os
+    _PAGE = _os.sysconf("SC_PAGE_SIZE")
+except (AttributeError, ValueError, OSError):   # pragma: no cover - not a POSIX system
+    _PAGE = 4096
+
+
+def remaining() -> float | None:
+    """Seconds left before the nearest deadline, or None when there is none."""
+    if not _state.active:
+        return None
+    return min(d.at for d in _state.active) - time.monotonic()
+
+
+def refuse(what: str, limit_text: str, hint: str):
+    """A LimitError that names the limit and how to go on."""
+    return LimitError(f"{what}; the limit is {limit_text}", hint=hint)
+
+
+def check_verify_request(derivation, n) -> None:
+    """Refuse a --verify N whose explicit symbolic matrices would be too large, before any of
+    them is built (and before SymPy is imported): bad arguments, N beyond MAX_VERIFY_N, matrices
+    of more than MAX_VERIFY_ENTRIES entries, inverses or determinants beyond
+    MAX_VERIFY_DETERMINANT (a symbolic k x k determinant has k! terms)."""
+    from . import expr as E
+    from .api import Derivation
+    from .errors import UsageError
+    if not isinstance(derivation, Derivation):
+        raise TypeError(f"verify_derivation(): derivation must be a Derivation (from derive()), "
+                        f"not {type(derivation).__name__}")
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"verify_derivation(): n (the dimension size) must be an int, not {n!r}")
+    if not 1 <= n <= MAX_VERIFY_N:
+        raise UsageError(f"--verify {n}: N must be between 1 and {MAX_VERIFY_N}",
+                         hint="explicit symbolic matrices grow as N^2 symbols and their inverses and "
+                              "determinants much faster; --check tests numerically at any size")
+
+    def numel(shape) -> int:
+        total = 1
+        for d in shape:
+            total *= _size_at(d, n)
+        return min(total, 10 ** 12)
+
+    n_x, n_f = numel(derivation.x.shape), numel(derivation.expression.shape)
+    roots = [derivation.expression] + [r.expr for r in derivation.results.values()]
+    largest = max([n_f * n_x, n_x * n_x] + [numel(e.shape) for e in roots]
+                  + [numel(sym.shape) for sym in derivation.typed.symbols.values()])
+    biggest = max((_size_at(node.arg.rows, n) for node in E.walk(*roots)
+                   if isinstance(node, (E.Inverse, E.Det, E.LogDet, E.Adj)) and not node.arg.is_scalar),
+                  default=0)
+    if biggest > MAX_VERIFY_DETERMINANT:
+        raise refuse(f"--verify {n} would build symbolic inverses or determinants of "
+                     f"{biggest:,} x {biggest:,} matrices",
+                     f"{MAX_VERIFY_DETERMINANT} x {MAX_VERIFY_DETERMINANT}",
+                     "use --verify 3 (dimensions without a fixed size), or check numerically with --check")
+    if largest > MAX_VERIFY_ENTRIES:
+        raise refuse(f"--verify {n} would build symbolic matrices of {largest:,} entries",
+                     f"{MAX_VERIFY_ENTRIES:,} entries",
+                     "use a smaller N, name large dimensions (vector(n), not vector(1000)), "
+                     "or check numerically with --check")
+
+
+def _size_at(d, n: int) -> int:
+    """A dimension with every symbol set to n, capped at 10^12 (n^64 is never multiplied out)."""
+    import math
+    from .dims import Dim
+    d = Dim.of(d)
+    digits = sum(p for _s, p in d.factors) * math.log10(max(n, 1)) + math.log10(max(d.coef, 1))
+    if digits > 12:
+        return 10 ** 12
+    return d.evaluate({s: n for s in d.symbols})
