@@ -268,7 +268,7 @@ def compute(entry: Entry, settings: Settings) -> Outcome:
         name = options.pop("name", None) or name
         with budget.limit(time_limit(options.pop("timeout", None))):     # a time budget per entry
             derivation, reports = derive_checked(_source(entry), **options)
-            text, note = render(derivation, reports, settings.fmt)
+            text, note = render(derivation, reports, settings.fmt, steps=options.get("steps", False))
         failed = [kind for kind, report in reports.items() if not report.passed]
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise

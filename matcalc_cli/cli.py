@@ -13,6 +13,7 @@ EXAMPLES = """\b
 Examples:
   matcalc "x: vector(n); A: matrix(n, n); x' * A * x" --wrt x --hessian
   matcalc "X: matrix(n, n); X^2" --wrt X --jacobian
+  matcalc "X: matrix(n, n); det(X)" --gradient --steps
   matcalc "X: symmetric(n); logdet(X)" --gradient --format latex
   matcalc @loss.mc --wrt w --format numpy > loss_grad.py
   echo "A: matrix(n, n); det(A)" | matcalc - --hessian --format json
@@ -96,6 +97,8 @@ class SingleOrBatch(click.Command):
               help="Check every result symbolically with SymPy, all dimensions set to N (default 3).")
 @click.option("--timeout", type=float, default=None, metavar="SECONDS",
               help="Stop with an error after this many seconds (default 60; 0: no limit).")
+@click.option("--steps", is_flag=True,
+              help="Show the work: the derivation step by step, each step naming its rule.")
 @click.version_option(__version__, "--version", prog_name="matcalc")
 def main(program, fmt, timeout, **options):
     """Differentiate a matrix expression: differential, gradient, Jacobian, Hessian."""
@@ -212,6 +215,9 @@ def derive_checked(source: str, *, check=False, verify=None, **options):
     if check:
         from .check import check_derivation
         reports["check"] = check_derivation(derivation)
+        if options.get("steps"):
+            from .steps import check_steps
+            reports["check"].results.append(check_steps(derivation))
     if verify is not None:
         from .verify import verify_derivation
         reports["verify"] = verify_derivation(derivation, verify)
@@ -222,14 +228,26 @@ def default_format() -> str:
     return "pretty" if sys.stdout.isatty() else "plain"
 
 
-def render(derivation, reports: dict, fmt: str) -> tuple:
+def render(derivation, reports: dict, fmt: str, steps: bool = False) -> tuple:
     """One derivation in one format: (the text for stdout, a note for stderr or None).
 
     The single place where formats are dispatched; ``matcalc batch`` renders its entries here too."""
     from .render import documents
 
+    note = documents.inferred_shapes_note(derivation)
     if fmt == "json":
-        return documents.as_json(derivation, {k: r.to_dict() for k, r in reports.items()}), None
+        extra = {k: r.to_dict() for k, r in reports.items()}
+        if steps:
+            from .render.steps import as_json
+            extra["steps"] = as_json(derivation.steps)
+        return documents.as_json(derivation, extra), None
+    head = ""
+    if steps:      # the derivation in place of the bare results (its chains end with them)
+        head = (f"shapes: {documents.declarations_text(derivation)}\n" if fmt == "pretty" else "") \
+            + _steps_text(derivation.steps, fmt)
+        if fmt != "numpy":
+            prefix = {"latex": "% ", "plain": "# "}.get(fmt, "")
+            return head + _report_lines(reports, prefix), (None if fmt == "pretty" else note)
     if fmt == "latex":
         from .render.latex import document_block
         text, prefix = document_block(derivation), "% "
@@ -240,13 +258,13 @@ def render(derivation, reports: dict, fmt: str) -> tuple:
         return documents.labelled(derivation) + _report_lines(reports, ""), None
     else:
         text, prefix = documents.plain(derivation), "# "
-    return text + _report_lines(reports, prefix), documents.inferred_shapes_note(derivation)
+    return head + text + _report_lines(reports, prefix), note
 
 
 def run(source: str, *, fmt=None, out=None, **options) -> int:
     """Derive and print; returns the exit status the results call for (1 when a check fails)."""
     derivation, reports = derive_checked(source, **options)
-    text, note = render(derivation, reports, fmt or default_format())
+    text, note = render(derivation, reports, fmt or default_format(), steps=options.get("steps", False))
     (out or click.echo)(text, nl=False)
     if note:
         click.echo(f"matcalc: {note}", err=True)
@@ -255,6 +273,19 @@ def run(source: str, *, fmt=None, out=None, **options) -> int:
 
 def _report_lines(reports: dict, prefix: str) -> str:
     return "".join(f"{prefix}{line}\n" for report in reports.values() for line in report.lines())
+
+
+def _steps_text(steps, fmt) -> str:
+    """--steps: the derivation step by step; with --format numpy, as comment lines before the module."""
+    from .render import steps as render_steps
+    if fmt == "latex":
+        return render_steps.latex(steps)
+    if fmt == "numpy":
+        return "".join("# " + line + "\n" for line in render_steps.plain(steps).splitlines())
+    if fmt == "pretty":   # a terminal: as wide as it is
+        import shutil
+        return render_steps.plain(steps, max(60, shutil.get_terminal_size((render_steps.WIDTH, 24)).columns))
+    return render_steps.plain(steps)
 
 
 if __name__ == "__main__":  # pragma: no cover
