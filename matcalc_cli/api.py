@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import expr as E
 from . import identify
@@ -29,16 +29,24 @@ class Result:
     expr: E.Expr
     note: str = ""
     taken: frozenset = frozenset()   # names in use, which shared subexpressions must not take
+    shown: E.Expr | None = None      # the printed form, when it differs from ``expr``
+
+    @property
+    def printed(self) -> E.Expr:
+        """What is printed: ``expr``, or the form people write when that holds only for invertible
+        matrices (det(X) * inv(X')); ``expr`` itself, which the generated code and --check
+        evaluate, is valid wherever the derivative exists."""
+        return self.expr if self.shown is None else self.shown
 
     def text(self) -> str:
         """The result in the input language; a large one names what it repeats (t1 = ...; ...)."""
         from .render.share import shared_text
         from .render.text import to_text
-        return shared_text(self.expr, self.taken, to_text)
+        return shared_text(self.printed, self.taken, to_text)
 
     def latex(self) -> str:
         from .render.latex import shared_latex
-        return shared_latex(self.expr, self.taken)
+        return shared_latex(self.printed, self.taken)
 
     @property
     def shape(self):
@@ -204,7 +212,30 @@ def derive(program: str, wrt: str | None = None, *, gradient: bool = False, jaco
         H = identify.hessian_matrix(G, x, dx)
         d.results["hessian"] = result("hessian", f"hessian f{arg}", H,
                                       note="vec convention: f''[dx, dx2] = vec(dx)' H vec(dx2)")
+    _evaluate_det_and_adj_everywhere(d, symmetric_gradient)
     if steps:
         from .steps import derivation_steps
         d.steps = derivation_steps(d)
     return d
+
+
+def _evaluate_det_and_adj_everywhere(d: Derivation, symmetric_gradient: str) -> None:
+    """det and adj, differentiated above as the reference text writes them (through inv, for
+    invertible matrices), are differentiated again as the polynomials they are: that form, valid
+    at every X, becomes ``Result.expr`` (what --check and the generated code evaluate); the inv
+    form stays what is printed, labelled, unless an inverted matrix is singular for every value."""
+    inverted = identify.inverted_arguments(d.expression, d.x)
+    if not inverted:
+        return
+    exact = identify.everywhere_valid(d.expression, d.x, d.dx, d.dx2, list(d.results), d.layout,
+                                      cookbook=symmetric_gradient == "cookbook")
+    from .render.text import to_text
+    label = ("as written, valid for invertible " + ", ".join(to_text(a) for a in inverted)
+             + "; the generated code and --check use a form valid at every point (adj)")
+    for kind, r in list(d.results.items()):
+        shown = identify.printed_form(r.expr, exact[kind], inverted)
+        if shown is exact[kind]:
+            d.results[kind] = replace(r, expr=exact[kind])
+        else:
+            d.results[kind] = replace(r, expr=exact[kind], shown=shown,
+                                      note="; ".join(filter(None, [r.note, label])))

@@ -14,14 +14,25 @@ from .budget import check as within_budget
 from .errors import MathError
 
 
-def differential(f: E.Expr, x: E.Var, dx: E.Var) -> E.Expr:
-    """df for a change dx of the variable x (dx has x's shape)."""
-    return _Differentiator(x, dx).d(f)
+def differential(f: E.Expr, x: E.Var, dx: E.Var, everywhere: bool = False) -> E.Expr:
+    """df for a change dx of the variable x (dx has x's shape).
+
+    By default det and adj are differentiated as the reference text does, through inv(X)
+    (d det(X) = det(X) tr(inv(X) dX)), which holds for invertible X.  With ``everywhere`` they are
+    differentiated as the polynomials they are: Jacobi's formula d det(X) = tr(adj(X) dX), and
+    d adj(X) = adj_diff(X, dX), which hold at every X, singular or not."""
+    return _Differentiator(x, dx, everywhere).d(f)
+
+
+def uses_inverse_form(f: E.Expr) -> bool:
+    """True when f has a det or adj whose classical derivative goes through inv."""
+    return E.contains(f, lambda n: isinstance(n, (E.Det, E.Adj, E.AdjDiff, E.AdjJacobian)))
 
 
 class _Differentiator:
-    def __init__(self, x: E.Var, dx: E.Var):
+    def __init__(self, x: E.Var, dx: E.Var, everywhere: bool = False):
         self.x, self.dx = x, dx
+        self.everywhere = everywhere
         self.memo: dict = {}
 
     def d(self, e: E.Expr) -> E.Expr:
@@ -107,6 +118,9 @@ def d_trace(D, e: E.Trace):
 
 
 def d_det(D, e: E.Det):
+    if D.everywhere:
+        # Jacobi's formula, at every X: the gradient of det is the cofactor matrix adj(X)'
+        return E.trace(E.matmul(E.adj(e.arg), D.d(e.arg)))
     # det(X + dX) - det(X) = det(X) tr(inv(X) dX)
     return E.mul(e, E.trace(E.matmul(E.inverse(e.arg), D.d(e.arg))))
 
@@ -116,10 +130,31 @@ def d_logdet(D, e: E.LogDet):
 
 
 def d_adj(D, e: E.Adj):
+    if D.everywhere:
+        return E.adj_diff(e.arg, D.d(e.arg))
     # adj(X) = det(X) inv(X):  d adj = det(X) (tr(inv(X) dX) inv(X) - inv(X) dX inv(X))
     x, dx = e.arg, D.d(e.arg)
     inv = E.inverse(x)
     return E.mul(E.det(x), E.sub(E.mul(E.trace(E.matmul(inv, dx)), inv), E.matmul(inv, dx, inv)))
+
+
+def _multilinear_rule(D, e, build):
+    """d F(X, D1..Dk) for F multilinear in the directions: a new direction dX, plus dDi in each."""
+    x, dirs = e.args[0], list(e.args[1:])
+    terms = [build(x, *dirs, D.d(x))] if E.depends_on(x, D.x) else []
+    for i, di in enumerate(dirs):
+        ddi = D.d(di)
+        if not E.is_zero(ddi):
+            terms.append(build(x, *dirs[:i], ddi, *dirs[i + 1:]))
+    return E.add(*terms) if terms else E.zero(e.shape)
+
+
+def d_adj_diff(D, e: E.AdjDiff):
+    return _multilinear_rule(D, e, E.adj_diff)
+
+
+def d_adj_jacobian(D, e: E.AdjJacobian):
+    return _multilinear_rule(D, e, E.adj_jacobian)
 
 
 def d_diag(D, e: E.Diag):
@@ -181,7 +216,26 @@ def _elementwise_derivative(fn: str, u: E.Expr) -> E.Expr:
     return table[fn]()
 
 
+def _log_of_product(D, e: E.Elementwise):
+    """d log(s * u) = ds / s + du ./ u, factor by factor (scalars broadcast), so that a factor
+    cancels in its own term: d log(exp(z) / sum(exp(z))) = dz - exp(z)' * dz / sum(exp(z)),
+    with no division by exp(z) (which overflows where log(softmax) is finite)."""
+    u = e.arg
+    factors = list(u.args[:-1]) + (list(u.args[-1].args) if isinstance(u.args[-1], E.Hadamard)
+                                   else [u.args[-1]]) if isinstance(u, E.Mul) else list(u.args)
+    terms = []
+    for f in factors:
+        df = D.d(f)
+        if E.is_zero(df):
+            continue
+        ratio = E.hadamard(df, E.power(f, E.Num(-1)))
+        terms.append(E.mul(ratio, E.ones(e.shape)) if f.is_scalar and not e.is_scalar else ratio)
+    return E.add(*terms) if terms else E.zero(e.shape)
+
+
 def d_elementwise(D, e: E.Elementwise):
+    if e.fn == "log" and (isinstance(e.arg, E.Hadamard) or (isinstance(e.arg, E.Mul) and len(e.arg.args) > 1)):
+        return _log_of_product(D, e)
     du = D.d(e.arg)
     deriv = _elementwise_derivative(e.fn, e.arg)
     if E.is_zero(deriv):
@@ -189,7 +243,38 @@ def d_elementwise(D, e: E.Elementwise):
     return E.hadamard(deriv, du)
 
 
+def d_matfun(D, e: E.MatFun):
+    # f(X + dX) = f(X) + L_f(X)[dX] + ...: the Frechet derivative (dexpm, dlogm, dsqrtm)
+    return E.frechet(e.fn, e.arg, (D.d(e.arg),))
+
+
+def _frechet_terms(D, e, build):
+    """d of L^(k)(X)[E1..Ek]: L^(k+1)(X)[E1..Ek, dX] for the move of X, plus L^(k)(X)[.., dEi, ..]
+    for each direction (multilinear: the product rule)."""
+    terms = []
+    dx = D.d(e.arg)
+    if not E.is_zero(dx):
+        terms.append(build(e.fn, e.arg, e.directions + (dx,)))
+    for i, direction in enumerate(e.directions):
+        d_dir = D.d(direction)
+        if not E.is_zero(d_dir):
+            terms.append(build(e.fn, e.arg, e.directions[:i] + (d_dir,) + e.directions[i + 1:]))
+    return E.add(*terms) if terms else E.zero(e.shape)
+
+
+def d_frechet(D, e: E.Frechet):
+    return _frechet_terms(D, e, E.frechet)
+
+
+def d_frechet_matrix(D, e: E.FrechetMatrix):
+    # jexpm(X, E..) is the matrix of F -> L^(k+1)(X)[E.., F]; a move of X adds a direction
+    return _frechet_terms(D, e, E.frechet_matrix)
+
+
 RULES = {
+    E.MatFun: d_matfun,
+    E.Frechet: d_frechet,
+    E.FrechetMatrix: d_frechet_matrix,
     E.Var: d_var,
     E.Add: d_add,
     E.Mul: d_mul,
@@ -203,6 +288,8 @@ RULES = {
     E.Det: d_det,
     E.LogDet: d_logdet,
     E.Adj: d_adj,
+    E.AdjDiff: d_adj_diff,
+    E.AdjJacobian: d_adj_jacobian,
     E.Diag: d_diag,
     E.DiagPart: d_diag_part,
     E.Vec: d_vec,

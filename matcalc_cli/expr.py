@@ -118,13 +118,20 @@ class Expr:
     def cols(self) -> Dim:
         return self.shape[1]
 
+    # the text printer, installed by render.text when it is imported (the IR does not reach up
+    # into the printers); until then a node shows its canonical key
+    text_printer = None
+
     def __repr__(self):
-        from .render.text import to_text
-        return f"<{type(self).__name__} {to_text(self)}>"
+        try:
+            shown = str(self)
+        except AttributeError:  # a node the language has no text for (AdjDiff): its key
+            shown = self.key
+        return f"<{type(self).__name__} {shown}>"
 
     def __str__(self):
-        from .render.text import to_text
-        return to_text(self)
+        printer = Expr.text_printer
+        return printer(self) if printer is not None else self.key
 
 
 # ---------------------------------------------------------------------------------------------
@@ -375,6 +382,47 @@ class Reshape(_Unary):
 
     def _data(self):
         return (self.arg, self.shape)
+
+
+class AdjDiff(Expr):
+    """d^k adj(X)[D1, ..., Dk]: the k-th derivative of the adjugate at X in the directions D1..Dk.
+
+    adj is a polynomial in the entries of X, so this is defined at every X, singular or not; the
+    everywhere-valid form that the generated code and --check evaluate (``differential`` with
+    ``everywhere=True``).  It prints in the language through its form for invertible X."""
+
+    __slots__ = ("args",)
+    _fields = ("args",)
+
+    def __init__(self, args: tuple):
+        self.args = tuple(args)
+        self._init(args[0].shape)
+
+    @property
+    def children(self):
+        return self.args
+
+    def _make_key(self):
+        return "dadj(" + ",".join(a.key for a in self.args) + ")"
+
+
+class AdjJacobian(Expr):
+    """The n^2 x n^2 matrix J with vec(d^(k+1) adj(X)[D1, ..., Dk, E]) = J vec(E)."""
+
+    __slots__ = ("args",)
+    _fields = ("args",)
+
+    def __init__(self, args: tuple):
+        self.args = tuple(args)
+        n = args[0].rows
+        self._init((n * n, n * n))
+
+    @property
+    def children(self):
+        return self.args
+
+    def _make_key(self):
+        return "jadj(" + ",".join(a.key for a in self.args) + ")"
 
 
 class Elementwise(Expr):
@@ -861,6 +909,8 @@ def _transpose(e: Expr) -> Expr:
         return matpow(transpose(e.arg), e.k)
     if isinstance(e, Adj):
         return adj(transpose(e.arg))
+    if isinstance(e, AdjDiff):
+        return adj_diff(*[transpose(a) for a in e.args])
     if isinstance(e, Elementwise):
         return elementwise(e.fn, transpose(e.arg))
     if isinstance(e, Power):
@@ -869,6 +919,8 @@ def _transpose(e: Expr) -> Expr:
         return kron(transpose(e.a), transpose(e.b))
     if isinstance(e, Vec) or (isinstance(e, Reshape) and e.cols == 1):
         return Transpose(e, (e.cols, e.rows))
+    if isinstance(e, (MatFun, Frechet)):
+        return _transpose_matfun(e)
     return Transpose(e, (e.cols, e.rows))
 
 
@@ -883,6 +935,8 @@ def inverse(e: Expr) -> Expr:
         return mul(*[power(s, Num(-1)) for s in e.args[:-1]], inverse(e.args[-1]))
     if isinstance(e, MatPow):
         return matpow(inverse(e.arg), e.k)
+    if isinstance(e, MatFun) and e.fn == "expm":
+        return matfun("expm", neg(e.arg))      # inv(expm(X)) = expm(-X)
     if isinstance(e, Transpose):
         return Inverse(e, e.shape)
     return Inverse(e, e.shape)
@@ -1077,6 +1131,26 @@ def adj(e: Expr) -> Expr:
     return Adj(e, e.shape)
 
 
+def adj_diff(x: Expr, *directions: Expr) -> Expr:
+    """d^k adj(X)[D1, ..., Dk]; zero when a direction is zero or k >= n (adj has degree n - 1)."""
+    if any(is_zero(d) for d in directions):
+        return zero(x.shape)
+    if x.is_scalar:
+        return Num(1) if not directions else Num(0)
+    if x.rows.is_int and len(directions) >= x.rows.coef:
+        return zero(x.shape)
+    if not directions:
+        return adj(x)
+    return AdjDiff((x,) + tuple(sorted(directions, key=lambda d: d.key)))
+
+
+def adj_jacobian(x: Expr, *directions: Expr) -> Expr:
+    """J with vec(d^(k+1) adj(X)[D1, ..., Dk, E]) = J vec(E)."""
+    if any(is_zero(d) for d in directions):
+        return zero((x.rows * x.rows, x.rows * x.rows))
+    return AdjJacobian((x,) + tuple(sorted(directions, key=lambda d: d.key)))
+
+
 def diag(e: Expr) -> Expr:
     """Vector -> diagonal matrix."""
     if e.is_scalar:
@@ -1236,10 +1310,16 @@ def rebuild(e: Expr, children: list) -> Expr:
         return elementwise(e.fn, children[0])
     if isinstance(e, Reshape):
         return reshape(children[0], e.rows, e.cols)
+    if isinstance(e, AdjDiff):
+        return adj_diff(*children)
+    if isinstance(e, AdjJacobian):
+        return adj_jacobian(*children)
     unary = {Transpose: transpose, Inverse: inverse, Trace: trace, Det: det, LogDet: logdet,
              Adj: adj, Diag: diag, DiagPart: diag_part, Vec: vec, Sum: sum_, Norm1: norm1, Norm2: norm2}
     if type(e) in unary:
         return unary[type(e)](children[0])
+    if isinstance(e, (MatFun, Frechet, FrechetMatrix)):
+        return _rebuild_matfun(e, children)
     return e  # leaves
 
 
@@ -1259,3 +1339,238 @@ def substitute(e: Expr, mapping: dict) -> Expr:
         return out
 
     return go(e)
+
+
+# ---------------------------------------------------------------------------------------------
+# Primary matrix functions (expm, logm, sqrtm) and their Frechet derivatives
+# ---------------------------------------------------------------------------------------------
+#
+# For a primary matrix function f (defined through the eigenvalues, not entry by entry):
+#   f(X + E) = f(X) + L_f(X)[E] + ...,  L_f(X) the Frechet derivative, linear in E;
+#   L^(k)_f(X)[E1, ..., Ek] the k-th derivative, multilinear and symmetric in the directions;
+#   for E commuting with X, L_f(X)[E] = f'(X) E (and likewise for every order);
+#   with real Taylor coefficients, L_f(X)' = L_f(X') as maps, and the adjoint of E -> L_f(X)[E]
+#   under <A, B> = tr(A'B) is G -> L_f(X')[G].
+
+MATFUNS = ("expm", "logm", "sqrtm")
+MAX_FRECHET_ORDER = 4      # evaluated through a 2^k n block matrix: 16 n at the highest order
+_ELEMENTWISE_TWIN = {"expm": "exp", "logm": "log", "sqrtm": "sqrt"}
+
+
+def frechet_name(fn: str, k: int) -> str:
+    """dexpm, d2expm, ...: the name of the k-th Frechet derivative in the language."""
+    return ("d" if k == 1 else f"d{k}") + fn
+
+
+def frechet_matrix_name(fn: str) -> str:
+    """jexpm: the matrix of the Frechet derivative in its last direction (vec form)."""
+    return "j" + fn
+
+
+def matfun_names() -> dict:
+    """Every name of the language for these functions -> (kind, fn, order): kind is 'f' (the
+    function), 'd' (a Frechet derivative of that order) or 'j' (its matrix, of that order)."""
+    names = {}
+    for fn in MATFUNS:
+        names[fn] = ("f", fn, 0)
+        for k in range(1, MAX_FRECHET_ORDER + 1):
+            names[frechet_name(fn, k)] = ("d", fn, k)
+        names[frechet_matrix_name(fn)] = ("j", fn, 0)
+    return names
+
+
+class MatFun(Expr):
+    """expm(X), logm(X), sqrtm(X): principal matrix functions of a square matrix."""
+
+    __slots__ = ("fn", "arg")
+    _fields = ("fn", "arg")
+
+    def __init__(self, fn: str, arg: Expr):
+        self.fn, self.arg = fn, arg
+        self._init(arg.shape)
+
+    @property
+    def children(self):
+        return (self.arg,)
+
+    def _make_key(self):
+        return f"{self.fn}({self.arg.key})"
+
+
+class Frechet(Expr):
+    """L^(k)_f(X)[E1, ..., Ek], printed dexpm(X, E), d2expm(X, E1, E2), ... (k = len(directions))."""
+
+    __slots__ = ("fn", "arg", "directions")
+    _fields = ("fn", "arg", "directions")
+
+    def __init__(self, fn: str, arg: Expr, directions: tuple):
+        self.fn, self.arg, self.directions = fn, arg, tuple(directions)
+        self._init(arg.shape)
+
+    @property
+    def children(self):
+        return (self.arg,) + self.directions
+
+    @property
+    def order(self) -> int:
+        return len(self.directions)
+
+    def _make_key(self):
+        return f"{frechet_name(self.fn, self.order)}({','.join(c.key for c in self.children)})"
+
+
+class FrechetMatrix(Expr):
+    """K with vec(L^(k+1)_f(X)[E1, ..., Ek, F]) = K vec(F): the Jacobian of the Frechet derivative in
+    its last direction, n^2 x n^2; printed jexpm(X), jexpm(X, E1), ..."""
+
+    __slots__ = ("fn", "arg", "directions")
+    _fields = ("fn", "arg", "directions")
+
+    def __init__(self, fn: str, arg: Expr, directions: tuple):
+        self.fn, self.arg, self.directions = fn, arg, tuple(directions)
+        n = arg.rows
+        self._init((n * n, n * n))
+
+    @property
+    def children(self):
+        return (self.arg,) + self.directions
+
+    def _make_key(self):
+        return f"{frechet_matrix_name(self.fn)}({','.join(c.key for c in self.children)})"
+
+
+def matfun(fn: str, arg: Expr) -> Expr:
+    """f(X); on a scalar the ordinary function, f(I) and f(0) folded, expm(logm(X)) = X."""
+    if arg.is_scalar:
+        return elementwise(_ELEMENTWISE_TWIN[fn], arg)
+    if isinstance(arg, Identity):
+        return {"expm": lambda: mul(elementwise("exp", Num(1)), arg), "logm": lambda: Zero(arg.shape),
+                "sqrtm": lambda: arg}[fn]()
+    if isinstance(arg, Zero) and fn != "logm":
+        return Identity(arg.rows) if fn == "expm" else arg
+    if fn == "expm" and isinstance(arg, MatFun) and arg.fn == "logm":
+        return arg.arg
+    return MatFun(fn, arg)
+
+
+_ALL = "commutes with every matrix"
+
+
+def function_base(e: Expr):
+    """The matrix M of which e is a function (a scalar multiple, power, inverse, expm, logm, sqrtm,
+    or a sum of those and of multiples of I), so that e commutes with every other function of M;
+    ``_ALL`` for a multiple of I."""
+    while True:
+        if isinstance(e, Mul) and not e.is_scalar:
+            e = e.args[-1]
+        elif isinstance(e, (Inverse, MatPow, MatFun)):
+            e = e.arg
+        else:
+            break
+    if isinstance(e, Identity):
+        return _ALL
+    if isinstance(e, Add):
+        bases = {function_base(t) for t in e.args} - {_ALL}
+        if not bases:
+            return _ALL
+        return bases.pop() if len(bases) == 1 else e
+    return e
+
+
+def commute(a: Expr, b: Expr) -> bool:
+    """True when a and b are known to commute (functions of one matrix, or a multiple of I)."""
+    if a.is_scalar or b.is_scalar:
+        return True
+    ba, bb = function_base(a), function_base(b)
+    return ba is _ALL or bb is _ALL or ba == bb
+
+
+def _falling(k: int, c: Fraction) -> Fraction:
+    """c (c - 1) ... (c - k + 1): the k-th derivative of x^c is this times x^(c - k)."""
+    out = Fraction(1)
+    for i in range(k):
+        out *= c - i
+    return out
+
+
+def matfun_derivative(fn: str, x: Expr, k: int) -> Expr:
+    """f^(k)(X) as a matrix function: what L^(k)_f(X) multiplies directions that commute with X by."""
+    if fn == "expm":
+        return matfun("expm", x)
+    if fn == "logm":  # d^k log = (-1)^(k-1) (k-1)! x^-k
+        return scale(_falling(k - 1, Fraction(-1)), matpow(x, -k))
+    # d^k x^(1/2) = (1/2)(-1/2)...(3/2 - k) x^(1/2 - k) = c_k inv(sqrtm(X)) X^(1 - k)
+    return scale(_falling(k, Fraction(1, 2)), matmul(inverse(matfun("sqrtm", x)), matpow(x, 1 - k)))
+
+
+def _strip_scalars(d: Expr):
+    if isinstance(d, Mul) and not d.is_scalar:
+        return list(d.args[:-1]), d.args[-1]
+    return [], d
+
+
+def frechet(fn: str, arg: Expr, directions) -> Expr:
+    """L^(k)_f(X)[E1, ..., Ek]: linear in each direction, so scalar factors come out; directions
+    that commute with X give f^(k)(X) E1 ... Ek; for expm a direction I drops an order."""
+    directions = tuple(directions)
+    if not directions:
+        return matfun(fn, arg)
+    if len(directions) > MAX_FRECHET_ORDER:
+        from .errors import MathError
+        raise MathError(f"derivatives of {fn} of order above {MAX_FRECHET_ORDER} are not supported",
+                        hint="differentiate an expression with fewer nested derivatives")
+    if any(is_zero(d) for d in directions):
+        return zero(arg.shape)
+    scalars, bodies = [], []
+    for d in directions:
+        s, body = _strip_scalars(d)
+        scalars += s
+        bodies.append(body)
+    if arg.is_scalar:
+        return mul(*scalars, *bodies, matfun_derivative(fn, arg, len(bodies)))
+    if fn == "expm" and any(isinstance(b, Identity) for b in bodies):
+        # expm(X + tI) = e^t expm(X): a direction I lowers the order by one
+        rest = [b for b in bodies if not isinstance(b, Identity)]
+        return mul(*scalars, frechet(fn, arg, rest))
+    if all(commute(b, arg) for b in bodies):
+        return mul(*scalars, matmul(*bodies, matfun_derivative(fn, arg, len(bodies))))
+    bodies.sort(key=lambda b: b.key)   # symmetric in the directions: one canonical order
+    return mul(*scalars, Frechet(fn, arg, tuple(bodies)))
+
+
+def frechet_matrix(fn: str, arg: Expr, directions=()) -> Expr:
+    directions = tuple(directions)
+    if len(directions) >= MAX_FRECHET_ORDER:
+        from .errors import MathError
+        raise MathError(f"derivatives of {fn} of order above {MAX_FRECHET_ORDER} are not supported")
+    if any(is_zero(d) for d in directions):
+        n = arg.rows
+        return zero((n * n, n * n))
+    scalars, bodies = [], []
+    for d in directions:
+        s, body = _strip_scalars(d)
+        scalars += s
+        bodies.append(body)
+    if arg.is_scalar:   # the 1 x 1 matrix of F -> f^(k+1)(x) E1 ... Ek F
+        return mul(*scalars, *bodies, matfun_derivative(fn, arg, len(bodies) + 1))
+    bodies.sort(key=lambda b: b.key)
+    return mul(*scalars, FrechetMatrix(fn, arg, tuple(bodies)))
+
+
+def _transpose_matfun(e: Expr):
+    """f(X)' = f(X') and L_f(X)[E]' = L_f(X')[E'] (real Taylor coefficients); None for other nodes."""
+    if isinstance(e, MatFun):
+        return matfun(e.fn, transpose(e.arg))
+    if isinstance(e, Frechet):
+        return frechet(e.fn, transpose(e.arg), [transpose(d) for d in e.directions])
+    return None
+
+
+def _rebuild_matfun(e: Expr, children: list):
+    if isinstance(e, MatFun):
+        return matfun(e.fn, children[0])
+    if isinstance(e, Frechet):
+        return frechet(e.fn, children[0], children[1:])
+    if isinstance(e, FrechetMatrix):
+        return frechet_matrix(e.fn, children[0], children[1:])
+    return None

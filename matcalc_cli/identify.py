@@ -139,7 +139,45 @@ def _pb_kron(L, W, dx):
     return pullback(F, E.reshape(E.matmul(E.transpose(M), E.vec(W)), F.rows, F.cols), dx)
 
 
+def _pb_adj_diff(L, W, dx):
+    # <W, d^k adj(X)[.., Di, ..]> = d^(k+1) det(X)[.., Di, .., W'], symmetric in its directions,
+    # = <d^k adj(X)[.., W', ..]', Di>
+    x, dirs = L.args[0], list(L.args[1:])
+    if _contains_dx(x, dx):
+        raise MathError("the differential is not linear in the direction (internal error)")
+    i = _split_linear(dirs, dx)
+    seed = E.transpose(E.adj_diff(x, *dirs[:i], *dirs[i + 1:], E.transpose(W)))
+    return pullback(dirs[i], seed, dx)
+
+
+def _frechet_slot(L, dx):
+    """(index of the direction that holds dx, the other directions) of L^(k)_f(X)[E1..Ek]."""
+    if _contains_dx(L.arg, dx):
+        raise MathError(f"the differential moves the argument of {E.frechet_name(L.fn, L.order)} "
+                        "(internal error: it should be linear in the direction)")
+    i = _split_linear(L.directions, dx)
+    return i, L.directions[:i] + L.directions[i + 1:]
+
+
+def _pb_frechet(L, W, dx):
+    # <W, L^(k)(X)[E.., F]> = <L^(k)(X')[W, E'..], F>: the adjoint of a primary matrix function's
+    # derivative is its derivative at X' (real Taylor coefficients); first order: <W, L(X)[F]> = <L(X')[W], F>
+    i, others = _frechet_slot(L, dx)
+    seed = E.frechet(L.fn, E.transpose(L.arg), (W,) + tuple(E.transpose(d) for d in others))
+    return pullback(L.directions[i], seed, dx)
+
+
+def _pb_frechet_matrix(L, W, dx):
+    raise MathError(f"cannot identify a derivative through {E.frechet_matrix_name(L.fn)}(...) when the "
+                    "differential moves its argument or directions",
+                    hint=f"write the map with d{L.fn}(X, E) instead of "
+                         f"{E.frechet_matrix_name(L.fn)}(X) * vec(E)")
+
+
 PULLBACK_RULES = {
+    E.AdjDiff: _pb_adj_diff,
+    E.Frechet: _pb_frechet,
+    E.FrechetMatrix: _pb_frechet_matrix,
     E.Kron: _pb_kron,
     E.Var: _pb_var,
     E.Transpose: _pb_transpose,
@@ -223,9 +261,35 @@ def _jac_mul(L, dx):
     return E.matmul(E.vec(M), jacobian_kron(F, dx))
 
 
+def apply_to_vector(F: E.Expr, b: E.Expr, dx: E.Var) -> E.Expr:
+    """F * b for a matrix F linear in dx and a vector b, with b pushed inside F so that dx no
+    longer sits in a matrix factor: diag(u) b = b .* u, (s M) b = s (M b), (F1 + F2) b = F1 b + F2 b.
+    A vector function of a vector then has a Jacobian in plain matrix form (diag, outer products),
+    never kron(b', I) * vec(...)."""
+    if not _contains_dx(F, dx) or F.cols == 1:
+        return E.matmul(F, b)
+    if isinstance(F, E.Add):
+        return E.add(*[apply_to_vector(t, b, dx) for t in F.args])
+    if isinstance(F, E.Mul):
+        return E.mul(*F.args[:-1], apply_to_vector(F.args[-1], b, dx))
+    if isinstance(F, E.Diag):
+        return E.hadamard(F.arg, b)
+    if isinstance(F, E.MatMul):
+        i = _split_linear(F.args, dx)
+        right = E.matmul(*F.args[i + 1:], b) if i + 1 < len(F.args) else b
+        inner = apply_to_vector(F.args[i], right, dx)
+        return E.matmul(*F.args[:i], inner) if i > 0 else inner
+    return E.matmul(F, b)
+
+
 def _jac_matmul(L, dx):
     i = _split_linear(L.args, dx)
     F = L.args[i]
+    if L.cols == 1 and F.cols != 1 and i + 1 < len(L.args):
+        pushed = apply_to_vector(F, E.matmul(*L.args[i + 1:]), dx)
+        if not (isinstance(pushed, E.MatMul) and F in pushed.args):
+            whole = E.matmul(*L.args[:i], pushed) if i > 0 else pushed
+            return jacobian_kron(whole, dx)
     A = E.matmul(*L.args[:i]) if i > 0 else E.identity(F.rows)
     B = E.matmul(*L.args[i + 1:]) if i + 1 < len(L.args) else E.identity(F.cols)
     return E.matmul(E.kron(E.transpose(B), A), jacobian_kron(F, dx))
@@ -238,6 +302,14 @@ def _jac_hadamard(L, dx):
 
 
 def _jac_diag_part(L, dx):
+    F = L.arg
+    if isinstance(F, E.MatMul):
+        i = _split_linear(F.args, dx)
+        if isinstance(F.args[i], E.Diag):
+            # diag(A diag(u) B) = (A .* B') u
+            A = E.matmul(*F.args[:i]) if i > 0 else E.identity(F.rows)
+            B = E.matmul(*F.args[i + 1:]) if i + 1 < len(F.args) else E.identity(F.cols)
+            return E.matmul(E.hadamard(A, E.transpose(B)), jacobian_kron(F.args[i].arg, dx))
     # diag(F) = (F .* I) 1, so vec(diag(F)) = kron(1', I) diag(vec(I)) vec(F)
     n = L.arg.rows
     select = E.matmul(E.kron(E.transpose(E.Ones((n, 1))), E.Identity(n)), E.diag(E.vec(E.Identity(n))))
@@ -245,6 +317,9 @@ def _jac_diag_part(L, dx):
 
 
 def _jac_diag(L, dx):
+    if isinstance(L.arg, E.DiagPart):
+        # diag(diag(F)) = I .* F
+        return E.matmul(E.diag(E.vec(E.Identity(L.rows))), jacobian_kron(L.arg.arg, dx))
     # diag(f) = I .* (f 1'), so vec(diag(f)) = diag(vec(I)) kron(1, I) f
     n = L.rows
     spread = E.matmul(E.diag(E.vec(E.Identity(n))), E.kron(E.Ones((n, 1)), E.Identity(n)))
@@ -260,7 +335,34 @@ def _jac_kron(L, dx):
     return E.matmul(M, jacobian_kron(F, dx))
 
 
+def _jac_adj_diff(L, dx):
+    x, dirs = L.args[0], list(L.args[1:])
+    i = _split_linear(dirs, dx)
+    return E.matmul(E.adj_jacobian(x, *dirs[:i], *dirs[i + 1:]), jacobian_kron(dirs[i], dx))
+
+
+def frechet_kron_form(fn: str, X: E.Expr, others=()) -> E.Expr:
+    """K with vec(L^(k)_f(X)[E.., F]) = K vec(F).  First order, in Kronecker form where one exists:
+    sqrtm from S L + L S = F, K = inv(kron(I, S) + kron(S', I)); logm as the inverse of expm's at
+    logm(X); otherwise the named operator matrix jexpm(X, E..)."""
+    n = X.rows
+    if not others and fn == "sqrtm":
+        S = E.matfun("sqrtm", X)
+        return E.inverse(E.add(E.kron(E.identity(n), S), E.kron(E.transpose(S), E.identity(n))))
+    if not others and fn == "logm":
+        return E.inverse(E.frechet_matrix("expm", E.matfun("logm", X)))
+    return E.frechet_matrix(fn, X, others)
+
+
+def _jac_frechet(L, dx):
+    i, others = _frechet_slot(L, dx)
+    return E.matmul(frechet_kron_form(L.fn, L.arg, others), jacobian_kron(L.directions[i], dx))
+
+
 JACOBIAN_RULES = {
+    E.AdjDiff: _jac_adj_diff,
+    E.Frechet: _jac_frechet,
+    E.FrechetMatrix: lambda L, dx: _pb_frechet_matrix(L, None, dx),
     E.Kron: _jac_kron,
     E.Var: _jac_var,
     E.Transpose: _jac_transpose,
@@ -294,15 +396,62 @@ def jacobian(f: E.Expr, df: E.Expr, x: E.Var, dx: E.Var, layout: str = "numerato
 
 # --- Hessian ---------------------------------------------------------------------------------
 
-def hessian_bilinear(df: E.Expr, x: E.Var, dx2: E.Var) -> E.Expr:
+def hessian_bilinear(df: E.Expr, x: E.Var, dx2: E.Var, everywhere: bool = False) -> E.Expr:
     """f''(x)[dx, dx2]: differentiate df again (dx fixed) in the direction dx2."""
-    return simplify(differential(df, x, dx2))
+    return simplify(differential(df, x, dx2, everywhere))
 
 
-def hessian_matrix(G: E.Expr, x: E.Var, dx: E.Var) -> E.Expr:
+def hessian_matrix(G: E.Expr, x: E.Var, dx: E.Var, everywhere: bool = False) -> E.Expr:
     """The Hessian matrix: the Jacobian of vec(G), numel(x) x numel(x)."""
-    dG = simplify(differential(G, x, dx))
+    dG = simplify(differential(G, x, dx, everywhere))
     H = jacobian_kron(E.vec(dG), dx)
     if x.symmetric:
         H = E.matmul(H, symmetric_projection(x.rows))
     return simplify(H)
+
+
+# --- det and adj at every point ---------------------------------------------------------------
+
+def inverted_arguments(f: E.Expr, x: E.Var) -> list:
+    """The arguments of det and adj that hold x: their classical derivatives invert them."""
+    out = []
+    for node in E.walk(f):
+        if isinstance(node, (E.Det, E.Adj)) and E.depends_on(node.arg, x) and node.arg not in out:
+            out.append(node.arg)
+    return out
+
+
+def everywhere_valid(f: E.Expr, x: E.Var, dx: E.Var, dx2: E.Var, kinds: list, layout: str,
+                     cookbook: bool = False) -> dict:
+    """kind -> the result derived with Jacobi's formula and the adjugate's own derivatives
+    (``differential(..., everywhere=True)``): valid at singular matrices too."""
+    df = simplify(differential(f, x, dx, everywhere=True))
+    out = {"differential": df}
+    G = gradient(df, x, dx) if {"gradient", "hessian"} & set(kinds) else None
+    if "gradient" in kinds:
+        out["gradient"] = cookbook_gradient(G) if cookbook and x.symmetric else G
+    if "jacobian" in kinds:
+        out["jacobian"] = jacobian(f, df, x, dx, layout)
+    if "hessian_bilinear" in kinds:
+        out["hessian_bilinear"] = hessian_bilinear(df, x, dx2, everywhere=True)
+    if "hessian" in kinds:
+        out["hessian"] = hessian_matrix(G, x, dx, everywhere=True)
+    return out
+
+
+def _structurally_singular(m: E.Expr) -> bool:
+    """A product through a dimension 1 (x * y', rank one) is singular for every value of its factors."""
+    return any(isinstance(node, E.MatMul) and not node.is_scalar
+               and any(a.cols == 1 for a in node.args[:-1])
+               for node in E.walk(m))
+
+
+def printed_form(classical: E.Expr, exact: E.Expr, inverted: list) -> E.Expr:
+    """The reference text's form (through inv) where it can hold; the everywhere-valid one where an
+    inverted matrix is singular for every value (det(x * x')) and that one prints in the language."""
+    if classical == exact:
+        return exact
+    printable = not E.contains(exact, lambda n: isinstance(n, (E.AdjDiff, E.AdjJacobian)))
+    if printable and any(_structurally_singular(a) for a in inverted):
+        return exact
+    return classical

@@ -98,6 +98,20 @@ def adjugate(a: np.ndarray) -> np.ndarray:
     return np.linalg.det(u) * np.linalg.det(vh) * (vh.T * adj_s) @ u.T
 
 
+def _adjugate_derivatives() -> dict:
+    """The generated code's own helpers for derivatives of adj (one definition, in numpy_code)."""
+    from .render.numpy_code import HELPERS
+    namespace = {"np": np, "_adj": adjugate}
+    for name in ("_adj_diff", "_adj_jacobian"):
+        exec(HELPERS[name], namespace)  # noqa: S102 - our own source text
+    return namespace
+
+
+_ADJ = _adjugate_derivatives()
+adjugate_derivative = _ADJ["_adj_diff"]
+adjugate_jacobian = _ADJ["_adj_jacobian"]
+
+
 def logdet(a: np.ndarray) -> float:
     """log(det(A)): NaN when det(A) < 0 (the real logarithm), -inf when singular."""
     sign, value = np.linalg.slogdet(a)
@@ -155,7 +169,77 @@ def _ev_var(node, kids, values, sizes):
     return np.asarray(v, dtype=float).reshape(shape_of(node, sizes), order="F")
 
 
+# --- matrix functions (SciPy, imported on first use) -------------------------------------------------
+
+def _real(a: np.ndarray) -> np.ndarray:
+    """The real matrix a complex result stands for (NaN where it is genuinely complex)."""
+    if np.iscomplexobj(a):
+        if np.max(np.abs(a.imag), initial=0.0) > 1e-8 * max(1.0, float(np.max(np.abs(a), initial=0.0))):
+            return np.full(a.shape, np.nan)
+        return a.real.copy()
+    return a
+
+
+def matrix_function(fn: str, a: np.ndarray) -> np.ndarray:
+    """expm, logm (principal) or sqrtm (principal) of a square matrix."""
+    import scipy.linalg as sl
+    if fn == "expm":
+        return sl.expm(a)
+    if fn == "logm":
+        return _real(sl.logm(a))
+    return _real(sl.sqrtm(a))
+
+
+def frechet_derivative(fn: str, a: np.ndarray, directions) -> np.ndarray:
+    """L^(k)_f(A)[E1, ..., Ek].  First order: SciPy's expm_frechet for expm, the Sylvester equation
+    S L + L S = E for sqrtm.  Otherwise the top-right n x n block of f of the 2^k n block matrix
+    X_j = [[X_(j-1), kron(I, E_j)], [0, X_(j-1)]], X_0 = A (Higham and Relton, SIMAX 35 (2014)).
+    Each direction is scaled to the size of A first (the map is linear in it), so that the block
+    matrix is not dominated by a large direction."""
+    import scipy.linalg as sl
+    directions = list(directions)
+    if len(directions) == 1 and fn == "expm":
+        return sl.expm_frechet(a, directions[0], compute_expm=False)
+    if len(directions) == 1 and fn == "sqrtm":
+        s = matrix_function("sqrtm", a)
+        return sl.solve_sylvester(s, s, directions[0])
+    return block_frechet_derivative(fn, a, directions)
+
+
+def block_frechet_derivative(fn: str, a: np.ndarray, directions) -> np.ndarray:
+    """L^(k)_f(A)[E1, ..., Ek] as the top-right block of f of the 2^k n block matrix."""
+    n = a.shape[0]
+    size = max(float(np.linalg.norm(a)), 1e-300)
+    factor = 1.0
+    block = a
+    for e in directions:
+        norm = float(np.linalg.norm(e))
+        if norm == 0.0:
+            return np.zeros((n, n))
+        factor *= norm / size
+        m = block.shape[0] // n
+        upper = np.kron(np.eye(m), e * (size / norm))
+        block = np.block([[block, upper], [np.zeros_like(block), block]])
+    return factor * matrix_function(fn, block)[:n, -n:]
+
+
+def frechet_matrix(fn: str, a: np.ndarray, directions=()) -> np.ndarray:
+    """K with vec(L^(k+1)(A)[E.., F]) = K vec(F): column q is vec of the derivative along the q-th unit
+    matrix (column-major)."""
+    n = a.shape[0]
+    cols = []
+    for q in range(n * n):
+        unit = np.zeros(n * n)
+        unit[q] = 1.0
+        f = frechet_derivative(fn, a, list(directions) + [unit.reshape((n, n), order="F")])
+        cols.append(f.reshape(-1, order="F"))
+    return np.column_stack(cols)
+
+
 EVALUATORS = {
+    E.MatFun: lambda n, k, v, s: matrix_function(n.fn, k[0]),
+    E.Frechet: lambda n, k, v, s: frechet_derivative(n.fn, k[0], k[1:]),
+    E.FrechetMatrix: lambda n, k, v, s: frechet_matrix(n.fn, k[0], k[1:]),
     E.Var: _ev_var,
     E.Num: lambda n, k, v, s: _scalar(_number(n.value)),
     E.Identity: lambda n, k, v, s: np.eye(n.n.evaluate(s)),
@@ -174,6 +258,8 @@ EVALUATORS = {
     E.Det: lambda n, k, v, s: _scalar(np.linalg.det(k[0])),
     E.LogDet: lambda n, k, v, s: _scalar(logdet(k[0])),
     E.Adj: lambda n, k, v, s: adjugate(k[0]),
+    E.AdjDiff: lambda n, k, v, s: adjugate_derivative(*k),
+    E.AdjJacobian: lambda n, k, v, s: adjugate_jacobian(*k),
     E.Diag: lambda n, k, v, s: np.diagflat(k[0]),
     E.DiagPart: lambda n, k, v, s: np.diag(k[0]).reshape(-1, 1).copy(),
     E.Vec: lambda n, k, v, s: k[0].reshape(-1, 1, order="F"),
@@ -300,6 +386,10 @@ def domain_problems(evaluator: Evaluator) -> list:
         elif isinstance(node, E.Norm2):
             if float(value[0, 0]) < POSITIVE_MARGIN:
                 problems.append("norm2 near 0")
+        elif isinstance(node, (E.MatFun, E.Frechet, E.FrechetMatrix)) and node.fn != "expm":
+            problem = principal_domain_problem(kids[0], node.fn)
+            if problem:
+                problems.append(problem)
         elif isinstance(node, (E.Inverse, E.LogDet, E.Adj)):
             a = kids[0]
             if np.linalg.cond(a) > MAX_CONDITION:
@@ -307,6 +397,19 @@ def domain_problems(evaluator: Evaluator) -> list:
             if isinstance(node, E.LogDet) and np.linalg.slogdet(a)[0] <= 0:
                 problems.append("logdet of a matrix with det <= 0")
     return problems
+
+
+def principal_domain_problem(a: np.ndarray, fn: str) -> str | None:
+    """Why logm or sqrtm of a is a poor place to differentiate: an eigenvalue on or near the closed
+    negative real axis, where the principal branch is not defined or not differentiable."""
+    eig = np.linalg.eigvals(a)
+    size = max(1.0, float(np.max(np.abs(eig), initial=0.0)))
+    near_axis = (np.abs(eig.imag) < POSITIVE_MARGIN * size) & (eig.real < POSITIVE_MARGIN * size)
+    if np.any(near_axis):
+        return f"{fn} argument has an eigenvalue near the closed negative real axis"
+    if np.linalg.cond(a) > MAX_CONDITION:
+        return f"{fn} argument ill conditioned"
+    return None
 
 
 def point_problems(derivation, values: dict, sizes: dict, rng=None) -> list:

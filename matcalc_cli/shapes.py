@@ -21,7 +21,10 @@ from .errors import MathError, NameLookupError, ParseError, ShapeError
 
 MATRIX_FUNCTIONS = ("tr", "det", "logdet", "inv", "adj", "diag", "vec", "kron", "sum", "norm1", "norm2")
 CONSTRUCTORS = ("I", "ones", "zeros", "commutation", "reshape")
-KNOWN_FUNCTIONS = MATRIX_FUNCTIONS + E.ELEMENTWISE + CONSTRUCTORS
+# expm, logm, sqrtm, their Frechet derivatives dexpm, d2expm, ... and Jacobians jexpm, ...
+PRIMARY_FUNCTIONS = tuple(E.matfun_names())
+KNOWN_FUNCTIONS = MATRIX_FUNCTIONS + E.ELEMENTWISE + CONSTRUCTORS + PRIMARY_FUNCTIONS
+_HIGHER_ORDER = {n for n, (kind, _, k) in E.matfun_names().items() if kind == "d" and k > 2}
 PREFERRED_DIM_NAMES = ("n", "m", "p", "q", "r", "s", "k", "l", "d", "t")
 
 
@@ -330,9 +333,12 @@ class _Inference:
         if name not in KNOWN_FUNCTIONS:
             raise NameLookupError(
                 f"unknown function '{name}'", *node.pos,
-                hint="known functions: " + ", ".join(sorted(set(KNOWN_FUNCTIONS) - {"I"})) + ", and I(n)")
+                hint="known functions: " + ", ".join(sorted(set(KNOWN_FUNCTIONS) - {"I"} - _HIGHER_ORDER))
+                + ", and I(n)")
         if name in CONSTRUCTORS:
             return self._constructor(node)
+        if name in PRIMARY_FUNCTIONS:
+            return self._primary_function(node)
         expected = 2 if name == "kron" else 1
         if len(args) != expected:
             raise ParseError(f"{name} takes {expected} argument{'s' if expected > 1 else ''}, "
@@ -360,6 +366,30 @@ class _Inference:
             b = shapes[1]
             return (a[0] * b[0], a[1] * b[1])
         return a  # elementwise
+
+    def _primary_function(self, node):
+        """expm(X) ...; dexpm(X, E), d2expm(X, E1, E2) ...; jexpm(X), jexpm(X, E1) ... (X square,
+        every direction shaped like X)."""
+        name, args = node.name, node.args
+        kind, fn, order = E.matfun_names()[name]
+        arity = {"f": (1,), "d": (order + 1,), "j": tuple(range(1, E.MAX_FRECHET_ORDER + 1))}[kind]
+        if len(args) not in arity:
+            want = " to ".join(str(a) for a in (arity[0], arity[-1]) if a) if kind == "j" else str(arity[0])
+            raise ParseError(f"{name} takes {want} argument{'s' if arity[-1] > 1 else ''}, got {len(args)}",
+                             *node.pos, hint=_PRIMARY_HINT[kind].format(fn=fn))
+        shapes = [self.infer(a) for a in args]
+        a = shapes[0]
+        if not self.try_unify((a[0], a[1])):
+            twin = {"expm": "exp", "logm": "log", "sqrtm": "sqrt"}[fn]
+            what = {"expm": "exponential", "logm": "logarithm", "sqrtm": "square root"}[fn]
+            raise ShapeError(f"{name} is the matrix {what} and needs a square matrix, but {_src(args[0])} "
+                             f"is {self.show(a)}", *node.pos,
+                             hint=f"for the {what} of each entry use {twin}({_src(args[0])})")
+        for arg, shape in zip(args[1:], shapes[1:]):
+            if not self.try_unify((shape[0], a[0]), (shape[1], a[1])):
+                raise ShapeError(f"the direction {_src(arg)} ({self.show(shape)}) of {name} must have the shape "
+                                 f"of {_src(args[0])} ({self.show(a)})", *node.pos)
+        return (a[0] * a[0], a[1] * a[1]) if kind == "j" else a
 
     def _constructor(self, node):
         name, args = node.name, node.args
@@ -411,6 +441,13 @@ class _Inference:
             return d
         raise ParseError(f"expected a dimension (a name such as n, a positive integer, or a product m*n), "
                          f"got {_src(node)}", *_position(node))
+
+
+_PRIMARY_HINT = {
+    "f": "{fn}(X) takes one square matrix",
+    "d": "d{fn}(X, E) is the Frechet derivative of {fn} at X in the direction E; d2{fn}(X, E1, E2) the second",
+    "j": "j{fn}(X) is the matrix of E -> d{fn}(X, E); j{fn}(X, E1) that of E -> d2{fn}(X, E1, E)",
+}
 
 
 def _multiply_hint(ra, ca, rb, cb) -> str:
@@ -480,10 +517,34 @@ def check(program: S.Program) -> Typed:
     inf.infer(program.expression)
     _check_names_apart(inf)
     names = _name_free_dims(inf)
+    _refuse_open_products(inf, names, program)
     builder = _Builder(inf, names)
     expression = builder.build(program.expression)
     definitions = {name: builder.build_definition(name) for name in inf.definitions}
     return Typed(expression, builder.symbols, program.source, builder.variables, definitions)
+
+
+def _refuse_open_products(inf: _Inference, names: dict, program) -> None:
+    """An equation between products of unknown dimensions (p*r = m*n, from x' * kron(A, B) * x)
+    has no single solution that shapes can record; say which dimensions must agree rather than
+    go on with shapes that are only right when they do."""
+    open_equations = []
+    for a, b in inf.u.pending:
+        a, b = _cancel(inf.u.resolve(a), inf.u.resolve(b))
+        if a != b:
+            open_equations.append((a.substitute(names), b.substitute(names), a.symbols | b.symbols))
+    if not open_equations:
+        return
+    a, b, unknowns = open_equations[0]
+    involved = [name for name, sym in inf.symbols.items()
+                if any(unknowns & d.symbols for d in inf.resolved(sym.shape))]
+    shapes = ", ".join(f"{name}: {_dim_text(inf.resolved(inf.symbols[name].shape)[0].substitute(names))} x "
+                       f"{_dim_text(inf.resolved(inf.symbols[name].shape)[1].substitute(names))}"
+                       for name in involved)
+    raise ShapeError(f"the shapes fit only if {_dim_text(a)} = {_dim_text(b)} (with {shapes}): "
+                     "an equation between products of dimensions, which matcalc does not solve",
+                     hint="declare " + (", ".join(involved) or "the names") +
+                          " with dimensions that make the products equal").at(_position(program.expression))
 
 
 def _check_names_apart(inf: _Inference) -> None:
@@ -643,6 +704,11 @@ class _Builder:
             return E.diag_part(a)
         if name == "kron":
             return E.kron(a, args[1])
+        if name in PRIMARY_FUNCTIONS:
+            kind, fn, _ = E.matfun_names()[name]
+            if kind == "f":
+                return E.matfun(fn, a)
+            return (E.frechet if kind == "d" else E.frechet_matrix)(fn, a, args[1:])
         return E.elementwise(name, a)
 
     def _build_constructor(self, node):

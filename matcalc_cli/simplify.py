@@ -1,12 +1,31 @@
 """Canonical form: an ordered list of small rewrite rules, applied bottom-up to a fixed point.
 
 The smart constructors in ``expr`` already flatten, fold numbers, drop zero and identity factors,
-push transposes to the leaves and collect like terms.  The rules here do what needs a wider view:
+push transposes to the leaves and collect like terms.  The rules here do what needs a wider view,
+in this order (``RULES`` at the end of the module):
 
 - ``orient_scalar``: a 1x1 product equals its transpose; pick the orientation people write
   (the differential on the right: x'A'dx rather than dx'Ax; fewer transposes; then a fixed order).
+- ``exp_ratio_to_sigmoid``: exp(u) ./ (1 + exp(u)) = sigmoid(u).
+- ``sum_of_products``: sum(c .* dx) = c' * dx.
+- ``merge_chain_powers``: M^2 * M = M^3 for a product M.
+- ``split_inverse``: inv(P * Q) = inv(Q) * inv(P) (square factors) where the pieces cancel.
+- ``merge_diagonals``, ``diagonal_times_vector``, ``sum_diagonals``: diag(a) * diag(b) = diag(a .* b),
+  diag(a)^k = diag(a.^k), diag(du) * v = du .* v, diag(a) + diag(b) = diag(a + b).
+- ``kron_products``, ``factor_kron``: kron(a, I) * M * kron(b', I) = kron(a * b', M),
+  kron(a', I) * vec(B) = B * a, kron(A, B) + kron(A, C) = kron(A, B + C).
+- ``factor_elementwise``: a .* b + a .* c = a .* (b + c).
+- ``sum_of_rows``, ``product_with_ones``: a' + b' = (a + b)', v' * ones(n) = sum(v).
+- ``inner_product_cancels``: (y ./ exp(z))' * exp(z) = sum(y).
+- ``expand_trace``: tr(M * (x * dx' + dx * x')) = 2 * x' * M * dx where that is smaller.
+- ``collect_coefficients``: s * M + t * M = (s + t) * M.
 - ``factor_common``: pull common factors out of sums: Ax + A'x -> (A + A')x,
   det(X) a + det(X) b -> det(X) (a + b), 2A + 2B -> 2(A + B).
+- ``merge_traces``: tr(M1 dX) + tr(M2 dX) = tr((M1 + M2) dX).
+- ``order_commuting_factors``: functions of one matrix commute (logm(X) inv(X) = inv(X) logm(X)).
+- ``merge_frechet_terms``: dexpm(X, E) + c dexpm(X, F) = dexpm(X, E + c F).
+
+``cost`` is the cost model that chooses between equal forms.
 """
 
 from __future__ import annotations
@@ -17,6 +36,13 @@ from . import expr as E
 from .budget import check as within_budget
 
 MAX_PASSES = 6
+
+
+def cost(e: E.Expr) -> int:
+    """The cost model that chooses between equal forms: the nodes of the written-out tree, about
+    the tokens printed.  Rules that could lengthen a result (splitting an inverse, distributing a
+    product, factoring elementwise products) keep their rewrite only when it costs less."""
+    return E.tree_size(e)
 
 
 def simplify(e: E.Expr) -> E.Expr:
@@ -156,6 +182,15 @@ def _is_vector(e: E.Expr) -> bool:
     return e.cols == 1 or e.rows == 1
 
 
+def _hides_scaled_term(terms, idx) -> bool:
+    """Pulling a factor out of s*M*x + t*x would leave (s*M + t*I) x, where t is not a number: a
+    plain term hidden behind t * I.  People write (A + A') * x / (x' * x) - 2 * x' * A * x * x / ...
+    (but (A' * A + lambda * I) * dx2 for a direction: the matrix that acts on it)."""
+    rests = [terms[i] for i in idx]
+    bare = [scalars for _, scalars, chain in rests if len(chain) == 1]
+    return bool(bare) and len(bare) < len(rests) and any(bare)
+
+
 def _factor_side(e: E.Add, terms, side: int):
     groups: dict = {}
     for i, (_, scalars, chain) in enumerate(terms):
@@ -164,7 +199,8 @@ def _factor_side(e: E.Add, terms, side: int):
                 # (A + I) x reads well, but (M - I) inv(S) or (tr(...) I) M hide a plain term
                 continue
             groups.setdefault(chain[side], []).append(i)
-    candidates = [(f, idx) for f, idx in groups.items() if len(idx) >= 2]
+    candidates = [(f, idx) for f, idx in groups.items() if len(idx) >= 2
+                  and (E.has_differential(f) or not _hides_scaled_term(terms, idx))]
     if not candidates:
         return None
     factor, idx = max(candidates, key=lambda c: (len(c[1]), -len(c[0].key)))
@@ -258,5 +294,323 @@ def merge_traces(e: E.Expr) -> E.Expr:
     return E.add(E.trace(factored), *others)
 
 
-RULES = (orient_scalar, exp_ratio_to_sigmoid, sum_of_products, collect_coefficients, factor_common,
-         merge_traces)
+# --- rule: powers of a product --------------------------------------------------------------------
+
+def merge_chain_powers(e: E.Expr) -> E.Expr:
+    """M^2 * M = M^3 where M is itself a product: (X'AX)^2 X'AX = (X'AX)^3, on either side."""
+    if not isinstance(e, E.MatMul):
+        return e
+    f = list(e.args)
+    changed = False
+    i = 0
+    while i < len(f):
+        p = f[i]
+        if isinstance(p, E.MatPow) and isinstance(p.arg, E.MatMul):
+            chain = list(p.arg.args)
+            L = len(chain)
+            if f[i + 1:i + 1 + L] == chain:
+                f[i:i + 1 + L] = [E.matpow(p.arg, p.k + 1)]
+                changed = True
+                continue
+            if i >= L and f[i - L:i] == chain:
+                f[i - L:i + 1] = [E.matpow(p.arg, p.k + 1)]
+                i -= L
+                changed = True
+                continue
+            if i + 1 < len(f) and isinstance(f[i + 1], E.MatPow) and f[i + 1].arg == p.arg:
+                f[i:i + 2] = [E.matpow(p.arg, p.k + f[i + 1].k)]
+                changed = True
+                continue
+        i += 1
+    return E.matmul(*f) if changed else e
+
+
+# --- rule: inverse of a product of square factors --------------------------------------------------
+
+def split_inverse(e: E.Expr) -> E.Expr:
+    """A' * inv(B' * X' * A') * B' = inv(X'): inv(PQ) = inv(Q) inv(P) for square P, Q, used where
+    the pieces cancel against their neighbours (the result is smaller), not otherwise."""
+    if not isinstance(e, E.MatMul):
+        return e
+    for i, f in enumerate(e.args):
+        if isinstance(f, E.Inverse) and isinstance(f.arg, E.MatMul) \
+                and all(a.rows == a.cols for a in f.arg.args):
+            pieces = [E.inverse(a) for a in reversed(f.arg.args)]
+            out = E.matmul(*e.args[:i], *pieces, *e.args[i + 1:])
+            if cost(out) < cost(e):
+                return out
+    return e
+
+
+# --- rules: Kronecker products --------------------------------------------------------------------
+
+def _outer_vec_row(f: E.Expr):
+    """vec(a * b')' as kron(b', a') (vec(a b') = kron(b, a)), else None."""
+    if isinstance(f, E.Transpose) and isinstance(f.arg, E.Vec) and isinstance(f.arg.arg, E.MatMul):
+        chain = f.arg.arg.args
+        if len(chain) == 2 and chain[0].cols == 1 and chain[1].rows == 1:
+            return E.kron(chain[1], E.transpose(chain[0]))
+    return None
+
+
+def _kron_step(f: list):
+    """One local rewrite of a chain of factors toward Kronecker form, or None."""
+    for i in range(len(f)):
+        row = _outer_vec_row(f[i])
+        if row is not None and i > 0 and f[i - 1].cols == 1 and not f[i - 1].is_scalar:
+            # u * kron(p', q') = kron(p', u * q'), p' a row
+            return f[:i - 1] + [E.kron(row.a, E.matmul(f[i - 1], row.b))] + f[i + 1:]
+    for i in range(len(f) - 1):
+        k, v = f[i], f[i + 1]
+        if isinstance(k, E.Kron) and k.a.rows == 1 and isinstance(k.b, E.Identity) and isinstance(v, E.Vec) \
+                and v.arg.rows == k.b.n and v.arg.cols == k.a.cols:
+            # kron(a', I) * vec(B) = vec(B * a) = B * a
+            return f[:i] + [E.matmul(v.arg, E.transpose(k.a))] + f[i + 2:]
+        if _is_diag_vec_identity(k) and i + 2 < len(f) and isinstance(v, E.Kron) \
+                and isinstance(v.b, E.Identity) and _is_diag_vec_identity(f[i + 2]) \
+                and v.a.rows == v.a.cols == v.b.n == k.arg.arg.n:
+            # diag(vec(I)) * kron(M, I) * diag(vec(I)) = diag(vec(I .* M))
+            return f[:i] + [E.diag(E.vec(E.hadamard(E.Identity(v.b.n), v.a)))] + f[i + 3:]
+    for i in range(len(f) - 2):
+        a, m, b = f[i], f[i + 1], f[i + 2]
+        if isinstance(a, E.Kron) and isinstance(b, E.Kron) and a.a.cols == 1 and b.a.rows == 1 \
+                and isinstance(a.b, E.Identity) and isinstance(b.b, E.Identity) \
+                and m.rows == a.b.cols and m.cols == b.b.rows:
+            # kron(a, I) * M * kron(b', I) = kron(a * b', M)
+            return f[:i] + [E.kron(E.matmul(a.a, b.a), m)] + f[i + 3:]
+    return None
+
+
+def _is_diag_vec_identity(f: E.Expr) -> bool:
+    return isinstance(f, E.Diag) and isinstance(f.arg, E.Vec) and isinstance(f.arg.arg, E.Identity)
+
+
+def kron_products(e: E.Expr) -> E.Expr:
+    """kron(a, I) * M * kron(b', I) = kron(a * b', M), also through a sum that the outer factors
+    distribute over, and u * vec(a * b')' = kron(b', u * a'): Hessians of functions of W * x
+    read as kron(x * x', C).  Kept only where the result is smaller."""
+    if not isinstance(e, E.MatMul):
+        return e
+    f = list(e.args)
+    step = _kron_step(f)
+    if step is not None:
+        out = E.matmul(*step)
+        return out if cost(out) <= cost(e) else e
+    for i, s_ in enumerate(f):
+        if isinstance(s_, E.Add) and i > 0 and isinstance(f[i - 1], E.Kron):
+            after = [f[i + 1]] if i + 1 < len(f) and isinstance(f[i + 1], E.Kron) else []
+            terms = [_on_body(simplify_node(E.matmul(f[i - 1], t, *after)), kron_products) for t in s_.args]
+            if all(isinstance(_body(t), E.Kron) for t in terms):
+                out = E.matmul(*f[:i - 1], factor_kron(E.add(*terms)), *f[i + 1 + len(after):])
+                if cost(out) < cost(e):
+                    return out
+    return e
+
+
+def _on_body(t: E.Expr, rule) -> E.Expr:
+    """A rule applied to the non-scalar part of s * M."""
+    return E.mul(*_scalars(t), rule(_body(t))) if _scalars(t) else rule(t)
+
+
+def simplify_node(e: E.Expr) -> E.Expr:
+    for rule in RULES:
+        e = rule(e)
+    return e
+
+
+def factor_kron(e: E.Expr) -> E.Expr:
+    """kron(A, B) + kron(A, C) = kron(A, B + C) (scalar factors go with the right operand)."""
+    if not isinstance(e, E.Add) or not all(isinstance(_body(t), E.Kron) for t in e.args):
+        return e
+    lefts = {_body(t).a for t in e.args}
+    if len(lefts) != 1:
+        return e
+    left = lefts.pop()
+    return E.kron(left, E.add(*[E.mul(*_scalars(t), _body(t).b) for t in e.args]))
+
+
+# --- rules: diagonal matrices ----------------------------------------------------------------------
+
+def merge_diagonals(e: E.Expr) -> E.Expr:
+    """diag(a) * diag(b) = diag(a .* b) and diag(a)^k = diag(a.^k): diagonal matrices multiply entrywise."""
+    if isinstance(e, E.MatPow) and isinstance(e.arg, E.Diag):
+        return E.diag(E.power(e.arg.arg, E.Num(e.k)))
+    if not isinstance(e, E.MatMul) or not any(isinstance(f, E.Diag) for f in e.args):
+        return e
+    out: list = []
+    for f in e.args:
+        if out and isinstance(out[-1], E.Diag) and isinstance(f, E.Diag):
+            out[-1] = E.diag(E.hadamard(out[-1].arg, f.arg))
+        else:
+            out.append(f)
+    return e if len(out) == len(e.args) else E.matmul(*out)
+
+
+def diagonal_times_vector(e: E.Expr) -> E.Expr:
+    """diag(u) * v = u .* v where u holds a differential: the differential then sits in an
+    elementwise product, and reads (and differentiates) as one: x .* dx rather than diag(dx) * x."""
+    if not isinstance(e, E.MatMul) or e.cols != 1:
+        return e
+    f = e.args
+    for i in range(len(f) - 1):
+        if isinstance(f[i], E.Diag) and E.has_differential(f[i].arg) and f[i + 1].cols == 1 \
+                and i + 1 == len(f) - 1:
+            return E.matmul(*f[:i], E.hadamard(f[i].arg, f[i + 1]))
+    return e
+
+
+def sum_diagonals(e: E.Expr) -> E.Expr:
+    """diag(a) + diag(b) = diag(a + b), with numeric and scalar coefficients carried inside."""
+    if not isinstance(e, E.Add):
+        return e
+    diagonal = [t for t in e.args if isinstance(_body(t), E.Diag)]
+    if len(diagonal) < 2:
+        return e
+    others = [t for t in e.args if not isinstance(_body(t), E.Diag)]
+    inner = E.add(*[E.mul(*_scalars(t), _body(t).arg) for t in diagonal])
+    return E.add(E.diag(inner), *others) if others else E.diag(inner)
+
+
+def _body(t: E.Expr) -> E.Expr:
+    return t.args[-1] if isinstance(t, E.Mul) and not t.is_scalar else t
+
+
+def _scalars(t: E.Expr) -> tuple:
+    return t.args[:-1] if isinstance(t, E.Mul) and not t.is_scalar else ()
+
+
+# --- rule: common elementwise factors ------------------------------------------------------------
+
+def factor_elementwise(e: E.Expr) -> E.Expr:
+    """a .* b .* c + a .* b .* d = a .* b .* (c + d): factors shared by every term of a sum of
+    elementwise products (vectors and matrices), so that (1 - y) + y can meet and cancel."""
+    if not isinstance(e, E.Add) or e.is_scalar:
+        return e
+    parts = []
+    for t in e.args:
+        scal, body = _scalars(t), _body(t)
+        if E.has_differential(body):
+            return e
+        parts.append((scal, list(body.args) if isinstance(body, E.Hadamard) else [body]))
+    common = list(parts[0][1])
+    for _, factors in parts[1:]:
+        common = [f for f in common if f in factors]
+    if not common or any(len(factors) == len(common) for _, factors in parts):
+        return e
+    rests = []
+    for scal, factors in parts:
+        left = list(factors)
+        for f in common:
+            left.remove(f)
+        rests.append(E.mul(*scal, E.hadamard(*left)))
+    out = E.hadamard(*common, E.add(*rests))
+    return out if cost(out) < cost(e) else e
+
+
+# --- rule: inner products that cancel --------------------------------------------------------------
+
+def inner_product_cancels(e: E.Expr) -> E.Expr:
+    """(y ./ exp(z))' * exp(z) = sum(y): an inner product a' * b as sum(a .* b) where factors of
+    the elementwise product cancel (and the result is smaller)."""
+    if not isinstance(e, E.MatMul) or not e.is_scalar or len(e.args) != 2 or e.args[1].cols != 1:
+        return e
+    a, b = E.transpose(e.args[0]), e.args[1]
+    if not (isinstance(a, E.Hadamard) or isinstance(b, E.Hadamard)):
+        return e
+    out = E.sum_(E.hadamard(a, b))
+    return out if cost(out) < cost(e) else e
+
+
+# --- rule: traces of outer products --------------------------------------------------------------
+
+def expand_trace(e: E.Expr) -> E.Expr:
+    """tr(M * (x * dx' + dx * x')) = 2 * x' * M * dx for symmetric M: a trace over a sum is
+    distributed where the terms then drop their traces (rank-one terms) and the result is smaller."""
+    if not isinstance(e, E.Trace) or not isinstance(e.arg, E.MatMul):
+        return e
+    f = e.arg.args
+    for i, s_ in enumerate(f):
+        if isinstance(s_, E.Add):
+            terms = [E.trace(E.matmul(*f[:i], t, *f[i + 1:])) for t in s_.args]
+            out = E.add(*[simplify_node(t) for t in terms])
+            if cost(out) < cost(e):
+                return out
+    return e
+
+
+# --- rules: sums of rows, products with ones ------------------------------------------------------
+
+def sum_of_rows(e: E.Expr) -> E.Expr:
+    """a' + b' = (a + b)' for row vectors, so that terms inside can meet: (1 - y)' + y' = 1'."""
+    if not isinstance(e, E.Add) or e.rows != 1 or e.is_scalar:
+        return e
+    summed = E.add(*[E.transpose(t) for t in e.args])
+    out = E.transpose(summed)
+    return out if cost(out) < cost(e) else e
+
+
+def product_with_ones(e: E.Expr) -> E.Expr:
+    """ones(n)' * v = v' * ones(n) = sum(v): the sum of the entries."""
+    if not isinstance(e, E.MatMul) or not e.is_scalar or len(e.args) != 2:
+        return e
+    a, b = e.args
+    if isinstance(a, E.Ones):
+        return E.sum_(b)
+    if isinstance(b, E.Ones):
+        return E.sum_(a)
+    return e
+
+
+# --- rules: matrix functions ----------------------------------------------------------------------
+
+def order_commuting_factors(e: E.Expr) -> E.Expr:
+    """Functions of one matrix commute: logm(X) inv(X) = inv(X) logm(X).  Adjacent factors that are
+    functions of the same matrix, one of them expm, logm or sqrtm, are put in one order (by key), so
+    that such products collect: G + G' -> 2 G for the gradient of norm2(logm(X))^2."""
+    if not isinstance(e, E.MatMul):
+        return e
+    out, run, base = [], [], None
+
+    def flush():
+        out.extend(sorted(run, key=lambda f: f.key) if any(isinstance(f, E.MatFun) for f in run) else run)
+
+    for f in e.args:
+        b = E.function_base(f)
+        if run and b == base:
+            run.append(f)
+            continue
+        flush()
+        run, base = [f], b
+    flush()
+    return e if out == list(e.args) else E.matmul(*out)
+
+
+def merge_frechet_terms(e: E.Expr) -> E.Expr:
+    """L_f(X)[E] + c L_f(X)[F] -> L_f(X)[E + c F]: the derivative is linear in its direction
+    (the symmetric gradient of tr(A expm(X)) reads dexpm(X, A + A') / 2)."""
+    if not isinstance(e, E.Add):
+        return e
+    groups: dict = {}
+    for i, t in enumerate(e.args):
+        coef, body = E.split_coef(t)
+        if isinstance(body, E.Frechet) and body.order == 1:
+            groups.setdefault((body.fn, body.arg), []).append((i, coef, body.directions[0]))
+    merged = [g for g in groups.values() if len(g) > 1]
+    if not merged:
+        return e
+    used = {i for g in merged for i, _, _ in g}
+    out = [t for i, t in enumerate(e.args) if i not in used]
+    for (fn, arg), g in ((k, v) for k, v in groups.items() if len(v) > 1):
+        out.append(E.frechet(fn, arg, (E.add(*[E.scale(c, d) for _, c, d in g]),)))
+    return E.add(*out)
+
+
+RULES = (
+    orient_scalar, exp_ratio_to_sigmoid, sum_of_products,
+    merge_chain_powers, split_inverse,
+    merge_diagonals, diagonal_times_vector, sum_diagonals,
+    kron_products, factor_kron,
+    factor_elementwise, sum_of_rows, product_with_ones, inner_product_cancels, expand_trace,
+    collect_coefficients, factor_common, merge_traces,
+    order_commuting_factors, merge_frechet_terms,
+)

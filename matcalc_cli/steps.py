@@ -872,18 +872,18 @@ def derivation_steps(d) -> list:
     """Every step of the derivation ``d`` (an ``api.Derivation``): a list of ``Step``."""
     results = d.results
     taken = results["differential"].taken
-    df = results["differential"].expr
+    df = results["differential"].printed
     stages = [("differential", differential_steps(d.expression, d.x, d.dx, df))]
     if "gradient" in results:
         cookbook = results["gradient"].label.startswith("cookbook")
-        stages.append(("gradient", gradient_steps(df, d.x, d.dx, results["gradient"].expr, cookbook)))
+        stages.append(("gradient", gradient_steps(df, d.x, d.dx, results["gradient"].printed, cookbook)))
     if "jacobian" in results:
         stages.append(("jacobian", jacobian_steps(d.expression, df, d.x, d.dx, d.layout,
-                                                  results["jacobian"].expr)))
+                                                  results["jacobian"].printed)))
     if "hessian" in results:
         G = identify.gradient(df, d.x, d.dx)
-        stages.append(("hessian", hessian_steps(G, d.x, d.dx, d.dx2, results["hessian"].expr,
-                                                results["hessian_bilinear"].expr, taken)))
+        stages.append(("hessian", hessian_steps(G, d.x, d.dx, d.dx2, results["hessian"].printed,
+                                                results["hessian_bilinear"].printed, taken)))
     return [Step(stage, e, tuple(rules), taken, result=i == len(steps) - 1)
             for stage, steps in stages for i, (e, rules) in enumerate(steps)]
 

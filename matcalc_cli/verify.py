@@ -154,6 +154,15 @@ ELEMENTWISE = {
 }
 
 
+def _adj_derivative(X, dirs):
+    ts = sp.symbols(f"_t0:{len(dirs)}")
+    M = X + sum((t * D for t, D in zip(ts, dirs)), sp.zeros(*X.shape))
+    A = sp.Matrix([[1]]) if M.shape == (1, 1) else M.adjugate(method="berkowitz")
+    for t in ts:
+        A = A.diff(t)
+    return A.subs({t: 0 for t in ts})
+
+
 class SympyConverter:
     """IR -> explicit SymPy matrix, one method per node kind (``_convert_<Kind>``).
 
@@ -250,6 +259,9 @@ class SympyConverter:
         M = self.convert(e.arg)
         if M.shape == (1, 1):
             return sp.Matrix([[1 / M[0, 0]]])
+        if self.point is not None and not M.free_symbols and M.has(sp.Float):
+            from .verify_matfun import inverse_value   # numbers from matrix functions: not by cofactors
+            return inverse_value(M)
         # the adjugate formula keeps symbolic inverses compact (no pivoting on symbols)
         return M.adjugate(method="berkowitz") / M.det(method="berkowitz")
 
@@ -278,6 +290,22 @@ class SympyConverter:
         if M.shape == (1, 1):
             return sp.Matrix([[1]])
         return M.adjugate(method="berkowitz")
+
+    def _convert_AdjDiff(self, e):
+        """d^k adj(X)[D1..Dk]: the mixed derivative of adj(X + t1 D1 + ... + tk Dk) at t = 0."""
+        X, *dirs = [self.convert(a) for a in e.args]
+        return _adj_derivative(X, dirs)
+
+    def _convert_AdjJacobian(self, e):
+        X, *dirs = [self.convert(a) for a in e.args]
+        n = X.shape[0]
+        columns = []
+        for c in range(n):
+            for r in range(n):
+                unit = sp.zeros(n, n)
+                unit[r, c] = 1
+                columns.append(vec(_adj_derivative(X, dirs + [unit])))
+        return sp.Matrix.hstack(*columns)
 
     def _convert_Diag(self, e):
         return sp.diag(*list(self.convert(e.arg)))
@@ -309,6 +337,19 @@ class SympyConverter:
     def _convert_Elementwise(self, e):
         fn = ELEMENTWISE[e.fn]
         return self.convert(e.arg).applyfunc(fn)
+
+    # matrix functions have no closed form in the entries: numbers only, at a point (verify_matfun)
+    def _convert_MatFun(self, e):
+        from .verify_matfun import matfun_value
+        return matfun_value(e.fn, self.convert(e.arg))
+
+    def _convert_Frechet(self, e):
+        from .verify_matfun import frechet_value
+        return frechet_value(e.fn, self.convert(e.arg), [self.convert(d) for d in e.directions])
+
+    def _convert_FrechetMatrix(self, e):
+        from .verify_matfun import frechet_matrix_value
+        return frechet_matrix_value(e.fn, self.convert(e.arg), [self.convert(d) for d in e.directions])
 
 
 def to_sympy(e: E.Expr, instance: Instance, point: dict | None = None) -> sp.Matrix:
@@ -480,6 +521,9 @@ class VerifyReport:
                                   "size; try another N)")
             elif r.method == "symbolic":
                 out.append(head + "equal")
+            elif r.method == "high precision":
+                out.append(head + f"equal at {r.points} random point{'s' if r.points != 1 else ''} "
+                                  "(matrix functions: finite differences of f at 50 digits)")
             else:
                 out.append(head + f"equal at {r.points} random points (symbolic simplification did not "
                                   f"decide {r.undecided} of {r.entries} entries)")
@@ -725,7 +769,7 @@ def _compare(name, actual: _Side, expected: _Side, points: _Points, deadline: fl
 def _all_vars(derivation):
     """Every Var in f and the results, by (name, diff), in order of first appearance."""
     found, seen = {}, set()
-    stack = [derivation.expression] + [r.expr for r in derivation.results.values()]
+    stack = [derivation.expression] + [r.printed for r in derivation.results.values()]
     stack.reverse()  # popped from the end: f first
     while stack:
         node = stack.pop()
@@ -746,6 +790,9 @@ def verify_derivation(derivation, n: int = 3, *, seed: int = 0,
     which finds wrong results, always runs in full); ``seed`` fixes the random points."""
     limits.check_verify_request(derivation, n)
     with dotprodsimp(False):
+        from .verify_matfun import has_matrix_functions, verify_high_precision
+        if has_matrix_functions(derivation):
+            return verify_high_precision(derivation, n, seed, budget)
         return _verify(derivation, n, seed, budget)
 
 
@@ -785,7 +832,7 @@ def _verify(derivation, n, seed, budget) -> VerifyReport:
     for name in ORDER:
         if name not in derivation.results:
             continue
-        e = derivation.results[name].expr
+        e = derivation.results[name].printed
         try:
             want = makers[name]()
             actual = _Side(convert(e), lambda point, e=e: SympyConverter(inst, point).convert(e))

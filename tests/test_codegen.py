@@ -159,6 +159,19 @@ def test_hvp_equals_the_hessian_times_the_direction(program, wrt, flags):
     np.testing.assert_allclose(got.reshape(-1, order="F"), H @ v.reshape(-1, order="F"), rtol=1e-9, atol=1e-10)
 
 
+@pytest.mark.parametrize("program", ["X: matrix(n, n); det(X)", "X: matrix(n, n); tr(adj(X))"])
+def test_hvp_at_a_singular_matrix_is_the_derivative_of_the_gradient(program):
+    """hvp differentiates the everywhere-valid gradient (through adj), so it holds at rank n-1 too."""
+    mod = module(program, "X", gradient=True, hessian=True)
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((3, 3))
+    X[:, 2] = X[:, 0] + X[:, 1]
+    V = rng.standard_normal((3, 3))
+    h = 1e-6
+    expected = (mod["gradient"](X=X + h * V) - mod["gradient"](X=X - h * V)) / (2 * h)
+    np.testing.assert_allclose(mod["hvp"](X=X, v=V), expected, rtol=1e-6, atol=1e-7)
+
+
 @pytest.mark.parametrize("program,wrt,flags", HESSIAN_PROGRAMS[:8], ids=[p for p, _, _ in HESSIAN_PROGRAMS[:8]])
 def test_derivatives_returns_what_each_function_returns(program, wrt, flags):
     d = derive(program, wrt=wrt, **flags)

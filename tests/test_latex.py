@@ -480,7 +480,7 @@ def test_latex_reads_back_to_the_same_numbers(program, wrt):
     d = _derive_all(program, wrt)
     names = derivation_names(d)
     values, sizes = _values(d, np.random.default_rng(len(program)))
-    items = [("expression", d.expression)] + [(name, r.expr) for name, r in d.results.items()]
+    items = [("expression", d.expression)] + [(name, r.printed) for name, r in d.results.items()]
     for what, e in items:
         latex = to_latex(e) if what == "expression" else LatexPrinter(
             d.typed.symbols, {d.dx.name: d.x.name, d.dx2.name: d.x.name}).doprint(e)

@@ -314,11 +314,8 @@ def test_regression_declarations_of_a_square_dimension_parse_back():
     assert again.x.shape == d.x.shape
 
 
-# --- a known limitation: det and adj differentiated through inv ------------------------------------
+# --- det and adj at singular matrices: derivatives of the polynomials they are ---------------------
 
-@pytest.mark.xfail(strict=True, reason="d det(X) = det(X) tr(inv(X) dX) needs an invertible X; det(x x') is "
-                                       "identically 0 (gradient 0) but matcalc's gradient evaluates inv(x x') "
-                                       "of a rank-1 matrix. tr(adj(X)' dX) would hold everywhere.")
 @pytest.mark.parametrize("program", ["x: vector(n); det(x * x')", "x: vector(n); tr(adj(x * x'))"],
                          ids=["det_of_outer_product", "trace_adj_of_outer_product"])
 def test_gradient_of_det_at_a_singular_matrix(program):

@@ -331,6 +331,31 @@ class LatexPrinter(Printer):
         return self.call(name, self.print(e.arg))
 
 
+    # matrix functions: e^{X}, X^{1/2}, logm(X); Frechet derivatives L_f(X)[E] and their
+    # matrices K_f(X) (vec(L_f(X)[E]) = K_f(X) vec(E)), as in Higham's Functions of Matrices.
+    # The braces make each a group, so that a superscript after it (^{-1}, ^{\top}) is not a double one.
+    def _print_MatFun(self, e):
+        if e.fn == "expm":
+            return r"{\mathrm{e}^{" + self.print(e.arg) + "}}"
+        if e.fn == "sqrtm":
+            return "{" + self.superscript(e.arg, "1/2") + "}"
+        return self.call(r"\operatorname{logm}", self.print(e.arg))
+
+    def _frechet_head(self, letter: str, e, order: int) -> str:
+        sup = f"^{{({order})}}" if order > 1 else ""
+        return rf"\mathrm{{{letter}}}{sup}_{{\mathrm{{{e.fn}}}}}\left({self.print(e.arg)}\right)"
+
+    def _print_Frechet(self, e):
+        directions = ", ".join(self.print(d) for d in e.directions)
+        return self._frechet_head("L", e, e.order) + rf"\left[{directions}\right]"
+
+    def _print_FrechetMatrix(self, e):
+        head = self._frechet_head("K", e, len(e.directions) + 1)
+        if not e.directions:
+            return head
+        return head + r"\left[" + ", ".join(self.print(d) for d in e.directions) + r", \cdot\right]"
+
+
 def _is_differential(e: E.Expr) -> bool:
     return isinstance(e, E.Var) and e.diff > 0 or isinstance(e, E.Transpose) and _is_differential(e.arg)
 
@@ -443,13 +468,13 @@ def document_block(derivation) -> str:
     for r in results:
         if r.note:
             lines.append(f"% {r.name}: {r.note}")
-    if any(_uses_elementwise(r.expr) for r in results):
+    if any(_uses_elementwise(r.printed) for r in results):
         lines.append(ELEMENTWISE_LEGEND)
     lines.append(r"\begin{align*}")
     rows = []
     for r in results:
         key = "cookbook_gradient" if r.name == "gradient" and r.label.startswith("cookbook") else r.name
-        definitions, body = shared_form(r.expr, r.taken)
+        definitions, body = shared_form(r.printed, r.taken)
         rows.append(f"  {labels[key]} &= {printer.doprint(body)}")
         for i, (var, definition) in enumerate(definitions):
             where = r"\text{where } " if i == 0 else ""

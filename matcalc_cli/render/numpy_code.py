@@ -54,6 +54,44 @@ HELPERS = {
     u, s, vh = np.linalg.svd(a)
     adj_s = np.array([np.prod(np.delete(s, i)) for i in range(n)])
     return np.linalg.det(u) * np.linalg.det(vh) * (vh.T * adj_s) @ u.T''',
+    "_adj_diff": '''def _adj_diff(a, *dirs):
+    """d^k adj(a)[d1, ..., dk], exact at every a, singular or not.
+
+    For a rank-one direction u e_c' the map t -> adj(a + t u e_c') is affine (each cofactor is the
+    determinant of a rank-one update), so adj(a + sum t_j u_j e_cj') is multi-affine and its
+    coefficient of t_1...t_k is a signed sum of 2^k adjugates; d^k adj is multilinear, so it is
+    the sum of those over the columns c_1..c_k (distinct: equal columns give a rank-one sum)."""
+    import itertools
+    n, k = a.shape[0], len(dirs)
+    out = np.zeros((n, n))
+    if k >= n:
+        return out
+    scale = np.linalg.norm(a) / np.sqrt(n) or 1.0
+    for cols in itertools.permutations(range(n), k):
+        us = [d[:, c] for d, c in zip(dirs, cols)]
+        sizes = [np.linalg.norm(u) for u in us]
+        if not all(sizes):
+            continue
+        coef = np.zeros((n, n))
+        for mask in range(2 ** k):
+            m, sign = a.astype(float).copy(), (-1) ** k
+            for j in range(k):
+                if mask >> j & 1:
+                    m[:, cols[j]] += us[j] * (scale / sizes[j])
+                    sign = -sign
+            coef += sign * _adj(m)
+        out += coef * np.prod([s / scale for s in sizes])
+    return out''',
+    "_adj_jacobian": '''def _adj_jacobian(a, *dirs):
+    """J with vec(d^(k+1) adj(a)[d1, ..., dk, e]) = J vec(e), column by column."""
+    n = a.shape[0]
+    J = np.zeros((n * n, n * n))
+    for c in range(n):
+        for r in range(n):
+            e = np.zeros((n, n))
+            e[r, c] = 1.0
+            J[:, r + c * n] = _adj_diff(a, *dirs, e).reshape(-1, order="F")
+    return J''',
     "_diag_part": '''def _diag_part(a):
     return np.diag(a).reshape(-1, 1).copy()''',
     "_vec": '''def _vec(a):
@@ -110,6 +148,62 @@ HELPERS = {
     """Heaviside step (a > 0), the derivative of relu."""
     return (a > 0).astype(float)''',
 }
+
+# matrix functions: these helpers use SciPy, which a module imports only when it needs one of them
+SCIPY_HELPERS = {
+    "_expm": '''def _expm(a):
+    return scipy.linalg.expm(a)''',
+    "_logm": '''def _logm(a):
+    """The principal logarithm: real for a real matrix with no eigenvalue on the closed negative axis."""
+    return _real(scipy.linalg.logm(a))''',
+    "_sqrtm": '''def _sqrtm(a):
+    """The principal square root: real for a real matrix with no eigenvalue on the closed negative axis."""
+    return _real(scipy.linalg.sqrtm(a))''',
+    "_real": '''def _real(a):
+    """The real matrix a complex result stands for (NaN where it is genuinely complex)."""
+    if np.iscomplexobj(a):
+        if np.max(np.abs(a.imag), initial=0.0) > 1e-8 * max(1.0, np.max(np.abs(a), initial=0.0)):
+            return np.full(a.shape, np.nan)
+        return a.real.copy()
+    return a''',
+    "_dexpm": '''def _dexpm(a, e):
+    """The Frechet derivative of expm at a in the direction e."""
+    return scipy.linalg.expm_frechet(a, e, compute_expm=False)''',
+    "_dsqrtm": '''def _dsqrtm(a, e):
+    """The Frechet derivative of sqrtm at a in the direction e: the l with s l + l s = e, s = sqrtm(a)."""
+    s = _sqrtm(a)
+    return scipy.linalg.solve_sylvester(s, s, e)''',
+    "_frechet": '''def _frechet(f, a, *directions):
+    """The k-th Frechet derivative of the matrix function f at a in the directions: the top-right
+    block of f of the 2^k block matrix X_j = [[X_(j-1), kron(I, E_j)], [0, X_(j-1)]], X_0 = a
+    (Higham and Relton 2014); each direction is scaled to the size of a first (the map is linear)."""
+    n = a.shape[0]
+    size = max(np.linalg.norm(a), 1e-300)
+    factor, block = 1.0, a
+    for e in directions:
+        norm = np.linalg.norm(e)
+        if norm == 0.0:
+            return np.zeros((n, n))
+        factor *= norm / size
+        upper = np.kron(np.eye(block.shape[0] // n), e * (size / norm))
+        block = np.block([[block, upper], [np.zeros_like(block), block]])
+    return factor * f(block)[:n, -n:]''',
+    "_frechet_matrix": '''def _frechet_matrix(derivative, a, *directions):
+    """K with vec(derivative(a, *directions, F)) = K vec(F): column q from the q-th unit matrix."""
+    n = a.shape[0]
+    columns = []
+    for q in range(n * n):
+        unit = np.zeros(n * n)
+        unit[q] = 1.0
+        columns.append(derivative(a, *directions, unit.reshape((n, n), order="F")).reshape(-1, order="F"))
+    return np.column_stack(columns)''',
+}
+HELPERS.update(SCIPY_HELPERS)
+# helpers that call others
+# helpers that call other helpers
+HELPER_NEEDS = {"_logm": ("_real",), "_sqrtm": ("_real",), "_dsqrtm": ("_sqrtm", "_real"),
+                "_matmul_kron": ("_kron_matmul",)}
+
 
 INPUT_HELPERS = '''def _dim_value(spec, dims):
     """The size a dimension spec ("n", "m*n", "n^2", 3) stands for; None if a symbol is unknown."""
@@ -277,7 +371,7 @@ class Names:
         return name
 
 
-RESERVED = {"np", "vars", "f", "a", "d", "float", "int", "abs", "sum"} | set(FUNCTION_ORDER) | set(HELPERS) | {
+RESERVED = {"np", "scipy", "vars", "f", "a", "d", "float", "int", "abs", "sum"} | set(FUNCTION_ORDER) | set(HELPERS) | {
     "_inputs", "_inputs_checked", "_CHECKED", "_out", "derivatives", "hvp", "_dim_value", "_VARIABLES", "_FREE_DIMS", "_DIRECTIONS"}
 
 
@@ -384,8 +478,7 @@ class FunctionWriter:
 
     def call(self, fn: str, *args: str) -> _Code:
         if fn.startswith("_"):
-            self.helpers.add(fn)
-            self.helpers.update(HELPER_NEEDS.get(fn, ()))
+            self.need(fn)
         return _Code(f"{fn}({', '.join(args)})", ATOM)
 
     def chain(self, parts: list, sep: str, level: int) -> _Code:
@@ -567,6 +660,14 @@ class FunctionWriter:
     def _print_Adj(self, e, kids):
         return self.call("_adj", kids[0].code)
 
+    def _print_AdjDiff(self, e, kids):
+        self.helpers.update(("_adj", "_adj_diff"))
+        return self.call("_adj_diff", *[k.code for k in kids])
+
+    def _print_AdjJacobian(self, e, kids):
+        self.helpers.update(("_adj", "_adj_diff", "_adj_jacobian"))
+        return self.call("_adj_jacobian", *[k.code for k in kids])
+
     def _print_Diag(self, e, kids):
         return self.call("np.diagflat", kids[0].code)
 
@@ -591,6 +692,35 @@ class FunctionWriter:
     def _print_Kron(self, e, kids):
         return self.call("np.kron", kids[0].code, kids[1].code)
 
+    # matrix functions: SciPy through the helpers above
+    def need(self, *helpers):
+        for h in helpers:
+            self.helpers.add(h)
+            self.need(*HELPER_NEEDS.get(h, ()))
+
+    def _print_MatFun(self, e, kids):
+        self.need("_" + e.fn)
+        return self.call("_" + e.fn, kids[0].code)
+
+    def _frechet_function(self, fn: str, order: int) -> str:
+        """Code for the function (a, *directions) -> L^(order)_fn(a)[directions]."""
+        if order == 1 and fn in ("expm", "sqrtm"):
+            self.need("_d" + fn)
+            return "_d" + fn
+        self.need("_frechet", "_" + fn)
+        return f"lambda a, *e: _frechet(_{fn}, a, *e)"
+
+    def _print_Frechet(self, e, kids):
+        function = self._frechet_function(e.fn, e.order)
+        if function.startswith("lambda"):
+            return self.call("_frechet", "_" + e.fn, *[k.code for k in kids])
+        return self.call(function, *[k.code for k in kids])
+
+    def _print_FrechetMatrix(self, e, kids):
+        function = self._frechet_function(e.fn, len(e.directions) + 1)
+        self.need("_frechet_matrix")
+        return self.call("_frechet_matrix", function, *[k.code for k in kids])
+
     def _print_Elementwise(self, e, kids):
         fn = {"sigmoid": "_sigmoid", "relu": "_relu", "step": "_step"}.get(e.fn, "np." + e.fn)
         return self.call(fn, kids[0].code)
@@ -601,8 +731,6 @@ class FunctionWriter:
 # node kinds that a product applies without forming them
 OPERATORS = (E.Diag, E.Inverse, E.Kron, E.Commutation)
 
-# helpers that call other helpers
-HELPER_NEEDS = {"_matmul_kron": ("_kron_matmul",)}
 
 
 def _identity_multiple(t: E.Expr) -> bool:
@@ -937,7 +1065,8 @@ class ModuleWriter:
         direction = v
         if x.symmetric and x.rows != 1:
             direction = E.mul(E.Num(Fraction(1, 2)), E.add(E.Var(name, x.shape), E.transpose(E.Var(name, x.shape))))
-        dG = simplify(differential(G, x, dx))
+        # the form valid at every point (det and adj through adj, not inv), as Result.expr is
+        dG = simplify(differential(G, x, dx, everywhere=True))
         return E.substitute(dG, {dx: direction}), name
 
     def direction_name(self) -> str:
@@ -1042,8 +1171,9 @@ class ModuleWriter:
             summary.append(f"hvp(**vars, {v}=...)  the Hessian times {v} ({what}), never forming the Hessian")
         spec = self.variables_spec()
         helpers = [HELPERS[h] for h in HELPERS if h in self.helpers]
+        imports = "import numpy as np\n" + ("import scipy.linalg\n" if self.helpers & set(SCIPY_HELPERS) else "")
         rule = "# --- helpers " + "-" * 86
-        return (self.docstring(summary) + "\n\nimport numpy as np\n\n" + spec + "\n\n\n"
+        return (self.docstring(summary) + "\n\n" + imports + "\n" + spec + "\n\n\n"
                 + "\n\n\n".join(funcs) + "\n\n\n" + rule + "\n\n" + "\n\n\n".join([INPUT_HELPERS] + helpers)
                 + "\n")
 

@@ -203,6 +203,16 @@ class TextPrinter(Printer):
     def _print_Elementwise(self, e):
         return self.call(e.fn, self.print(e.arg))
 
+    # matrix functions: expm(X), dexpm(X, E), d2expm(X, E1, E2), jexpm(X, E1) ---------------------
+    def _print_MatFun(self, e):
+        return self.call(e.fn, self.print(e.arg))
+
+    def _print_Frechet(self, e):
+        return self.call(E.frechet_name(e.fn, e.order), *[self.print(c) for c in e.children])
+
+    def _print_FrechetMatrix(self, e):
+        return self.call(E.frechet_matrix_name(e.fn), *[self.print(c) for c in e.children])
+
 
 def _is_reciprocal(f: E.Expr) -> bool:
     return isinstance(f, E.Power) and isinstance(f.exponent, E.Num) and f.exponent.value < 0
@@ -257,3 +267,6 @@ def _float_text(v: float) -> str:
 
 def to_text(e: E.Expr) -> str:
     return TextPrinter().doprint(e)
+
+
+E.Expr.text_printer = staticmethod(to_text)
