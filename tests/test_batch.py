@@ -521,12 +521,11 @@ def test_progress_bar_only_on_a_terminal(tmp_path):
     import pty
     import threading
 
-    # about two seconds of work (checks are slow entries): the bar shows after the first second
-    path = batch_file(tmp_path, "x: vector(n); A: matrix(n, n)\n" + "det(A + x * x') | --wrt x --check\n" * 25
-                      + "x' * * x\n")
+    # the entries come through a pipe with a pause: the batch lasts more than a moment on any machine
+    path = batch_file(tmp_path, "x: vector(n)\nx' * x\nx' * * x\n")
     master, slave = pty.openpty()
-    p = subprocess.Popen(matcalc_command() + ["batch", path, "--format", "json", "--output", str(tmp_path / "o")],
-                         stdout=subprocess.DEVNULL, stderr=slave, env=proc_env(), cwd=REPO)
+    p = subprocess.Popen(matcalc_command() + ["batch", "-", "--format", "json", "--output", str(tmp_path / "o")],
+                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=slave, env=proc_env(), cwd=REPO)
     os.close(slave)
     chunks = []
 
@@ -542,6 +541,13 @@ def test_progress_bar_only_on_a_terminal(tmp_path):
 
     reader = threading.Thread(target=drain)
     reader.start()
+    p.stdin.write(b"x: vector(n)\n" + b"x' * x\n" * 3)
+    p.stdin.flush()
+    time.sleep(2.0)
+    p.stdin.write(b"sum(exp(x))\n" * 3 + b"x' * * x\n")
+    p.stdin.flush()
+    time.sleep(0.5)
+    p.stdin.close()
     assert p.wait(timeout=300) == 1
     reader.join(timeout=30)
     os.close(master)
