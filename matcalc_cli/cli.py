@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
 import click
 
@@ -27,6 +28,7 @@ Undeclared names are inferred from use (upper case: matrix, lower case: vector).
 Definitions name subexpressions: u = X * w; sum(log(1 + exp(-y .* u)))
 With no result flag, the differential and the gradient (scalar f) or Jacobian are shown.
 A PROGRAM that starts with '-' goes after '--':  matcalc --wrt x -- "-x' * x"
+Many programs in one run, from files of one program per line: see 'matcalc batch --help'.
 """
 
 FORMATS = ("plain", "pretty", "latex", "json", "numpy")
@@ -64,8 +66,24 @@ def _decode(data: bytes, name: str) -> str:
         raise MatcalcError(f"{name} is not UTF-8 text (byte {e.start})") from None
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-               epilog=EXAMPLES)
+class SingleOrBatch(click.Command):
+    """``matcalc PROGRAM ...``, or ``matcalc batch FILE ...`` when the first argument is ``batch``
+    (the program ``batch`` itself is ``matcalc -- batch``)."""
+
+    def main(self, args=None, prog_name=None, **extra):
+        args = sys.argv[1:] if args is None else list(args)
+        if args[:1] == ["batch"]:
+            from .batch import batch_command
+            return batch_command(self).main(args[1:], prog_name=f"{prog_name or 'matcalc'} batch", **extra)
+        return super().main(args, prog_name=prog_name, **extra)
+
+    def format_usage(self, ctx, formatter):
+        super().format_usage(ctx, formatter)
+        formatter.write_usage(ctx.command_path, "batch [OPTIONS] FILE...", prefix="       ")
+
+
+@click.command(cls=SingleOrBatch, epilog=EXAMPLES,
+               context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("program")
 @click.option("--wrt", metavar="NAME[,NAME...]", help="Variable(s) to differentiate against: a name, a comma-separated list (x,W), or 'all'; may be omitted when only one name could be meant.")
 @click.option("--gradient", is_flag=True, help="Gradient of a scalar function (df = <G, dX>).")
@@ -90,40 +108,25 @@ def _decode(data: bytes, name: str) -> str:
               help="Check every result symbolically with SymPy, all dimensions set to N (default 3).")
 @click.option("--timeout", type=float, default=None, metavar="SECONDS",
               help="Stop with an error after this many seconds (default 60; 0: no limit).")
-@click.option("--steps", "show_steps", is_flag=True,
+@click.option("--steps", is_flag=True,
               help="Show the work: the derivation step by step, each step naming its rule.")
 @click.version_option(__version__, "--version", prog_name="matcalc")
-def main(program, wrt, gradient, jacobian, hessian, fmt, color, latex_style, latex_width, latex_transpose, layout,
-         symmetric_gradient, check, verify, timeout, show_steps):
+def main(program, fmt, timeout, color, latex_style, latex_width, latex_transpose, **options):
     """Differentiate a matrix expression: differential, gradient, Jacobian, Hessian."""
     from . import budget
-    from .errors import ParseError, visible
+    from .errors import ParseError
 
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
     source, filename = None, None
     if not _stdout_usable():
         click.echo("error: standard output is closed: there is nowhere to write the results", err=True)
         sys.exit(1)
-    if timeout is not None and not 0 <= timeout < float("inf"):
-        click.echo(f"usage error: --timeout {timeout}: give a number of seconds >= 0 (0: no time limit)",
-                   err=True)
-        sys.exit(2)
     try:
-        with budget.limit(budget.DEFAULT_TIMEOUT if timeout is None else timeout):
+        with budget.limit(time_limit(timeout)):
             source, filename = _read_program(program)
-            status = run(source, wrt=wrt, gradient=gradient, jacobian=jacobian, hessian=hessian, fmt=fmt,
-                         layout=layout, symmetric_gradient=symmetric_gradient, check=check, verify=verify,
-                         color=color, latex_style=latex_style, latex_width=latex_width,
-                         latex_transpose=latex_transpose, steps=show_steps)
+            view = View(color, latex_style, latex_width, latex_transpose)
+            status = run(source, fmt=fmt, view=view, **options)
         sys.stdout.flush()
-    except UsageError as e:
-        _echo_error(e, source, filename, fmt, color)
-        sys.exit(2)
-    except MatcalcError as e:
-        # a file that does not parse may not be a matcalc program at all: quote only the token
-        quote = "token" if filename is not None and isinstance(e, ParseError) else "line"
-        _echo_error(e, source, filename, fmt, color, quote)
-        sys.exit(1)
     except KeyboardInterrupt:
         click.echo("matcalc: interrupted", err=True)
         sys.exit(130)
@@ -131,28 +134,54 @@ def main(program, wrt, gradient, jacobian, hessian, fmt, color, latex_style, lat
         _silence_stdout()    # the reader has gone (| head -c1): nothing more to say
         sys.exit(0)
     except OSError as e:
-        if e.filename is None and getattr(e, "errno", None) is not None:
-            _silence_stdout()
-            click.echo(f"error: cannot write the results: {e.strerror}", err=True)
-            sys.exit(1)
-        _internal_error(e)
-    except RecursionError:
-        click.echo("error: the expression is too deeply nested to differentiate", err=True)
+        if e.filename is not None or getattr(e, "errno", None) is None:
+            raise_internal(e)
+        _silence_stdout()
+        click.echo(f"error: cannot write the results: {e.strerror}", err=True)
         sys.exit(1)
-    except MemoryError:
-        click.echo("error: the expression is too large to differentiate", err=True)
-        sys.exit(1)
-    except Exception as e:  # never a traceback: say what happened and how to report it
-        _internal_error(e)
+    except Exception as e:  # never a traceback: say what happened (MemoryError, RecursionError too)
+        error = user_error(e)
+        # a file that does not parse may not be a matcalc program at all: quote only the token
+        quote = "token" if filename is not None and isinstance(error, ParseError) else "line"
+        _echo_error(error, source, filename, fmt, color, quote)
+        sys.exit(2 if isinstance(error, UsageError) else 1)
     sys.exit(status)
 
 
-def _internal_error(e: BaseException):
-    from .errors import visible
-    click.echo(visible(f"internal error: {type(e).__name__}: {e}") + "\n"
-               "matcalc could not handle this input; please report it with the command line used",
-               err=True)
+def raise_internal(e: BaseException):
+    click.echo(InternalError(f"{type(e).__name__}: {e}").render(), err=True)
     sys.exit(1)
+
+
+def time_limit(timeout) -> float:
+    """--timeout in seconds (None: the default, 0: no limit); a usage error unless a number >= 0."""
+    from . import budget
+
+    if timeout is None:
+        return budget.DEFAULT_TIMEOUT
+    if not 0 <= timeout < float("inf"):
+        raise UsageError(f"--timeout {timeout}: give a number of seconds >= 0 (0: no time limit)")
+    return timeout
+
+
+def user_error(e: BaseException) -> MatcalcError:
+    """Any failure as an error a user can read: matcalc's own, or what went wrong and how to report it."""
+    if isinstance(e, MatcalcError):
+        return e
+    if isinstance(e, RecursionError):
+        return MatcalcError("the expression is too deeply nested to differentiate")
+    if isinstance(e, MemoryError):
+        return MatcalcError("the expression is too large to differentiate")
+    return InternalError(f"{type(e).__name__}: {e}")
+
+
+class InternalError(MatcalcError):
+    kind = "internal error"
+
+    def render(self, source=None, filename=None, quote="line") -> str:
+        from .errors import visible
+        return (visible(f"internal error: {self.message}") + "\n"
+                "matcalc could not handle this input; please report it with the command line used")
 
 
 def _stdout_usable() -> bool:
@@ -180,33 +209,17 @@ def _silence_stdout():
         pass
 
 
-def _echo_error(e: MatcalcError, source, filename, fmt, color, quote="line"):
-    """On a terminal the pretty view renders errors too (same words); otherwise plain text."""
-    if fmt in (None, "pretty") and sys.stderr.isatty():
-        from .render import pretty
-        pretty.print_error(e, pretty.make_console(sys.stderr, color), source, filename, quote)
-    else:
-        click.echo(e.render(source, filename, quote=quote), err=True)
-
-
-def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric_gradient,
-        check=False, verify=None, out=None, color="auto", latex_style="align", latex_width=None,
-        latex_transpose="top", steps=False) -> int:
-    """Derive and print; returns the exit status the results call for (1 when a check fails)."""
+def derive_checked(source: str, *, check=False, verify=None, **options):
+    """Derive ``source`` with ``options`` (derive's keywords) and run the checks asked for:
+    the derivation and its reports ({"check": ..., "verify": ...})."""
     from .api import derive
-    from .render import documents
-
     from .budget import MAX_VERIFY_N
+
     if verify is not None and not 1 <= verify <= MAX_VERIFY_N:
         raise UsageError(f"--verify {verify}: N must be between 1 and {MAX_VERIFY_N}",
                          hint="explicit symbolic matrices grow as N^2 symbols and their inverses and "
                               "determinants much faster; --check tests numerically at any size")
-    latex_options = None
-    if fmt == "latex":
-        from .render.latex import LatexOptions
-        latex_options = LatexOptions.parse(latex_style, latex_width, latex_transpose)
-    derivation = derive(source, wrt=wrt, gradient=gradient, jacobian=jacobian, hessian=hessian,
-                        layout=layout, symmetric_gradient=symmetric_gradient, steps=steps)
+    derivation = derive(source, **options)
     reports = {}
     if verify is not None:
         from .budget import check_verify_request
@@ -214,84 +227,114 @@ def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric
     if check:
         from .check import check_derivation
         reports["check"] = check_derivation(derivation)
-        if steps:
+        if options.get("steps"):
             from .steps import check_steps
             reports["check"].results.append(check_steps(derivation))
     if verify is not None:
         from .verify import verify_derivation
         reports["verify"] = verify_derivation(derivation, verify)
+    return derivation, reports
 
-    echo = out or click.echo
+
+def _echo_error(e: MatcalcError, source, filename, fmt, color, quote="line"):
+    """On a terminal the pretty view renders errors too (same words); otherwise plain text."""
+    if fmt in (None, "pretty") and sys.stderr.isatty() and not isinstance(e, InternalError):
+        from .render import pretty
+        pretty.print_error(e, pretty.make_console(sys.stderr, color), source, filename, quote)
+    else:
+        click.echo(e.render(source, filename, quote=quote), err=True)
+
+
+@dataclass(frozen=True)
+class View:
+    """How results are shown (not what is computed): colour of the pretty view, LaTeX style."""
+    color: str = "auto"
+    latex_style: str = "align"
+    latex_width: str | None = None
+    latex_transpose: str = "top"
+
+
+def default_format() -> str:
+    return "pretty" if sys.stdout.isatty() else "plain"
+
+
+def render(derivation, reports: dict, fmt: str, steps: bool = False, view: View = View()) -> tuple:
+    """One derivation in one format: (the text for stdout, a note for stderr or None).
+
+    The single place where formats are dispatched; ``matcalc batch`` renders its entries here too."""
+    from .render import documents
+
     note = documents.inferred_shapes_note(derivation)
-    if fmt is None:
-        fmt = "pretty" if sys.stdout.isatty() else "plain"
-    if steps and fmt == "pretty":
-        echo(f"shapes: {documents.declarations_text(derivation)}")
-    if steps and fmt != "json":
-        _echo_steps(echo, derivation.steps, fmt)
     if fmt == "json":
         extra = {k: r.to_dict() for k, r in reports.items()}
         if steps:
             from .render.steps import as_json
             extra["steps"] = as_json(derivation.steps)
-        echo(documents.as_json(derivation, extra), nl=False)
-    elif steps and fmt != "numpy":
-        _echo_reports(echo, reports, "% " if fmt == "latex" else "# " if fmt == "plain" else "")
-    elif fmt == "latex":
-        from .render.latex import render_latex
+        return documents.as_json(derivation, extra), None
+    head = ""
+    if steps:      # the derivation in place of the bare results (its chains end with them)
+        head = (f"shapes: {documents.declarations_text(derivation)}\n" if fmt == "pretty" else "") \
+            + _steps_text(derivation.steps, fmt)
+        if fmt != "numpy":
+            prefix = {"latex": "% ", "plain": "# "}.get(fmt, "")
+            return head + _report_lines(reports, prefix), (None if fmt == "pretty" else note)
+    if fmt == "latex":
+        from .render.latex import LatexOptions, render_latex
+        options = LatexOptions.parse(view.latex_style, view.latex_width, view.latex_transpose)
         lines = [line for r in reports.values() for line in r.lines()]
-        inline = latex_options.style == "inline"
-        echo(render_latex(derivation, latex_options, [] if inline else lines), nl=False)
-        if inline:   # spliced into running text: the reports go to stderr
-            _echo_reports(_to_stderr, reports, "% ")
-    elif fmt == "numpy":
+        if options.style == "inline":   # spliced into running text: the reports go to stderr
+            note = "\n".join(filter(None, [note] + [f"% {line}" for line in lines])) or None
+            return render_latex(derivation, options), note
+        return render_latex(derivation, options, lines), note
+    if fmt == "numpy":
         from .render.numpy_code import to_numpy_module
-        echo(to_numpy_module(derivation), nl=False)
-        _echo_reports(echo, reports, "# ")
+        text, prefix = to_numpy_module(derivation), "# "
     elif fmt == "pretty":
-        import io
-        from .render import pretty
-        # rendered into a buffer (colour and width decided by the real stdout), then written
-        buffer = io.StringIO()
-        colour = "always" if pretty.wants_colour(color, sys.stdout) else "never"
-        console = pretty.make_console(buffer, colour, pretty.terminal_width(sys.stdout))
-        pretty.print_derivation(derivation, console, [line for r in reports.values() for line in r.lines()])
-        if out is None:   # click.echo would strip the escape codes off a terminal (--color always)
-            click.echo(buffer.getvalue(), nl=False, color=colour == "always")
-        else:
-            out(buffer.getvalue(), nl=False)
+        return _pretty(derivation, reports, view), None
     else:
-        echo(documents.plain(derivation), nl=False)
-        _echo_reports(echo, reports, "# ")
-    if note and fmt in ("plain", "latex", "numpy"):
-        click.echo(f"matcalc: {note}", err=True)
-    failed = any(not r.passed for r in reports.values())
-    return 1 if failed else 0
+        text, prefix = documents.plain(derivation), "# "
+    return head + text + _report_lines(reports, prefix), note
 
 
-def _to_stderr(text, nl=True):
-    click.echo(text, nl=nl, err=True)
+def _pretty(derivation, reports: dict, view: View) -> str:
+    """The Rich view, rendered into text (colour and width decided by the real stdout)."""
+    import io
+    from .render import pretty
+    buffer = io.StringIO()
+    colour = "always" if pretty.wants_colour(view.color, sys.stdout) else "never"
+    console = pretty.make_console(buffer, colour, pretty.terminal_width(sys.stdout))
+    pretty.print_derivation(derivation, console, [line for r in reports.values() for line in r.lines()])
+    return buffer.getvalue()
 
 
-def _echo_steps(echo, steps, fmt):
-    """--steps: the derivation in place of the bare results (its chains end with them); with
-    --format numpy, as comment lines before the module."""
+def run(source: str, *, fmt=None, out=None, view: View = View(), **options) -> int:
+    """Derive and print; returns the exit status the results call for (1 when a check fails)."""
+    derivation, reports = derive_checked(source, **options)
+    text, note = render(derivation, reports, fmt or default_format(), steps=options.get("steps", False), view=view)
+    if out is not None:
+        out(text, nl=False)
+    else:   # escape codes only come from the pretty view when colour is wanted: keep them
+        click.echo(text, nl=False, color=True)
+    if note:
+        click.echo(note if note.startswith("%") else f"matcalc: {note}", err=True)
+    return 1 if any(not r.passed for r in reports.values()) else 0
+
+
+def _report_lines(reports: dict, prefix: str) -> str:
+    return "".join(f"{prefix}{line}\n" for report in reports.values() for line in report.lines())
+
+
+def _steps_text(steps, fmt) -> str:
+    """--steps: the derivation step by step; with --format numpy, as comment lines before the module."""
     from .render import steps as render_steps
     if fmt == "latex":
-        echo(render_steps.latex(steps), nl=False)
-    elif fmt == "numpy":
-        echo("".join("# " + line + "\n" for line in render_steps.plain(steps).splitlines()), nl=False)
-    elif fmt == "pretty":   # a terminal: as wide as it is
+        return render_steps.latex(steps)
+    if fmt == "numpy":
+        return "".join("# " + line + "\n" for line in render_steps.plain(steps).splitlines())
+    if fmt == "pretty":   # a terminal: as wide as it is
         import shutil
-        echo(render_steps.plain(steps, max(60, shutil.get_terminal_size((render_steps.WIDTH, 24)).columns)), nl=False)
-    else:
-        echo(render_steps.plain(steps), nl=False)
-
-
-def _echo_reports(echo, reports, prefix: str):
-    for report in reports.values():
-        for line in report.lines():
-            echo(prefix + line)
+        return render_steps.plain(steps, max(60, shutil.get_terminal_size((render_steps.WIDTH, 24)).columns))
+    return render_steps.plain(steps)
 
 
 if __name__ == "__main__":  # pragma: no cover
