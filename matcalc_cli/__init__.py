@@ -2,8 +2,18 @@
 
 __version__ = "0.1.0"
 
-from .api import Derivation, Result, derive  # noqa: E402
-from .errors import MatcalcError, MathError, ParseError, ShapeError, UsageError  # noqa: E402
-
 __all__ = ["derive", "Derivation", "Result", "MatcalcError", "ParseError", "ShapeError", "MathError",
            "UsageError", "__version__"]
+
+# the pipeline is imported on first use, so that `matcalc --version` and `--help` start fast
+_LAZY = {"derive": "api", "Derivation": "api", "Result": "api", "MatcalcError": "errors",
+         "MathError": "errors", "ParseError": "errors", "ShapeError": "errors", "UsageError": "errors"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

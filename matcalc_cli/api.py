@@ -56,6 +56,7 @@ class Derivation:
     dx2: E.Var
     layout: str
     results: dict = field(default_factory=dict)   # name -> Result, in display order
+    steps: list | None = None                     # with derive(..., steps=True): steps.Step list
 
     @property
     def expression(self) -> E.Expr:
@@ -134,11 +135,12 @@ def _fresh_name(base: str, taken) -> str:
 
 def derive(program: str, wrt: str | None = None, *, gradient: bool = False, jacobian: bool = False,
            hessian: bool = False, layout: str = "numerator",
-           symmetric_gradient: str = "frobenius") -> Derivation:
+           symmetric_gradient: str = "frobenius", steps: bool = False) -> Derivation:
     """Parse, shape-check and differentiate ``program`` against ``wrt``.
 
     With no result asked for, the natural derivative comes with the differential: the gradient
-    of a scalar function, the Jacobian of any other."""
+    of a scalar function, the Jacobian of any other.  ``steps=True`` also records the derivation
+    step by step (``Derivation.steps``, see ``matcalc_cli.steps``)."""
     _check_arguments(program, wrt, gradient=gradient, jacobian=jacobian, hessian=hessian,
                      layout=layout, symmetric_gradient=symmetric_gradient)
     if layout not in ("numerator", "denominator"):
@@ -202,4 +204,7 @@ def derive(program: str, wrt: str | None = None, *, gradient: bool = False, jaco
         H = identify.hessian_matrix(G, x, dx)
         d.results["hessian"] = result("hessian", f"hessian f{arg}", H,
                                       note="vec convention: f''[dx, dx2] = vec(dx)' H vec(dx2)")
+    if steps:
+        from .steps import derivation_steps
+        d.steps = derivation_steps(d)
     return d

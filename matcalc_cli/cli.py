@@ -13,6 +13,7 @@ EXAMPLES = """\b
 Examples:
   matcalc "x: vector(n); A: matrix(n, n); x' * A * x" --wrt x --hessian
   matcalc "X: matrix(n, n); X^2" --wrt X --jacobian
+  matcalc "X: matrix(n, n); det(X)" --gradient --steps
   matcalc "X: symmetric(n); logdet(X)" --gradient --format latex
   matcalc @loss.mc --wrt w --format numpy > loss_grad.py
   echo "A: matrix(n, n); det(A)" | matcalc - --hessian --format json
@@ -79,8 +80,11 @@ def _decode(data: bytes, name: str) -> str:
               help="Check every result symbolically with SymPy, all dimensions set to N (default 3).")
 @click.option("--timeout", type=float, default=None, metavar="SECONDS",
               help="Stop with an error after this many seconds (default 60; 0: no limit).")
+@click.option("--steps", "show_steps", is_flag=True,
+              help="Show the work: the derivation step by step, each step naming its rule.")
 @click.version_option(__version__, "--version", prog_name="matcalc")
-def main(program, wrt, gradient, jacobian, hessian, fmt, layout, symmetric_gradient, check, verify, timeout):
+def main(program, wrt, gradient, jacobian, hessian, fmt, layout, symmetric_gradient, check, verify, timeout,
+         show_steps):
     """Differentiate a matrix expression: differential, gradient, Jacobian, Hessian."""
     from . import budget
     from .errors import ParseError, visible
@@ -98,7 +102,8 @@ def main(program, wrt, gradient, jacobian, hessian, fmt, layout, symmetric_gradi
         with budget.limit(budget.DEFAULT_TIMEOUT if timeout is None else timeout):
             source, filename = _read_program(program)
             status = run(source, wrt=wrt, gradient=gradient, jacobian=jacobian, hessian=hessian, fmt=fmt,
-                         layout=layout, symmetric_gradient=symmetric_gradient, check=check, verify=verify)
+                         layout=layout, symmetric_gradient=symmetric_gradient, check=check, verify=verify,
+                         steps=show_steps)
         sys.stdout.flush()
     except UsageError as e:
         click.echo(e.render(source, filename), err=True)
@@ -165,7 +170,7 @@ def _silence_stdout():
 
 
 def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric_gradient,
-        check=False, verify=None, out=None) -> int:
+        check=False, verify=None, out=None, steps=False) -> int:
     """Derive and print; returns the exit status the results call for (1 when a check fails)."""
     from .api import derive
     from .render import documents
@@ -176,7 +181,7 @@ def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric
                          hint="explicit symbolic matrices grow as N^2 symbols and their inverses and "
                               "determinants much faster; --check tests numerically at any size")
     derivation = derive(source, wrt=wrt, gradient=gradient, jacobian=jacobian, hessian=hessian,
-                        layout=layout, symmetric_gradient=symmetric_gradient)
+                        layout=layout, symmetric_gradient=symmetric_gradient, steps=steps)
     reports = {}
     if verify is not None:
         from .budget import check_verify_request
@@ -184,6 +189,9 @@ def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric
     if check:
         from .check import check_derivation
         reports["check"] = check_derivation(derivation)
+        if steps:
+            from .steps import check_steps
+            reports["check"].results.append(check_steps(derivation))
     if verify is not None:
         from .verify import verify_derivation
         reports["verify"] = verify_derivation(derivation, verify)
@@ -192,8 +200,18 @@ def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric
     note = documents.inferred_shapes_note(derivation)
     if fmt is None:
         fmt = "labelled" if sys.stdout.isatty() else "plain"
+    if steps and fmt == "labelled":
+        echo(f"shapes: {documents.declarations_text(derivation)}")
+    if steps and fmt != "json":
+        _echo_steps(echo, derivation.steps, fmt)
     if fmt == "json":
-        echo(documents.as_json(derivation, {k: r.to_dict() for k, r in reports.items()}), nl=False)
+        extra = {k: r.to_dict() for k, r in reports.items()}
+        if steps:
+            from .render.steps import as_json
+            extra["steps"] = as_json(derivation.steps)
+        echo(documents.as_json(derivation, extra), nl=False)
+    elif steps and fmt != "numpy":
+        _echo_reports(echo, reports, "% " if fmt == "latex" else "# " if fmt == "plain" else "")
     elif fmt == "latex":
         from .render.latex import document_block
         echo(document_block(derivation), nl=False)
@@ -212,6 +230,21 @@ def run(source: str, *, wrt, gradient, jacobian, hessian, fmt, layout, symmetric
         click.echo(f"matcalc: {note}", err=True)
     failed = any(not r.passed for r in reports.values())
     return 1 if failed else 0
+
+
+def _echo_steps(echo, steps, fmt):
+    """--steps: the derivation in place of the bare results (its chains end with them); with
+    --format numpy, as comment lines before the module."""
+    from .render import steps as render_steps
+    if fmt == "latex":
+        echo(render_steps.latex(steps), nl=False)
+    elif fmt == "numpy":
+        echo("".join("# " + line + "\n" for line in render_steps.plain(steps).splitlines()), nl=False)
+    elif fmt == "labelled":   # a terminal: as wide as it is
+        import shutil
+        echo(render_steps.plain(steps, max(60, shutil.get_terminal_size((render_steps.WIDTH, 24)).columns)), nl=False)
+    else:
+        echo(render_steps.plain(steps), nl=False)
 
 
 def _echo_reports(echo, reports, prefix: str):

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import math
+import weakref
 from fractions import Fraction
 
 from .budget import check as within_budget
 from .dims import Dim, ONE
 
 MAX_KEY = 160
+
 
 ELEMENTWISE = (
     "exp", "log", "sin", "cos", "tan", "tanh", "arcsin", "arccos", "arctan",
@@ -28,16 +30,20 @@ ELEMENTWISE = (
 class Expr:
     """Base of all nodes.  Subclasses list their data in ``_fields``."""
 
-    __slots__ = ("shape", "_hash", "_key", "_free", "_memo")
+    __slots__ = ("shape", "_hash", "_key", "_free", "_memo", "_canon", "__weakref__")
     _fields: tuple = ()
 
     def _init(self, shape):
         within_budget()   # every node built checks the request's deadline (budget.py)
         self.shape = (Dim.of(shape[0]), Dim.of(shape[1]))
-        self._hash = hash((type(self).__name__,) + self._data())
+        data = self._data()
+        self._hash = hash((type(self).__name__,) + data)
         self._key = None
         self._free = None
         self._memo = None
+        # hash-consing: equal trees share one canonical node, so equality is one identity test
+        # (children compare by their canonical nodes) and per-node facts are computed once
+        self._canon = _canonical(self, (type(self), data, self.shape))
 
     def _data(self) -> tuple:
         return tuple(getattr(self, f) for f in self._fields)
@@ -50,27 +56,23 @@ class Expr:
         return self._hash
 
     def __eq__(self, other):
-        if self is other:
-            return True
-        if type(self) is not type(other) or self._hash != other._hash:
-            return False
-        within_budget()   # a deep comparison of equal trees: the request's deadline (budget.py)
-        return self._data() == other._data()
+        return self is other or (isinstance(other, Expr) and self._canon is other._canon)
 
     def __ne__(self, other):
         return not self == other
 
     def __setattr__(self, name, value):
-        if name in ("_key", "_free", "_memo") or not hasattr(self, "_hash"):
+        if name in ("_key", "_free", "_memo", "_canon") or not hasattr(self, "_canon"):
             object.__setattr__(self, name, value)
         else:
             raise AttributeError(f"{type(self).__name__} is immutable")
 
     def memo(self) -> dict:
         """A per-node cache for facts derived from the (immutable) tree."""
-        if self._memo is None:
-            object.__setattr__(self, "_memo", {})
-        return self._memo
+        canon = self._canon
+        if canon._memo is None:
+            object.__setattr__(canon, "_memo", {})
+        return canon._memo
 
     @property
     def diff_rank(self) -> int:
@@ -128,6 +130,26 @@ class Expr:
 # ---------------------------------------------------------------------------------------------
 # Leaves
 # ---------------------------------------------------------------------------------------------
+
+# (kind, data, shape) -> weak reference to the canonical node.  Plain weak references (no
+# callbacks: a callback may run at any moment, also while a time limit interrupts); dead entries
+# are swept whenever the table has doubled since the last sweep.
+_CANONICAL: dict = {}
+_SWEEP_AT = [1 << 16]
+
+
+def _canonical(node, index):
+    ref = _CANONICAL.get(index)
+    canon = ref() if ref is not None else None
+    if canon is None:
+        if len(_CANONICAL) >= _SWEEP_AT[0]:
+            for k in [k for k, r in _CANONICAL.items() if r() is None]:
+                del _CANONICAL[k]
+            _SWEEP_AT[0] = max(1 << 16, 2 * len(_CANONICAL))
+        _CANONICAL[index] = weakref.ref(node)
+        canon = node
+    return canon
+
 
 class Var(Expr):
     """A named symbol.  ``diff`` > 0 marks a differential (dX for diff=1, dX2 for diff=2)."""
@@ -803,9 +825,20 @@ def hadamard(*factors: Expr) -> Expr:
 
 
 def transpose(e: Expr) -> Expr:
-    """Transpose, pushed down to the leaves: (AB)' = B'A', inv(A)' = inv(A'), S' = S."""
+    """Transpose, pushed down to the leaves: (AB)' = B'A', inv(A)' = inv(A'), S' = S.
+
+    Memoised per distinct node (a pure function of the node), so a shared subtree is
+    transposed once, however often it occurs."""
     if e.is_scalar:
         return e
+    memo = e.memo()
+    out = memo.get("transpose")
+    if out is None:
+        out = memo["transpose"] = _transpose(e)
+    return out
+
+
+def _transpose(e: Expr) -> Expr:
     if isinstance(e, Var):
         return e if e.symmetric else Transpose(e, (e.cols, e.rows))
     if isinstance(e, Transpose):

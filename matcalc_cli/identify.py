@@ -38,7 +38,15 @@ def _split_linear(args, dx):
 # --- gradient: the adjoint of the linear map ------------------------------------------------------
 
 def pullback(L: E.Expr, W: E.Expr, dx: E.Var) -> E.Expr:
-    """The G with <W, L(dx)> = <G, dx> for all dx."""
+    """The G with <W, L(dx)> = <G, dx> for all dx; memoised per distinct (node, seed)."""
+    memo = L.memo()
+    key = ("pullback", W, dx)
+    if key not in memo:
+        memo[key] = _pullback(L, W, dx)
+    return memo[key]
+
+
+def _pullback(L: E.Expr, W: E.Expr, dx: E.Var) -> E.Expr:
     if not _contains_dx(L, dx):
         return E.zero(dx.shape)
     within_budget()   # the request's deadline (budget.py)
@@ -171,7 +179,15 @@ def cookbook_gradient(G_sym: E.Expr) -> E.Expr:
 # --- Jacobian in Kronecker form -----------------------------------------------------------------
 
 def jacobian_kron(L: E.Expr, dx: E.Var) -> E.Expr:
-    """J with vec(L(dx)) = J vec(dx)."""
+    """J with vec(L(dx)) = J vec(dx); memoised per distinct node (a shared subtree once)."""
+    memo = L.memo()
+    key = ("jacobian", dx)
+    if key not in memo:
+        memo[key] = _jacobian_kron(L, dx)
+    return memo[key]
+
+
+def _jacobian_kron(L: E.Expr, dx: E.Var) -> E.Expr:
     numel_out = L.rows * L.cols
     if not _contains_dx(L, dx):
         return E.zero((numel_out, dx.rows * dx.cols))

@@ -24,6 +24,7 @@ from fractions import Fraction
 from .. import __version__
 from .. import expr as E
 from ..dims import Dim
+from . import lowering as L
 from .documents import ORDER as FUNCTION_ORDER  # results in the order every format uses
 
 # Python precedence, loosest first (what matters here)
@@ -38,9 +39,9 @@ LINE_LIMIT = 88
 # helpers the generated module may need, by name; only those used are written out
 HELPERS = {
     "_tr": '''def _tr(a):
-    return np.full((1, 1), np.trace(a))''',
+    return np.asarray(np.trace(a), dtype=float).reshape(1, 1)''',
     "_det": '''def _det(a):
-    return np.full((1, 1), np.linalg.det(a))''',
+    return np.asarray(np.linalg.det(a), dtype=float).reshape(1, 1)''',
     "_logdet": '''def _logdet(a):
     """log(det(a)) via slogdet: NaN when det(a) < 0, -inf when a is singular."""
     sign, value = np.linalg.slogdet(a)
@@ -62,18 +63,45 @@ HELPERS = {
     """Column-major reshape, the inverse of vec."""
     return a.reshape((rows, cols), order="F")''',
     "_sum": '''def _sum(a):
-    return np.full((1, 1), np.sum(a))''',
+    return np.asarray(np.sum(a), dtype=float).reshape(1, 1)''',
     "_norm1": '''def _norm1(a):
-    return np.full((1, 1), np.sum(np.abs(a)))''',
+    return np.asarray(np.sum(np.abs(a)), dtype=float).reshape(1, 1)''',
     "_norm2": '''def _norm2(a):
     """Euclidean norm of a vector, Frobenius norm of a matrix."""
-    return np.full((1, 1), np.sqrt(np.sum(a * a)))''',
+    return np.asarray(np.sqrt(np.sum(a * a)), dtype=float).reshape(1, 1)''',
     "_commutation": '''def _commutation(m, n):
     """K (mn x mn) with K vec(X) = vec(X') for X m x n."""
     K = np.zeros((m * n, m * n))
     i, j = np.meshgrid(np.arange(m), np.arange(n), indexing="ij")
     K[(j + i * n).ravel(), (i + j * m).ravel()] = 1.0
     return K''',
+    "_kron_matmul": '''def _kron_matmul(a, b, y, p, q):
+    """kron(a, b) @ y without forming the Kronecker product: column c of y is vec(Y_c) with Y_c
+    q x p, and kron(a, b) vec(Y_c) = vec(b Y_c a').  a is t x p, b is s x q; None is an identity."""
+    r = y.shape[1]
+    z = y.reshape(q, p, r, order="F")
+    if b is not None:
+        z = np.tensordot(b, z, axes=(1, 0))                  # s x p x r
+    if a is not None:
+        z = np.tensordot(z, a, axes=(1, 1)).transpose(0, 2, 1)  # s x t x r
+    return z.reshape(-1, r, order="F")''',
+    "_matmul_kron": '''def _matmul_kron(y, a, b, t, s):
+    """y @ kron(a, b) = (kron(a', b') @ y')' without forming the Kronecker product.  a is t x p,
+    b is s x q; None is an identity."""
+    at = None if a is None else a.T
+    bt = None if b is None else b.T
+    return _kron_matmul(at, bt, y.T, t, s).T''',
+    "_commute_rows": '''def _commute_rows(y, m, n):
+    """commutation(m, n) @ y: each column vec(X), X m x n, becomes vec(X'); a permutation of rows."""
+    return y.reshape(n, m, -1).transpose(1, 0, 2).reshape(m * n, -1)''',
+    "_commute_cols": '''def _commute_cols(y, m, n):
+    """y @ commutation(m, n): a permutation of columns."""
+    return y.reshape(-1, m, n).transpose(0, 2, 1).reshape(-1, m * n)''',
+    "_plus_diagonal": '''def _plus_diagonal(a, c, fresh):
+    """a + c I without forming I: in place when a is a new array."""
+    a = a if fresh else a.copy()
+    a.flat[::a.shape[0] + 1] += np.asarray(c, dtype=float).reshape(-1)
+    return a''',
     "_sigmoid": '''def _sigmoid(a):
     return 0.5 * (1.0 + np.tanh(0.5 * a))''',
     "_relu": '''def _relu(a):
@@ -100,7 +128,27 @@ INPUT_HELPERS = '''def _dim_value(spec, dims):
     return value
 
 
+_CHECKED = {}   # (directions, need, argument shapes) -> (sizes, 2-D shape of each argument)
+
+
 def _inputs(vars, directions=(), need=()):
+    """The arguments as 2-D float arrays and the sizes; arguments of shapes seen before skip the
+    checks (they depend on the shapes alone)."""
+    key = [directions, need]
+    for k, v in vars.items():
+        key += (k, v.shape if type(v) is np.ndarray else v if k in _FREE_DIMS else np.shape(v))
+    key = tuple(key)
+    known = _CHECKED.get(key)
+    if known is None:
+        arrays, dims = _inputs_checked(vars, directions, need)
+        if len(_CHECKED) < 64:
+            _CHECKED[key] = (dims, {name: a.shape for name, a in arrays.items()})
+        return arrays, dims
+    dims, shapes = known
+    return {name: np.asarray(vars[name], dtype=float).reshape(shape) for name, shape in shapes.items()}, dims
+
+
+def _inputs_checked(vars, directions=(), need=()):
     """Check and convert the keyword arguments: 2-D float arrays (scalars 1 x 1, vectors n x 1)
     and the dimension sizes read from their shapes."""
     wanted = {name: spec for name, *spec in _VARIABLES}
@@ -230,7 +278,7 @@ class Names:
 
 
 RESERVED = {"np", "vars", "f", "a", "d", "float", "int", "abs", "sum"} | set(FUNCTION_ORDER) | set(HELPERS) | {
-    "_inputs", "_out", "_dim_value", "_VARIABLES", "_FREE_DIMS", "_DIRECTIONS"}
+    "_inputs", "_inputs_checked", "_CHECKED", "_out", "derivatives", "hvp", "_dim_value", "_VARIABLES", "_FREE_DIMS", "_DIRECTIONS"}
 
 
 class _Code:
@@ -258,7 +306,11 @@ class FunctionWriter:
 
     # --- driver ---------------------------------------------------------------------------------
     def translate(self, root: E.Expr) -> str:
-        order, uses = self._topological(root)
+        return self.translate_all([root])[0]
+
+    def translate_all(self, roots: list) -> list:
+        """Code for each root; subtrees shared within and across the roots are computed once."""
+        order, uses, parents = self._topological(roots)
         for node in order:
             if isinstance(node, (E.Add, E.Mul, E.Hadamard)):
                 for c in node.args:
@@ -267,22 +319,33 @@ class FunctionWriter:
             if isinstance(node, E.Power):
                 if isinstance(node.exponent, E.Num):
                     self.scalar_context.add(node.exponent)
+        # inv(A) and inv(A') both needed: one inversion, the other its transpose
+        bases = [_inverse_base(n)[0] for n in order if isinstance(n, E.Inverse)]
+        self.shared_inverses = {b for b in bases if bases.count(b) > 1}
+        self.inverses: dict = {}
+        # structured operators used only as factors of products are applied, never formed
+        self.operators = {node for node in order if isinstance(node, OPERATORS)
+                          and node not in roots and parents[node] <= {E.MatMul}
+                          and (not isinstance(node, E.Inverse)
+                               or (uses[node] == 1 and _inverse_base(node)[0] not in self.shared_inverses))}
         done = self.done = {}
         for node in order:
             code = getattr(self, "_print_" + type(node).__name__)(node, [done[c] for c in node.children])
-            cheap = isinstance(node, (E.Var, E.Num))
-            if node is not root and not cheap and (uses[node] > 1 or len(code.code) > LINE_LIMIT):
+            cheap = isinstance(node, (E.Var, E.Num)) or node in self.operators
+            if node not in roots and not cheap and (uses[node] > 1 or len(code.code) > LINE_LIMIT):
                 code = self.temporary(code.code)
                 self.temps.add(node)
             done[node] = code
-        return done[root].code
+        return [done[r].code for r in roots]
 
-    def _topological(self, root):
-        """Distinct nodes in dependency order, and how many times each is used by its parents."""
-        uses: dict = {root: 1}
+    def _topological(self, roots):
+        """Distinct nodes in dependency order, how many times each is used by its parents, and
+        the kinds of those parents."""
+        uses: dict = {root: 1 for root in roots}
+        parents: dict = {root: set() for root in roots}
         order: list = []
         placed: set = set()
-        stack = [(root, False)]
+        stack = [(root, False) for root in reversed(roots)]
         while stack:
             node, ready = stack.pop()
             if node in placed:
@@ -292,10 +355,11 @@ class FunctionWriter:
                 order.append(node)
                 for c in node.children:
                     uses[c] = uses.get(c, 0) + 1
+                    parents.setdefault(c, set()).add(type(node))
                 continue
             stack.append((node, True))
             stack.extend((c, False) for c in reversed(node.children) if c not in placed)
-        return order, uses
+        return order, uses, parents
 
     def temporary(self, code: str) -> _Code:
         self.counter += 1
@@ -321,6 +385,7 @@ class FunctionWriter:
     def call(self, fn: str, *args: str) -> _Code:
         if fn.startswith("_"):
             self.helpers.add(fn)
+            self.helpers.update(HELPER_NEEDS.get(fn, ()))
         return _Code(f"{fn}({', '.join(args)})", ATOM)
 
     def chain(self, parts: list, sep: str, level: int) -> _Code:
@@ -367,12 +432,36 @@ class FunctionWriter:
 
     # --- n-ary ----------------------------------------------------------------------------------
     def _print_Add(self, e, kids):
+        # c * I in a sum of matrices is added to the diagonal: the identity is never formed
+        diagonal = [i for i, t in enumerate(e.args) if _identity_multiple(t) and t not in self.temps]
+        if diagonal and len(diagonal) < len(e.args) and not e.is_scalar:
+            rest = [k for i, k in enumerate(kids) if i not in diagonal]
+            body = self._sum_code(rest) if len(rest) > 1 else rest[0]
+            scale = " + ".join(self._scalar_code(e.args[i]) for i in diagonal)
+            fresh = body.prec < ATOM    # an arithmetic result is a new array, safe to change
+            return self.call("_plus_diagonal", body.code, scale, str(fresh))
+        return self._sum_code(kids)
+
+    def _scalar_code(self, t: E.Expr) -> str:
+        """Code of the scalar c in c * I."""
+        if isinstance(t, E.Identity):
+            return "1"
+        parts = []
+        for a in t.args[:-1]:
+            code = _num_literal(a.value)[0] if isinstance(a, E.Num) else self.done[a].code
+            parts.append(f"({code})")
+        return " * ".join(parts)
+
+    def _sum_code(self, kids) -> _Code:
         codes = [self.wrap(kids[0], ADD)]
         for k in kids[1:]:
             codes.append(f"- {k.positive}" if k.positive is not None else f"+ {self.wrap(k, ADD + 1)}")
         return _Code(self.joined(codes), ADD)
 
     def _print_Mul(self, e, kids):
+        scaled = self._scaled_product(e)
+        if scaled is not None:
+            return scaled
         args = list(e.args)
         coef = Fraction(1)
         if isinstance(args[0], E.Num) and isinstance(args[0].value, Fraction):
@@ -401,8 +490,47 @@ class FunctionWriter:
         negated = "-" + self.wrap(body, MUL)
         return _Code(negated, UNARY if body.prec >= UNARY else MUL, positive=self.wrap(body, ADD + 1))
 
+    def _scaled_product(self, e):
+        """s * (A @ B @ x): the scalar applied to the smallest factor, not to the result."""
+        product = e.args[-1]
+        if not isinstance(product, E.MatMul) or product in self.temps or e.is_scalar:
+            return None
+        ops = [self.operand(a, self.done[a]) for a in product.args]
+        dense = [o for o in ops if o.kind == "dense"]
+        if not dense:
+            return None
+        smallest = min(dense, key=lambda o: L.numel(o.node))
+        if L.numel(smallest.node) >= L.numel(product):
+            return None
+        scalar = E.mul(*e.args[:-1])
+        if isinstance(scalar, E.Num):
+            code = _Code(*_num_literal(scalar.value))
+        elif scalar in self.done:
+            code = self.done[scalar]
+        else:
+            code = self._print_Mul(scalar, [self.done[c] for c in scalar.args])
+        smallest.code = _Code(f"{self.wrap(code, MUL)} * {self.wrap(smallest.code, MUL + 1)}", MUL)
+        return ChainPlan(ops).code(self)
+
     def _print_MatMul(self, e, kids):
-        return self.chain(kids, " @ ", MUL)
+        operands = [self.operand(a, k) for a, k in zip(e.args, kids)]
+        return ChainPlan(operands).code(self)
+
+    def operand(self, node: E.Expr, code: _Code) -> "Operand":
+        """A factor of a product: dense, or a structured operator applied without forming it."""
+        if node in self.operators:
+            if isinstance(node, E.Diag):
+                return Operand("diag", node, code, self.done[node.arg])
+            if isinstance(node, E.Inverse):
+                return Operand("inv", node, code, self.done[node.arg])
+            if isinstance(node, E.Commutation):
+                return Operand("comm", node, code, (self.dim(node.m), self.dim(node.n)))
+            if isinstance(node, E.Kron):
+                a, b = node.a, node.b
+                side = [None if isinstance(x, E.Identity) else self.done[x].code for x in (a, b)]
+                dims = [self.dim(a.rows), self.dim(a.cols), self.dim(b.rows), self.dim(b.cols)]
+                return Operand("kron", node, code, (side, dims))
+        return Operand("dense", node, code, None)
 
     def _print_Hadamard(self, e, kids):
         return self.chain(kids, " * ", MUL)
@@ -412,7 +540,13 @@ class FunctionWriter:
         return _Code(self.wrap(kids[0], ATOM) + ".T", ATOM)
 
     def _print_Inverse(self, e, kids):
-        return self.call("np.linalg.inv", kids[0].code)
+        base, transposed = _inverse_base(e)
+        if base not in self.shared_inverses:
+            return self.call("np.linalg.inv", kids[0].code)
+        if base not in self.inverses:
+            self.inverses[base] = self.temporary(f"np.linalg.inv({self.done[base].code})")
+        inv = self.inverses[base]
+        return _Code(inv.code + ".T", ATOM) if transposed else inv
 
     def _print_MatPow(self, e, kids):
         return self.call("np.linalg.matrix_power", kids[0].code, str(e.k))
@@ -462,6 +596,164 @@ class FunctionWriter:
         return self.call(fn, kids[0].code)
 
 
+# --- products: the cheapest order, structured operators applied as maps ---------------------------
+
+# node kinds that a product applies without forming them
+OPERATORS = (E.Diag, E.Inverse, E.Kron, E.Commutation)
+
+# helpers that call other helpers
+HELPER_NEEDS = {"_matmul_kron": ("_kron_matmul",)}
+
+
+def _identity_multiple(t: E.Expr) -> bool:
+    return isinstance(t, E.Identity) or (isinstance(t, E.Mul) and isinstance(t.args[-1], E.Identity))
+
+
+def _inverse_base(node: E.Inverse):
+    """(A, transposed) for inv(A) and inv(A')."""
+    if isinstance(node.arg, E.Transpose):
+        return node.arg.arg, True
+    return node.arg, False
+
+
+class Operand:
+    """One factor of a chain: kind dense | diag (v) | inv (A) | kron ((a, b), dims) | comm (m, n)."""
+
+    __slots__ = ("kind", "node", "code", "data")
+
+    def __init__(self, kind, node, code, data):
+        self.kind, self.node, self.code, self.data = kind, node, code, data
+
+
+def _pair_cost(left: Operand, right: Operand, p: float, q: float, r: float) -> float:
+    """Multiply-adds of (p x q) @ (q x r) when the left/right factors are of the given kinds
+    (an interval of two or more factors is dense, or diagonal if all of it is)."""
+    lk, rk = left.kind, right.kind
+    if lk == "diag" and rk == "diag":
+        return q
+    if lk == "diag":
+        return q * r
+    if rk == "diag":
+        return p * q
+    if lk == "comm":
+        return q * r
+    if rk == "comm":
+        return p * q
+    if lk == "inv":
+        return q ** 3 + q * q * r
+    if rk == "inv":
+        return q ** 3 + p * q * q
+    if lk == "kron":
+        return r * q * (L.size(left.node.b.rows) + L.size(left.node.a.rows))
+    if rk == "kron":
+        return p * q * (L.size(right.node.b.cols) + L.size(right.node.a.cols))
+    return p * q * r
+
+
+class ChainPlan:
+    """The order of a matrix chain with least cost (dynamic programme over the shapes, every
+    dimension symbol counted as the same large size, so a vector at an end makes every step a
+    matrix-vector product), and its code: structured operators applied as maps (diag as a
+    broadcast product, inverse as solve, kron through reshapes, commutation as a permutation)."""
+
+    def __init__(self, operands: list):
+        self.ops = operands
+        k = len(operands)
+        self.dims = [L.size(operands[0].node.rows)] + [L.size(o.node.cols) for o in operands]
+        self.cost = {}
+        self.split = {}
+        self.kind = {}
+        for i, o in enumerate(operands):
+            self.cost[i, i], self.kind[i, i] = 0.0, o.kind
+        if all(o.kind == "dense" for o in operands) and len(set(self.dims[1:-1])) == 1:
+            self._sweep(k)   # every inner size the same: from the smaller end, no search needed
+            return
+        for length in range(2, k + 1):
+            for i in range(k - length + 1):
+                j = i + length - 1
+                best = None
+                for s in range(i, j):
+                    c = self.cost[i, s] + self.cost[s + 1, j] + self._step(i, s, j)
+                    if best is None or c < best[0]:
+                        best = (c, s)
+                self.cost[i, j], self.split[i, j] = best
+                self.kind[i, j] = "diag" if all(o.kind == "diag" for o in operands[i:j + 1]) else "dense"
+
+    def _sweep(self, k):
+        from_left = self.dims[0] <= self.dims[-1]
+        for length in range(2, k + 1):
+            for i in range(k - length + 1):
+                j = i + length - 1
+                self.split[i, j] = j - 1 if from_left else i
+                self.kind[i, j] = "dense"
+
+    def _step(self, i, s, j):
+        left = self._as_operand(i, s)
+        right = self._as_operand(s + 1, j)
+        p, q, r = self.dims[i], self.dims[s + 1], self.dims[j + 1]
+        cost = _pair_cost(left, right, p, q, r)
+        if left.kind not in ("dense", "diag") and right.kind not in ("dense", "diag"):
+            cost += p * q   # two structured operators: the left one is formed
+        return cost
+
+    def _as_operand(self, i, j):
+        return self.ops[i] if i == j else Operand(self.kind[i, j], None, None, None)
+
+    def code(self, w: "FunctionWriter") -> _Code:
+        code, kind = self._emit(w, 0, len(self.ops) - 1)
+        if kind == "diag":
+            return w.call("np.diagflat", code.code)
+        return code
+
+    def _emit(self, w, i, j):
+        """(code, kind) of the product of factors i..j; kind diag means the code is the vector."""
+        if i == j:
+            o = self.ops[i]
+            if o.kind == "diag":
+                return o.data, "diag"
+            return o.code, o.kind
+        s = self.split[i, j]
+        left, lk = self._emit(w, i, s)
+        right, rk = self._emit(w, s + 1, j)
+        if lk not in ("dense", "diag") and rk not in ("dense", "diag"):
+            left, lk = self.ops[i].code, "dense"   # two structured operators: form the left one
+        if lk == "diag" and rk == "diag":
+            return _Code(f"{w.wrap(left, MUL)} * {w.wrap(right, MUL + 1)}", MUL), "diag"
+        if lk == "diag":
+            right = self._dense(w, right, rk, s + 1, j)
+            return _Code(f"{w.wrap(left, MUL)} * {w.wrap(right, MUL + 1)}", MUL), "dense"
+        if rk == "diag":
+            left = self._dense(w, left, lk, i, s)
+            return _Code(f"{w.wrap(left, MUL)} * {w.wrap(right, ATOM)}.T", MUL), "dense"
+        if lk == "dense" and rk == "dense":
+            return _Code(f"{w.wrap(left, MUL)} @ {w.wrap(right, MUL + 1)}", MUL), "dense"
+        if lk == "dense":
+            return self._apply_right(w, left, self.ops[j]), "dense"
+        return self._apply_left(w, self.ops[i], right), "dense"
+
+    def _dense(self, w, code, kind, i, j):
+        return self.ops[i].code if kind not in ("dense", "diag") and i == j else code
+
+    @staticmethod
+    def _apply_left(w, op: Operand, y: _Code) -> _Code:
+        if op.kind == "inv":
+            return w.call("np.linalg.solve", op.data.code, y.code)
+        if op.kind == "comm":
+            return w.call("_commute_rows", y.code, *op.data)
+        (a, b), (t, p, s, q) = op.data
+        return w.call("_kron_matmul", a or "None", b or "None", y.code, p, q)
+
+    @staticmethod
+    def _apply_right(w, y: _Code, op: Operand) -> _Code:
+        if op.kind == "inv":
+            solved = w.call("np.linalg.solve", f"{w.wrap(op.data, ATOM)}.T", f"{w.wrap(y, ATOM)}.T")
+            return _Code(solved.code + ".T", ATOM)
+        if op.kind == "comm":
+            return w.call("_commute_cols", y.code, *op.data)
+        (a, b), (t, p, s, q) = op.data
+        return w.call("_matmul_kron", y.code, a or "None", b or "None", t, s)
+
+
 # --- the module -----------------------------------------------------------------------------------
 
 
@@ -486,6 +778,15 @@ def _docstring(text: str) -> str:
 
 
 DOC_LIMIT = 1200
+DOC_TREE_LIMIT = 20_000   # a result larger than this written out is not put in a docstring
+
+
+def _doc_text(e: E.Expr, text) -> str:
+    """The formula for a docstring; the code never needs it, so a huge one is left out (the code
+    computes shared subexpressions once, whatever the size of the written-out form)."""
+    if E.tree_size(e) > DOC_TREE_LIMIT:
+        return f"(a formula of {E.tree_size(e):,} nodes written out; not shown)"
+    return text()
 
 
 def _wrap_doc(doc: str) -> str:
@@ -582,11 +883,17 @@ class ModuleWriter:
         self.dims = Dimensions(specs, used, self.names)
         self.free_dims = self.dims.free
         self.helpers: set = set()
+        self.lowered: dict = {}   # node -> its lowered form, for every function of the module
 
     def function(self, name: str, expr: E.Expr, kind: str, doc: str, directions=()) -> str:
+        return self.function_of(name, [(None, expr, kind)], doc, directions)
+
+    def function_of(self, name: str, outputs: list, doc: str, directions=()) -> str:
+        """One function computing outputs [(key, expr, kind)]: the value itself for a single
+        output with key None, else a dict by key; subexpressions shared between them computed once."""
         w = FunctionWriter(self.var_names, Names(self.names.taken), self.dims)
-        out_shape = w.shape(expr.shape)
-        code = w.translate(expr)
+        shapes = [w.shape(expr.shape) for _, expr, _ in outputs]
+        codes = w.translate_all(L.lower(*[expr for _, expr, _ in outputs], memo=self.lowered))
         self.helpers |= w.helpers
         need = [s for s in self.dims.local if s in w.used_dims]
         args = []
@@ -602,12 +909,45 @@ class ModuleWriter:
         for s in need:
             lines.append(f"    {self.dims.local[s]} = _dims[{s!r}]")
         lines += [f"    {line}" for line in w.lines]
-        if len(code) > LINE_LIMIT - 30 and code.isidentifier() is False:
-            result = w.names.take("result")
-            lines.append(f"    {result} = {code}")
-            code = result
-        lines.append(f"    return _out({code}, {out_shape}, {kind!r})")
+        if len(outputs) == 1 and outputs[0][0] is None:
+            code, shape, kind = codes[0], shapes[0], outputs[0][2]
+            if len(code) > LINE_LIMIT - 30 and code.isidentifier() is False:
+                result = w.names.take("result")
+                lines.append(f"    {result} = {code}")
+                code = result
+            lines.append(f"    return _out({code}, {shape}, {kind!r})")
+        else:
+            lines.append("    return {")
+            for (key, _, kind), code, shape in zip(outputs, codes, shapes):
+                lines.append(f"        {key!r}: _out({code}, {shape}, {kind!r}),")
+            lines.append("    }")
         return "\n".join(lines)
+
+    def hvp_expression(self):
+        """H v without H: the derivative of the gradient in the direction v (for a symmetric
+        variable, in the direction sym(v), which is what H = J P does to vec(v))."""
+        from ..differential import differential
+        from ..identify import gradient
+        from ..simplify import simplify
+        d = self.d
+        x, dx = d.x, d.dx
+        G = gradient(d.results["differential"].expr, x, dx)
+        name = self.direction_name()
+        v = E.Var(name, x.shape, x.symmetric)
+        direction = v
+        if x.symmetric and x.rows != 1:
+            direction = E.mul(E.Num(Fraction(1, 2)), E.add(E.Var(name, x.shape), E.transpose(E.Var(name, x.shape))))
+        dG = simplify(differential(G, x, dx))
+        return E.substitute(dG, {dx: direction}), name
+
+    def direction_name(self) -> str:
+        taken = set(self.symbols) | {self.d.dx.name, self.d.dx2.name}
+        name, i = "v", 1
+        while name in taken:
+            name, i = f"v{i}", i + 1
+        if name not in self.var_names:
+            self.var_names[name] = self.names.take(name)
+        return name
 
     def variables_spec(self) -> str:
         rows = ["_VARIABLES = (", "    # name, kind, rows, cols, symmetric, required"]
@@ -662,8 +1002,9 @@ class ModuleWriter:
         fkind = _kind(f.shape)
         dx, dx2 = d.dx.name, d.dx2.name
         funcs, summary = [], []
-        funcs.append(self.function("f", f, fkind, f"f = {to_text(f)}: {_describe(fkind, f.shape)}."))
-        summary.append(f"f(**vars)  {to_text(f)}: {_describe(fkind, f.shape)}")
+        f_text = _doc_text(f, lambda: to_text(f))
+        funcs.append(self.function("f", f, fkind, f"f = {f_text}: {_describe(fkind, f.shape)}."))
+        summary.append(f"f(**vars)  {f_text}: {_describe(fkind, f.shape)}")
         for name in FUNCTION_ORDER:
             r = d.results.get(name)
             if r is None:
@@ -680,11 +1021,25 @@ class ModuleWriter:
             what = _describe(kind, shape)
             if name == "gradient":
                 what += f", shaped like {d.wrt}"
-            doc = f"{r.label} = {r.text()}: {what}."
+            doc = f"{r.label} = {_doc_text(r.expr, r.text)}: {what}."
             if r.note:
                 doc += f"\n\n    ({r.note})\n    "
             funcs.append(self.function(name, r.expr, kind, doc, dirs))
             summary.append(f"{name}(**vars{extra})  {r.label}: {what}")
+        together = [("f", f, fkind)] + [(name, d.results[name].expr, "matrix" if name != "gradient" else _kind(x.shape))
+                                         for name in ("gradient", "jacobian", "hessian") if name in d.results]
+        if len(together) > 1:
+            keys = ", ".join(repr(k) for k, _, _ in together)
+            funcs.append(self.function_of("derivatives", together,
+                                          f"{{{keys}}} at once, computing what they share once.", ()))
+            summary.append(f"derivatives(**vars)  a dict of {keys}, sharing the work")
+        if "hessian" in d.results:
+            hv, v = self.hvp_expression()
+            what = "a 1-D array" if _kind(x.shape) == "vector" else f"shaped like {d.wrt}"
+            doc = (f"H @ vec({v}), the Hessian times a direction, without forming H: the derivative of "
+                   f"the gradient in the direction {v}: {what}.")
+            funcs.append(self.function_of("hvp", [(None, hv, _kind(x.shape))], doc, (v,)))
+            summary.append(f"hvp(**vars, {v}=...)  the Hessian times {v} ({what}), never forming the Hessian")
         spec = self.variables_spec()
         helpers = [HELPERS[h] for h in HELPERS if h in self.helpers]
         rule = "# --- helpers " + "-" * 86
