@@ -20,7 +20,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from contextlib import contextmanager
 
 from .errors import MatcalcError
 
@@ -57,7 +56,8 @@ class _Deadline:
     def __init__(self, seconds: float, message):
         self.seconds = seconds
         self.at = time.monotonic() + seconds
-        self.message = message
+        self.message = message      # (text, hint) of the TimeLimitError; None: a soft limit
+        self.fired = False          # raised once already: never raised twice
 
 
 class _PerThread(threading.local):
@@ -66,6 +66,11 @@ class _PerThread(threading.local):
 
 
 _state = _PerThread()           # the timer (main thread) sees the main thread's deadlines
+
+
+def _fire(deadline: _Deadline, memory: bool = False):
+    deadline.fired = True
+    raise _Expired(deadline, memory=memory)
 
 
 def _timer_usable() -> bool:
@@ -77,79 +82,91 @@ def _timer_usable() -> bool:
 
 def _on_alarm(signum, frame):
     now = time.monotonic()
-    expired = [d for d in _state.active if d.at <= now + 0.001]
-    if expired:
-        raise _Expired(expired[0])   # the outermost expired deadline wins
-    if _state.active and resident_bytes() > MAX_MEMORY_BYTES:
-        raise _Expired(_state.active[0], memory=True)
+    for d in _state.active:
+        if d.at <= now + 0.001 and not d.fired:
+            _fire(d)            # the outermost expired deadline wins
+    live = [d for d in _state.active if not d.fired]
+    if live and resident_bytes() > MAX_MEMORY_BYTES:
+        _fire(live[0], memory=True)
     _arm()
 
 
 def _arm():
     if not _timer_usable():
         return
-    if not _state.active:
+    live = [d for d in _state.active if not d.fired]
+    if not live:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
         return
     signal.signal(signal.SIGALRM, _on_alarm)
-    left = min(d.at for d in _state.active) - time.monotonic()
+    left = min(d.at for d in live) - time.monotonic()
     # wake up at the deadline, and in between to look at the memory
     signal.setitimer(signal.ITIMER_REAL, max(min(left, MEMORY_CHECK_INTERVAL * 2.5), 0.001))
 
 
-def _default_message(seconds: float) -> str:
+def _default_message(seconds: float) -> tuple:
     return (f"the work took longer than the time limit of {seconds:g} s",
             "raise it with --timeout SECONDS (budget.limit(seconds) in Python), or differentiate a smaller "
             "expression (shorter definition chains, fewer nested calls)")
 
 
-@contextmanager
-def limit(seconds: float | None = DEFAULT_TIMEOUT, message=None):
-    """Run the block within ``seconds`` (None or 0: no deadline); TimeLimitError when it overruns.
+def _memory_error():
+    return refuse(f"the work needs more than {MAX_MEMORY_BYTES >> 20:,} MB of memory",
+                  f"{MAX_MEMORY_BYTES >> 20:,} MB",
+                  "differentiate a smaller expression (shorter definition chains, fewer nested calls), "
+                  "or ask for fewer results (the Hessian is the largest)")
+
+
+class _Limit:
+    """The context of one deadline.  Robust to the timer firing anywhere, also inside the exit of
+    an inner limit: leaving a limit drops every deadline pushed after it, and an expiry whose
+    own limit was skipped over is converted here as that limit would have."""
+
+    def __init__(self, seconds, message):
+        self.seconds, self.message, self.deadline = seconds, message, None
+
+    def __enter__(self):
+        if self.seconds is None:
+            return None
+        self.deadline = _Deadline(self.seconds, self.message)
+        _state.active.append(self.deadline)
+        _arm()
+        return self.deadline
+
+    def __exit__(self, typ, exc, tb):
+        if self.deadline is None:
+            return False
+        active = _state.active
+        if self.deadline in active:
+            del active[active.index(self.deadline):]   # this one and any inner one left behind
+        self.deadline.fired = True                      # over: never raised from now on
+        _arm()
+        if isinstance(exc, _Expired) and exc.owner not in active:
+            owner = exc.owner                           # ours, or an inner one that escaped its exit
+            if exc.memory:
+                raise _memory_error() from None
+            if owner.message is None:
+                raise SoftTimeout() from None
+            text, hint = owner.message
+            raise TimeLimitError(text, hint=hint) from None
+        return False
+
+
+def limit(seconds: float | None = DEFAULT_TIMEOUT, message=None) -> _Limit:
+    """Run the block within ``seconds`` (None or 0: no deadline); TimeLimitError when it overruns,
+    LimitError when the process holds more than MAX_MEMORY_BYTES meanwhile.
 
     ``message`` is (text, hint) for the error; by default it names the limit and --timeout."""
     if not seconds or seconds <= 0:
-        yield
-        return
-    deadline = _Deadline(float(seconds), message or _default_message(float(seconds)))
-    _state.active.append(deadline)
-    try:
-        _arm()
-        yield deadline
-    except _Expired as e:
-        if e.owner is not deadline:
-            raise
-        if e.memory:
-            raise refuse(f"the work needs more than {MAX_MEMORY_BYTES >> 20:,} MB of memory",
-                         f"{MAX_MEMORY_BYTES >> 20:,} MB",
-                         "differentiate a smaller expression (shorter definition chains, fewer "
-                         "nested calls), or ask for fewer results (the Hessian is the largest)") from None
-        text, hint = deadline.message
-        raise TimeLimitError(text, hint=hint) from None
-    finally:
-        if deadline in _state.active:
-            _state.active.remove(deadline)
-        _arm()
+        return _Limit(None, None)
+    return _Limit(float(seconds), message or _default_message(float(seconds)))
 
 
-@contextmanager
-def soft_limit(seconds: float):
+def soft_limit(seconds: float) -> _Limit:
     """Run the block within ``seconds``; on overrun raise ``SoftTimeout`` (a BaseException) for
     the caller to catch: for work that may stop early and still give an answer."""
-    deadline = _Deadline(float(seconds), None)
-    _state.active.append(deadline)
-    try:
-        _arm()
-        yield deadline
-    except _Expired as e:
-        if e.owner is not deadline:
-            raise
-        raise SoftTimeout() from None
-    finally:
-        if deadline in _state.active:
-            _state.active.remove(deadline)
-        _arm()
+    return _Limit(max(float(seconds), 0.001), None)
 
 
 class SoftTimeout(BaseException):
@@ -165,15 +182,17 @@ def check() -> None:
     visited; cheap), and, every few thousand calls, if the process holds more memory than
     MAX_MEMORY_BYTES (before the machine starts swapping, not after).  Both only within a
     ``limit``, which turns them into TimeLimitError / LimitError."""
-    if _state.active:
+    active = _state.active
+    if active:
         now = time.monotonic()
-        for d in _state.active:
-            if d.at <= now:
-                raise _Expired(d)
+        for d in active:
+            if d.at <= now and not d.fired:
+                _fire(d)
         if now - _memory_checked[0] > MEMORY_CHECK_INTERVAL:
             _memory_checked[0] = now
-            if resident_bytes() > MAX_MEMORY_BYTES:
-                raise _Expired(_state.active[0], memory=True)
+            live = [d for d in active if not d.fired]
+            if live and resident_bytes() > MAX_MEMORY_BYTES:
+                _fire(live[0], memory=True)
 
 
 def resident_bytes() -> int:

@@ -582,6 +582,13 @@ def checked_constant(value) -> Fraction:
     if isinstance(value, float) and not math.isfinite(value):
         raise MathError(f"a numeric constant is not finite ({value})",
                         hint="rescale the constants in the expression")
+    if isinstance(value, float):
+        # a float given to the IR directly (the parser makes exact Fractions) stays a float
+        if value and not 2.2250738585072014e-308 <= abs(value):
+            raise MathError(f"a numeric constant underflows: {value!r} is outside the range of double "
+                            "precision numbers (about 2.2e-308 to 1.8e308 in size)",
+                            hint="rescale the constants in the expression")
+        return value
     value = value if isinstance(value, Fraction) else Fraction(value)
     bits = value.numerator.bit_length() - value.denominator.bit_length()
     if not value or -1000 < bits < 1000:   # well inside the range (the usual case, no big arithmetic)
@@ -975,6 +982,7 @@ def _fold_power(b: Fraction, k: Fraction):
     fractional power, or an exact value too long to write); a MathError when b^k is undefined
     (0^-1, (-1)^(1/2)) or outside the range of doubles (1e200^2)."""
     from .errors import MathError
+    b, k = Fraction(b), Fraction(k)
     if b == 0:
         if k < 0:
             raise MathError(f"0^{k} is undefined (a division by zero)",
@@ -1015,8 +1023,8 @@ def elementwise(fn: str, arg: Expr) -> Expr:
     if isinstance(arg, Num):
         if fn in _DOMAIN and not _DOMAIN[fn][0](arg.value):
             from .errors import MathError
-            raise MathError(_DOMAIN[fn][1].format(approximate(arg.value) if arg.value.denominator != 1
-                                                  else arg.value))
+            v = Fraction(arg.value)
+            raise MathError(_DOMAIN[fn][1].format(approximate(v) if v.denominator != 1 else v))
         if arg.value == 0 and fn in _AT_ZERO:
             return Num(_AT_ZERO[fn])
         if fn == "log" and arg.value == 1:

@@ -621,7 +621,7 @@ class _Builder:
             raise out_of_range
         try:
             return E.Num(Fraction(text))
-        except MathError:
+        except (MathError, ValueError):   # ValueError: more digits than Python converts
             raise out_of_range from None
 
     def _build_Name(self, node):
