@@ -57,7 +57,7 @@ class _Deadline:
         self.seconds = seconds
         self.at = time.monotonic() + seconds
         self.message = message      # (text, hint) of the TimeLimitError; None: a soft limit
-        self.fired = False          # raised once already: never raised twice
+        self.fired = False          # its limit has ended: never raised from now on
 
 
 class _PerThread(threading.local):
@@ -68,8 +68,11 @@ class _PerThread(threading.local):
 _state = _PerThread()           # the timer (main thread) sees the main thread's deadlines
 
 
+REFIRE = 1.0   # seconds: an expiry swallowed by a library's ``except BaseException`` fires again
+
+
 def _fire(deadline: _Deadline, memory: bool = False):
-    deadline.fired = True
+    deadline.at = time.monotonic() + REFIRE
     raise _Expired(deadline, memory=memory)
 
 
