@@ -572,7 +572,9 @@ def cli_case(tally: Tally, args: list, stdin=None) -> None:
     old = sys.getrecursionlimit()
     try:
         with time_bound(TIME_BOUND):
-            result = runner.invoke(main, args, input=stdin, catch_exceptions=True)
+            # the work budget is what keeps a hostile program within the bound: give it one
+            result = runner.invoke(main, args + ["--timeout", f"{DEADLINE:g}"], input=stdin,
+                                   catch_exceptions=True)
     except CaseTimeout:
         tally.add("TIMEOUT", repr(args), f"no answer within {TIME_BOUND:.0f}s")
         return
@@ -626,7 +628,8 @@ def process_case(args: list, stdin: bytes | None = None):
     """(outcome, problem) for one subprocess run."""
     start = time.perf_counter()
     try:
-        p = subprocess.run(matcalc_command() + args, input=stdin or b"", capture_output=True,
+        budget = ["--timeout", f"{PROCESS_TIME_BOUND / 2:g}"]    # within the bound, start-up included
+        p = subprocess.run(matcalc_command() + args + budget, input=stdin or b"", capture_output=True,
                            timeout=PROCESS_TIME_BOUND, preexec_fn=_limit_memory)
     except subprocess.TimeoutExpired:
         return "TIMEOUT", f"no answer within {PROCESS_TIME_BOUND:.0f}s"

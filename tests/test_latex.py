@@ -667,7 +667,8 @@ def readme_commands() -> list:
     lines = text.splitlines()
     from test_readme import _sessions
     for command, expected in _sessions():
-        if command.startswith("matcalc ") and not (expected and expected[0].startswith(("shape error", "syntax error"))):
+        if command.startswith("matcalc ") and not command.startswith("matcalc batch") \
+                and not (expected and expected[0].startswith(("shape error", "syntax error"))):
             out.append(shlex.split(command)[1:])
     for row in re.findall(r"^\| `([^`]+)`(?:, `([^`]+)`)? \| `(\w+)` \|", text, re.M):
         program, declaration, wrt = row

@@ -19,6 +19,8 @@ Sizes are compared by their growth: every dimension symbol counts as the same la
 
 from __future__ import annotations
 
+import math
+
 from .. import expr as E
 from ..dims import Dim
 
@@ -27,8 +29,16 @@ MAX_DISTRIBUTED = 32
 ELEMENTWISE = 4.0       # an entry of a new array from an elementwise pass, against one multiply-add    # a distribution that would make more terms than this is not done
 
 
+# sizes are estimates for comparing costs: capped, so that cubes and products of a few stay finite
+# (a declared n^64 would overflow a float)
+MAX_SIZE = 1e50
+
+
 def size(d: Dim) -> float:
-    return float(d.coef) * LARGE ** sum(p for _, p in d.factors)
+    power = sum(p for _, p in d.factors)
+    if power * math.log10(LARGE) + math.log10(max(float(d.coef), 1.0)) > 50:
+        return MAX_SIZE
+    return min(float(d.coef) * LARGE ** power, MAX_SIZE)
 
 
 def numel(e: E.Expr) -> float:
