@@ -520,6 +520,11 @@ def to_latex(e: E.Expr) -> str:
 def shared_latex(e: E.Expr, taken=()) -> str:
     """A result with the subexpressions it repeats named: ``body \\quad\\text{where } t_{1} = ...``."""
     definitions, body = shared_form(e, taken)
+    return latex_with_definitions(e, definitions, body)
+
+
+def latex_with_definitions(e: E.Expr, definitions, body: E.Expr) -> str:
+    """``body \quad\text{where } t_{1} = ...``: ``e`` written as ``body`` and the names it defines."""
     printer = LatexPrinter(_names_in(e))
     text = printer.doprint(body)
     if definitions:

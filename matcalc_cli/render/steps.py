@@ -79,16 +79,11 @@ def step_text(e: E.Expr, taken=(), result: bool = False) -> str:
 
 def step_latex(e: E.Expr, taken=(), result: bool = False) -> str:
     """A step in LaTeX, its repeated parts named (``... \\quad \\text{where } t_{1} = ...``)."""
-    from .latex import LatexPrinter, _names_in, shared_latex
+    from .latex import latex_with_definitions, shared_latex
     if result:
         return shared_latex(e, taken)
     definitions, body = _literal_shared_form(e, taken)
-    printer = LatexPrinter(_names_in(e))
-    text = printer.doprint(body)
-    if definitions:
-        text += r" \quad \text{where } " + r",\ ".join(
-            f"{printer.doprint(var)} = {printer.doprint(d)}" for var, d in definitions)
-    return text
+    return latex_with_definitions(e, definitions, body)
 
 
 def rows(steps, lhs_names=None) -> list:
