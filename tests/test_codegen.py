@@ -120,6 +120,31 @@ def test_scalars_are_numbers_not_one_by_one_arrays(program, wrt):
         assert "np.ones" not in _function_source(to_numpy_module(d), fn)
 
 
+
+def test_arguments_are_checked_once_per_combination_of_shapes():
+    mod = module("x: vector(n); A: matrix(m, n); b: vector(m); lam: scalar; norm2(A * x - b)^2 + lam * x' * x",
+                 "x", gradient=True)
+    rng = np.random.default_rng(8)
+    args = dict(x=rng.standard_normal(3), A=rng.standard_normal((4, 3)), b=rng.standard_normal(4), lam=0.5)
+    first = mod["gradient"](**args)
+    checked = mod["_inputs_checked"]
+
+    def refuse(*a, **k):
+        raise AssertionError("checked again")
+
+    mod["_inputs_checked"] = refuse
+    np.testing.assert_array_equal(mod["gradient"](**args), first)          # same shapes: no checks
+    np.testing.assert_array_equal(mod["gradient"](**dict(args, lam=0.25)), mod["gradient"](**dict(args, lam=0.25)))
+    with pytest.raises(AssertionError, match="checked again"):
+        mod["gradient"](**dict(args, x=rng.standard_normal(5)))            # new shapes: checked
+    mod["_inputs_checked"] = checked
+    with pytest.raises(ValueError, match="does not match"):
+        mod["gradient"](**dict(args, x=rng.standard_normal(5)))
+    # an integer array of a known shape is still converted, not taken as it is
+    ints = dict(args, A=np.arange(12).reshape(4, 3))
+    np.testing.assert_allclose(mod["gradient"](**ints), mod["gradient"](**dict(ints, A=ints["A"].astype(float))))
+
+
 # --- structured operators are applied, not formed ----------------------------------------------------
 
 VECTOR_GRADIENTS = [
