@@ -6,10 +6,14 @@ direct translation of the symbolic result: no numerical differentiation.  Every 
 program's variables as keyword arguments named as in the program (``f(**{"lambda": 2.0, ...})``
 works for names that are Python keywords); every dimension is read from the arguments' shapes.
 
-Inside the functions every value is a 2-D array (a scalar 1 x 1, a vector n x 1), as in the IR;
-inputs are converted on the way in and outputs on the way out (a float for a scalar, a 1-D array
-for a vector, a 2-D array otherwise; Jacobians and Hessians are always 2-D).  Repeated subtrees are
-computed once into temporaries (common-subexpression elimination).
+Inside the functions every matrix is a 2-D array (a vector n x 1), as in the IR, and every 1 x 1
+value that arithmetic allows is a NumPy scalar (scalar arguments, inner products, sums, traces):
+arithmetic on numbers costs far less than on 1 x 1 arrays, and NumPy's rules (NaN, inf, a
+warning) still hold; an operation that needs a matrix gets a 1 x 1 array.  Inputs are converted
+on the way in, checked once per combination of shapes (``_inputs``), and outputs on the way out
+(a float for a scalar, a 1-D array for a vector, a 2-D array otherwise; Jacobians and Hessians
+are always 2-D).  Repeated subtrees are computed once into temporaries (common-subexpression
+elimination).
 
 One ``_print_X`` method per node kind, as in the text printer; parentheses come from one
 precedence table (Python's).
