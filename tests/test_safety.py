@@ -83,9 +83,10 @@ def test_the_parser_never_unpickles_anything(tmp_path):
             "pickle.load = pickle.loads = refuse\n"
             "from matcalc_cli import derive\n"
             "print(derive(\"x: vector(n); x' * x\", wrt='x').gradient.text())\n")
-    for _ in range(2):
+    for lark_parser in ("", "", "1", "1"):   # the stand-alone parser; lark's, building then loading its cache
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                              env=dict(os.environ, PYTHONPATH=ROOT, XDG_CACHE_HOME=str(tmp_path)))
+                              env=dict(os.environ, PYTHONPATH=ROOT, XDG_CACHE_HOME=str(tmp_path),
+                                       MATCALC_LARK_PARSER=lark_parser))
         assert proc.returncode == 0 and proc.stdout.strip() == "2 * x", proc.stderr
 
 
