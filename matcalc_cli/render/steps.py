@@ -10,7 +10,7 @@ import textwrap
 
 from .. import expr as E
 from . import share
-from .printer import MUL, NEG
+from .printer import ATOM, MUL, NEG, POW
 from .text import TextPrinter
 
 # what each stage's chain of equalities is about
@@ -23,14 +23,59 @@ WIDTH = 100   # plain text: rules go in a column when the lines fit this width
 
 # --- one step's expression ------------------------------------------------------------------------
 # Steps hold literal trees (a rule's output before simplification): a negation may sit inside a
-# product, where the smart constructors never leave one, so such factors get parentheses.
+# product, where the smart constructors never leave one, so such factors get parentheses.  A
+# differential the step has not worked out yet (``steps.Pending``) is written d(u), or d log(u)
+# for a function's value, as a textbook writes it.
 
-class StepTextPrinter(TextPrinter):
+# nodes printed as a call, f(...): their pending differential reads d f(...)
+_CALLS = (E.Elementwise, E.Trace, E.Det, E.LogDet, E.Sum, E.Diag, E.DiagPart, E.Vec, E.Norm1, E.Norm2)
+
+
+class ShowsPending:
+    """A printer mixin: stand-ins of pending differentials print as ``d`` of what they stand for.
+    ``pending``: stand-in var -> subexpression; ``d_symbol`` and ``d_space`` per format."""
+
+    pending: dict = {}
+    d_symbol = "d"
+    d_space = " "
+    calls = _CALLS
+
+    def _is_call(self, sub) -> bool:
+        return isinstance(sub, self.calls) and not (isinstance(sub, E.Elementwise) and sub.fn in ("sqrt", "abs"))
+
+    def _print_Var(self, e):
+        sub = self.pending.get(e)
+        if sub is None:
+            return super()._print_Var(e)
+        if self._is_call(sub):
+            return self.d_symbol + self.d_space + self.print(sub)
+        return self.d_symbol + self.wrap(self.print(sub))
+
+    def precedence(self, e):
+        sub = self.pending.get(e) if isinstance(e, E.Var) else None
+        if sub is not None:
+            # d exp(u) is a factor as it stands, but (d exp(u))' needs its parentheses
+            return POW if self._is_call(sub) else ATOM
+        return super().precedence(e)
+
+
+class StepTextPrinter(ShowsPending, TextPrinter):
+    calls = _CALLS + (E.Inverse,)
+
+    def __init__(self, pending=None):
+        super().__init__()
+        self.pending = dict(pending or {})
+
     def paren(self, e, level, known=False):
         text = self.print(e, known)
         if self.precedence(e) < level or (level == MUL + 1 and self.precedence(e) == NEG):
             return self.wrap(text)
         return text
+
+
+def pending_map(pending) -> dict:
+    """stand-in var -> the subexpression it is the differential of."""
+    return {p.var: p.sub for p in pending}
 
 
 LITERAL_SHARE_SIZE = 300   # a step that is not a result names its repeats only when this large
@@ -60,42 +105,153 @@ def _below_root(e: E.Expr, mapping: dict) -> E.Expr:
     return raw_rebuild(e, [raw_substitute(c, mapping) for c in e.children])
 
 
-def step_parts(e: E.Expr, taken=(), result: bool = False) -> tuple:
-    """([(name, definition text)], body text) of a step: its repeated parts named as results are
-    (a result exactly as ``Result.text`` prints it)."""
+def step_forms(e: E.Expr, taken=(), result: bool = False) -> tuple:
+    """([(name var, definition)], body): a step with its repeated parts named as results are."""
+    if result:
+        return share.shared_form(e, taken)
+    return _literal_shared_form(e, taken)
+
+
+def step_parts(e: E.Expr, taken=(), result: bool = False, pending=()) -> tuple:
+    """([(name, definition text)], body text) of a step as a person reads it: its repeated parts
+    named as results are (a result exactly as ``Result.text`` prints it), pending differentials
+    written d(u)."""
     if result:
         from .text import to_text
         definitions, body = share.shared_form(e, taken)
         return [(v.name, to_text(d)) for v, d in definitions], to_text(body)
     definitions, body = _literal_shared_form(e, taken)
-    return [(v.name, StepTextPrinter().doprint(d)) for v, d in definitions], StepTextPrinter().doprint(body)
+    printer = lambda: StepTextPrinter(pending_map(pending))
+    return [(v.name, printer().doprint(d)) for v, d in definitions], printer().doprint(body)
 
 
-def step_text(e: E.Expr, taken=(), result: bool = False) -> str:
-    """A step in the input language (parses back): 't1 = ...; t2 = ...; body'."""
+def _named_pending(e: E.Expr, taken, pending) -> tuple:
+    """``e`` with each pending differential a name of the language (dt1, dt2, ...) and the
+    definitions [(name, expansion)] that make it parse back to the same value."""
+    from ..steps import raw_substitute
+    used = set(taken) | {v.name for v in E.walk(e, *[p.expansion for p in pending]) if isinstance(v, E.Var)}
+    names, mapping, definitions = (f"dt{i}" for i in range(1, 10 ** 6)), {}, []
+    for p in pending:
+        name = next(n for n in names if n not in used)
+        var = E.Var(name, p.var.shape, False, diff=1)
+        mapping[p.var] = var
+        definitions.append((name, p.expansion))
+    return definitions, raw_substitute(e, mapping)
+
+
+def step_text(e: E.Expr, taken=(), result: bool = False, pending=()) -> str:
+    """A step in the input language (parses back): 't1 = ...; t2 = ...; body'.  A differential
+    the step has not worked out yet is a name defined as its value: 'dt1 = ...; sum(dt1 ./ u)'."""
+    first = []
+    if pending:
+        named, e = _named_pending(e, taken, pending)
+        first = [f"{name} = {StepTextPrinter().doprint(x)}" for name, x in named]
+        taken = set(taken) | {name for name, _ in named}
     definitions, body = step_parts(e, taken, result)
-    return "; ".join([f"{name} = {d}" for name, d in definitions] + [body])
+    return "; ".join(first + [f"{name} = {d}" for name, d in definitions] + [body])
 
 
-def step_latex(e: E.Expr, taken=(), result: bool = False) -> str:
+def step_latex(e: E.Expr, taken=(), result: bool = False, pending=()) -> str:
     """A step in LaTeX, its repeated parts named (``... \\quad \\text{where } t_{1} = ...``)."""
     from .latex import latex_with_definitions, shared_latex
     if result:
         return shared_latex(e, taken)
+    if pending:
+        printer = step_latex_printer([e], pending)
+        definitions, body = _literal_shared_form(e, taken)
+        text = printer.doprint(body)
+        if definitions:
+            text += r" \quad \text{where } " + r",\ ".join(
+                f"{printer.doprint(var)} = {printer.doprint(d)}" for var, d in definitions)
+        return text
     definitions, body = _literal_shared_form(e, taken)
     return latex_with_definitions(e, definitions, body)
 
 
+def step_latex_printer(exprs, pending=(), **options):
+    """A LaTeX printer for steps: every name in ``exprs`` typeset distinctly, pending
+    differentials as \\mathrm{d}(u)."""
+    from .latex import LatexPrinter, _names_in
+
+    class StepLatexPrinter(ShowsPending, LatexPrinter):
+        d_symbol = r"\mathrm{d}"
+        d_space = r"\,"
+
+    names = set()
+    for x in list(exprs) + [p.sub for p in pending]:
+        names |= _names_in(x)
+    printer = StepLatexPrinter(names, **options)
+    printer.pending = pending_map(pending)
+    return printer
+
+
+def lhs_of(step, names=None) -> str:
+    """What a stage's chain is about: df, ∇f, J, H; with several variables ∇_x f, J_x, H[x, W]."""
+    names = names or LHS
+    if not step.wrt:
+        return names[step.stage]
+    sub = ", ".join(step.wrt)
+    return {"gradient": f"\u2207_{sub} f", "jacobian": f"J_{sub}", "hessian": f"H[{sub}]"}.get(
+        step.stage, names[step.stage])
+
+
+def latex_lhs(step, name=None) -> str:
+    """``lhs_of`` in LaTeX; ``name`` typesets a variable's name."""
+    name = name or (lambda n: n)
+    if not step.wrt:
+        return LATEX_LHS[step.stage]
+    sub = ", ".join(name(n) for n in step.wrt)
+    return {"gradient": rf"\nabla_{{{sub}}} f", "jacobian": rf"J_{{{sub}}}", "hessian": rf"H_{{{sub}}}"}.get(
+        step.stage, LATEX_LHS[step.stage])
+
+
+def starts_chain(steps, i) -> bool:
+    """Step i begins a new chain of equalities (a new stage, or another variable's result)."""
+    return i == 0 or (steps[i].stage, steps[i].result_key) != (steps[i - 1].stage, steps[i - 1].result_key)
+
+
 def rows(steps, lhs_names=None) -> list:
     """[(lhs, rhs, rules)]: rules joined with '; '."""
-    names = lhs_names or LHS
-    out, stage = [], None
-    for s in steps:
-        lhs = names[s.stage] if s.stage != stage else ""
-        stage = s.stage
-        definitions, body = step_parts(s.expr, s.taken, s.result)
+    out = []
+    for i, s in enumerate(steps):
+        lhs = lhs_of(s, lhs_names) if starts_chain(steps, i) else ""
+        definitions, body = step_parts(s.expr, s.taken, s.result, s.pending)
         where = "  where " + ", ".join(f"{n} = {d}" for n, d in definitions) if definitions else ""
         out.append((lhs, body + where, "; ".join(s.rules)))
+    return out
+
+
+def StepUnicodePrinter(names, pending=()):
+    """The pretty view's printer for a step: Unicode math, pending differentials as d(u), and a
+    negation inside a product in parentheses (literal trees keep one there)."""
+    from .pretty import UnicodePrinter
+
+    class _StepUnicodePrinter(ShowsPending, UnicodePrinter):
+        def paren(self, e, level, known=False):
+            text = self.print(e, known)
+            if self.precedence(e) < level or (level == MUL + 1 and self.precedence(e) == NEG):
+                return self.wrap(text)
+            return text
+
+    printer = _StepUnicodePrinter(names)
+    printer.pending = pending_map(pending)
+    return printer
+
+
+def pretty_rows(steps, step_printer, printer) -> list:
+    """The steps as rows of the pretty view (``pretty.Row``): ``lhs = step`` with its rules as the
+    note, then a 'where' row for each name a large step defines.  ``step_printer(pending)`` makes
+    the printer of one step; ``printer`` prints the results (the last step of each stage)."""
+    from .pretty import Row
+
+    out = []
+    for i, s in enumerate(steps):
+        lhs = lhs_of(s) if starts_chain(steps, i) else ""
+        p = printer if s.result else step_printer(s.pending)
+        definitions, body = step_forms(s.expr, s.taken, s.result)
+        out.append(Row(lhs, text=p.doprint(body), note="; ".join(s.rules)))
+        for var, definition in definitions:
+            out.append(Row("where " + printer.print(var), text=p.doprint(definition)))
     return out
 
 
