@@ -275,10 +275,16 @@ def render(derivation, reports: dict, fmt: str, steps: bool = False, view: View 
     if steps and fmt == "pretty":
         return _pretty(derivation, reports, view, steps=True), None
     if steps:      # the derivation in place of the bare results (its chains end with them)
-        head = _steps_text(derivation.steps, fmt)
+        head = _steps_text(derivation, fmt, view)
+        if fmt == "latex" and view.latex_style == "inline":   # running text: reports to stderr
+            lines = [f"% {line}" for r in reports.values() for line in r.lines()]
+            return head, "\n".join(filter(None, [note] + lines)) or None
+        if fmt == "latex" and view.latex_style == "document":
+            end = "\\end{document}\n"
+            return head[:-len(end)] + _report_lines(reports, "% ") + end, note
         if fmt != "numpy":
             prefix = {"latex": "% ", "plain": "# "}.get(fmt, "")
-            return head + _report_lines(reports, prefix), (None if fmt == "pretty" else note)
+            return head + _report_lines(reports, prefix), note
     if fmt == "latex":
         from .render.latex import LatexOptions, render_latex
         options = LatexOptions.parse(view.latex_style, view.latex_width, view.latex_transpose)
@@ -326,11 +332,14 @@ def _report_lines(reports: dict, prefix: str) -> str:
     return "".join(f"{prefix}{line}\n" for report in reports.values() for line in report.lines())
 
 
-def _steps_text(steps, fmt) -> str:
+def _steps_text(derivation, fmt, view: View = View()) -> str:
     """--steps: the derivation step by step; with --format numpy, as comment lines before the module."""
     from .render import steps as render_steps
+    steps = derivation.steps
     if fmt == "latex":
-        return render_steps.latex(steps)
+        from .render.latex import LatexOptions
+        options = LatexOptions.parse(view.latex_style, view.latex_width, view.latex_transpose)
+        return render_steps.latex(steps, options, {d.name: x.name for d, x in derivation.directions})
     if fmt == "numpy":
         return "".join("# " + line + "\n" for line in render_steps.plain(steps).splitlines())
     return render_steps.plain(steps)

@@ -33,6 +33,7 @@ from . import expr as E
 from . import identify
 from . import simplify as S
 from .differential import RULES as DIFFERENTIAL_RULES, _Differentiator, differential
+from .render.breaking import SUM
 
 MAX_STEPS = 60          # per stage: a runaway rewrite cannot print forever
 CANONICAL = "rearrange into canonical form"
@@ -74,13 +75,17 @@ class Step:
 
 
 class Rule(str):
-    """A rule's name in words (the JSON ``rules`` entry), with its LaTeX when it is a formula."""
+    """A rule's name in words (the JSON ``rules`` entry), with its LaTeX when it is a formula.
+    ``parts``: the LaTeX as pieces of LaTeX and expressions, for a rule that holds a result
+    (d(∇f) = ...): a renderer prints the expressions itself, so that long ones break."""
 
     latex: str | None = None
+    parts: tuple | None = None
 
-    def __new__(cls, text: str, latex: str | None = None):
+    def __new__(cls, text: str, latex: str | None = None, parts: tuple | None = None):
         self = super().__new__(cls, text)
         self.latex = latex
+        self.parts = parts
         return self
 
 
@@ -880,8 +885,9 @@ def gradient_steps(df: E.Expr, x: E.Var, dx: E.Var, target: E.Expr, cookbook: bo
         G = identify.gradient(df, x, dx)
         current = E.Add((E.Mul((E.Num(2), G), G.shape),
                          E.Mul((E.Num(-1), E.Hadamard((E.Identity(G.rows), G), G.shape)), G.shape)), G.shape)
+        head = r"\text{Matrix Cookbook convention: } 2G - I \odot G,\ G = "
         rules.append(Rule(f"Matrix Cookbook convention: 2 * G - I .* G, G = {_text(G)}",
-                          rf"\text{{Matrix Cookbook convention: }} 2G - I \odot G,\ G = {_latex(G)}"))
+                          head + _latex(G), (head, G)))
     return _chain(current, rules, target)
 
 
@@ -932,8 +938,9 @@ def hessian_steps(G: E.Expr, x: E.Var, dx: E.Var, dx2: E.Var, target: E.Expr, bi
         grad, grad_latex = f"\u2207_{block[0].name} f", rf"\nabla_{{{_latex(block[0].x)}}} f"
     within = f" in {dx.name}" if block is not None else ""
     within_latex = rf"\text{{ in }} {d}" if block is not None else ""
+    head = rf"\text{{second differential: }} \mathrm{{d}}({grad_latex}){within_latex} = "
     rules = [Rule(f"second differential: d({grad}){within} = {shared_text(dG, taken, _text)}",
-                  rf"\text{{second differential: }} \mathrm{{d}}({grad_latex}){within_latex} = {shared_latex(dG, taken)}")]
+                  head + shared_latex(dG, taken), (head, dG))]
     if dx.cols == 1 and block is None:
         rules.append(Rule(f"d({grad}) = H * {dx.name}", rf"\mathrm{{d}}({grad_latex}) = H {d}"))
     else:
@@ -941,10 +948,12 @@ def hessian_steps(G: E.Expr, x: E.Var, dx: E.Var, dx2: E.Var, target: E.Expr, bi
                           rf"\operatorname{{vec}}(\mathrm{{d}}({grad_latex})) = H \operatorname{{vec}}({d})"))
     _walk_rules(E.vec(dG), dx, _jacobian_name, rules, adjoint_below_scalars=True)
     if bilinear is not None and block is None:
+        # (a break mark before the second '=': a long rule row may go on to the next line there)
+        head = rf"f''[{d}, {d2}] = \operatorname{{vec}}({d})^{{\top}} H \operatorname{{vec}}({d2})" + SUM + " = "
         rules.append(Rule(f"f''[{dx.name}, {dx2.name}] = vec({dx.name})' * H * vec({dx2.name}) = "
                           f"{shared_text(bilinear, taken, _text)}",
-                          rf"f''[{d}, {d2}] = \operatorname{{vec}}({d})^{{\top}} H \operatorname{{vec}}({d2}) = "
-                          f"{shared_latex(bilinear, taken)}"))
+                          head.replace(SUM, "") + shared_latex(bilinear, taken),
+                          (head, bilinear)))
     elif block is not None:
         v, w = block
         rules.append(Rule(f"f'' contains vec({v.dx.name})' * H[{v.name}, {w.name}] * vec({w.dx2.name})",

@@ -6,6 +6,7 @@ the first line of a stage (``df``, ``∇f``, ``J``, ``H``) and empty on the line
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 from .. import expr as E
@@ -71,6 +72,10 @@ class StepTextPrinter(ShowsPending, TextPrinter):
         if self.precedence(e) < level or (level == MUL + 1 and self.precedence(e) == NEG):
             return self.wrap(text)
         return text
+
+
+def _is_reciprocal(f: E.Expr) -> bool:
+    return isinstance(f, E.Power) and isinstance(f.exponent, E.Num) and f.exponent.value < 0
 
 
 def pending_map(pending) -> dict:
@@ -176,6 +181,20 @@ def step_latex_printer(exprs, pending=(), **options):
     class StepLatexPrinter(ShowsPending, LatexPrinter):
         d_symbol = r"\mathrm{d}"
         d_space = r"\,"
+
+        def _print_Hadamard(self, e):
+            # a literal d log(u) = du ./ u: the division written as the text writes it
+            from .breaking import FACTOR as BETWEEN
+            from .latex import FACTOR as LEVEL
+            known = self._siblings_determine(e.args)
+            numer = [f for f in e.args if not _is_reciprocal(f)]
+            denom = [E.power(f.base, E.Num(-f.exponent.value)) for f in e.args if _is_reciprocal(f)]
+            if not denom or not numer:
+                return super()._print_Hadamard(e)
+            text = (BETWEEN + r" \odot ").join(self.paren(f, LEVEL, known) for f in numer)
+            for d in denom:
+                text += BETWEEN + r" \oslash " + self.paren(d, LEVEL, known)
+            return text
 
     names = set()
     for x in list(exprs) + [p.sub for p in pending]:
@@ -366,31 +385,204 @@ def latex_rule(rule: str) -> str:
     return formula if formula else r"\text{" + latex_text(rule) + "}"
 
 
-def latex(steps) -> str:
-    """An align* block, '=' aligned: ``\\mathrm{d}f &= ... \\qquad (rule; rule)`` per step; a long
-    step has its rules on the rows below it, one a row, so that no rule pushes the others aside."""
-    lines, stage = [], None
-    for s in steps:
-        lhs = LATEX_LHS[s.stage] if s.stage != stage else ""
-        stage = s.stage
-        typeset = [latex_rule(r) for r in s.rules]
-        short = len(s.rules) <= 2 and len(s.text()) + sum(len(r) for r in s.rules) <= LATEX_LINE
-        if short:
-            lines.append(rf"{lhs} &= {s.latex()} \qquad \text{{(}}" + r"\text{; }".join(typeset) + r"\text{)}")
-            continue
-        lines.append(rf"{lhs} &= {s.latex()}")
-        for i, r in enumerate(typeset):
-            opening = r"\text{(}" if i == 0 else ""
-            closing = r"\text{)}" if i == len(typeset) - 1 else r"\text{;}"
-            lines.append(rf" &\qquad {opening}{r}{closing}")
-    return "\\begin{align*}\n" + " \\\\\n".join(lines) + "\n\\end{align*}\n"
+# the rules go beside a step (\\qquad (rule)) when they take at most this share of the line and
+# the step fits on one line with them; else they go on rows of their own below it
+TAG_SHARE = 0.5
 
 
-def latex_document(steps) -> str:
-    """A complete document around ``latex`` (compiles with pdflatex and amsmath)."""
-    return ("\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n"
-            "\\usepackage[margin=1.5cm,landscape]{geometry}\n\\allowdisplaybreaks\n\\begin{document}\n"
-            + latex(steps) + "\\end{document}\n")
+def rule_marked(rule, printer) -> str:
+    """A rule in math mode, marked for breaking where it holds an expression (``Rule.parts``)."""
+    parts = getattr(rule, "parts", None)
+    if parts:
+        return "".join(p if isinstance(p, str) else printer.marked(p) for p in parts)
+    return latex_rule(rule)
+
+
+def latex_steps_printer(steps, options=None, bases=None, delimiters: str = "left"):
+    """One LaTeX printer for a whole derivation's steps: every name in sight typeset distinctly,
+    differentials as d of their variable (``bases``), ``--latex-transpose`` followed."""
+    from .latex import LatexOptions
+    options = options or LatexOptions()
+    exprs = [s.expr for s in steps] + [p.expansion for s in steps for p in s.pending]
+    exprs += [x for s in steps for r in s.rules for x in (getattr(r, "parts", None) or ()) if isinstance(x, E.Expr)]
+    exprs += [v for s in steps for v, _ in step_forms(s.expr, s.taken, s.result)[0]]
+    pending = [p for s in steps for p in s.pending]
+    # in running text a fraction cannot break either: a long numerator goes after \frac{1}{2}
+    return step_latex_printer(exprs, pending, bases=bases, transpose=options.transpose, delimiters=delimiters,
+                              max_fraction=options.width / (3 if delimiters == "left" else 8))
+
+
+def latex_rows(steps, printer, width: float) -> list:
+    """The steps as rows of ``latex.align_block``: ``lhs &= step`` with its rules as the row's tag
+    when they fit beside it, else one rule a row below it; a step's 'where' definitions after it."""
+    from . import breaking
+    from .latex import FILL, Row, typeset_width
+
+    labels = [latex_lhs(s, printer.name) if starts_chain(steps, i) else "" for i, s in enumerate(steps)]
+    label_width = max((typeset_width(x) for x in labels), default=0.0)
+    room = FILL * width - label_width - typeset_width(" = ")
+    rows = []
+    for s, label in zip(steps, labels):
+        printer.pending = pending_map(s.pending)
+        definitions, body = step_forms(s.expr, s.taken, s.result)
+        marked = printer.marked(body)
+        where = [Row((r"\text{where } " if i == 0 else "") + printer.print(var), printer.marked(d), where=True)
+                 for i, (var, d) in enumerate(definitions)]
+        printer.pending = {}
+        rules = [rule_marked(r, printer) for r in s.rules]
+        tag = r"\text{(}" + r"\text{; }".join(rules) + r"\text{)}"
+        tag_width = typeset_width(r"\qquad " + breaking.strip(tag))
+        beside = (not definitions and tag_width <= TAG_SHARE * FILL * width
+                  and typeset_width(breaking.strip(marked)) + tag_width <= room)
+        rows.append(Row(label, marked, tag=tag if beside else ""))
+        rows += where
+        if not beside:
+            rows += [Row("", r"\qquad " + line, relation="") for line in _rule_lines(rules, room - 20.0)]
+    return rows
+
+
+def _rule_lines(rules: list, room: float) -> list:
+    """Rules in parentheses on rows of their own: as many a row as fit ``room`` points, a long
+    one alone (broken by ``align_block`` where it holds an expression)."""
+    from . import breaking
+    from .latex import typeset_width
+
+    pieces = []
+    for i, r in enumerate(rules):
+        opening = r"\text{(}" if i == 0 else ""
+        closing = r"\text{)}" if i == len(rules) - 1 else r"\text{;}"
+        pieces += _fitting_rule(opening + r + closing, room)
+    lines: list = []
+    for piece in pieces:
+        if lines and typeset_width(breaking.strip(lines[-1] + r" \ " + piece)) <= room \
+                and breaking.SUM not in lines[-1] + piece and breaking.FACTOR not in lines[-1] + piece:
+            lines[-1] += r" \ " + piece
+        else:
+            lines.append(piece)
+    return lines
+
+
+def _fitting_rule(rule: str, room: float) -> list:
+    """A rule as pieces no wider than ``room`` points where it can be cut: a rule in words
+    before a formula (\\text{words: } formula) is cut after its words; a marked formula is left
+    to the line breaking."""
+    from . import breaking
+    from .latex import typeset_width
+
+    if typeset_width(breaking.strip(rule)) <= room or breaking.SUM in rule or breaking.FACTOR in rule:
+        return [rule]
+    words = _WORDS_ONLY.match(rule)
+    if words:   # a rule in words: cut between words
+        opening, text, closing = words.groups()
+        lines = [""]
+        for word in text.split(" "):
+            trial = (lines[-1] + " " + word).strip()
+            if lines[-1] and typeset_width(r"\text{" + trial + "}") > room:
+                lines.append(word)
+            else:
+                lines[-1] = trial
+        pieces = [r"\text{" + line + "}" for line in lines]
+        pieces[0] = (opening or "") + pieces[0]
+        pieces[-1] += closing or ""
+        return pieces
+    head, sep, tail = rule.partition(": }")
+    if sep and tail.strip():
+        return [head + ":}"] + _fitting_rule(tail.strip(), room)
+    # a formula with words between its parts (s = ... \text{ has } ...): cut before the words
+    pieces = [p for p in re.split(r"(?= \\text\{ )", rule) if p.strip()]
+    lines: list = []
+    for piece in pieces:
+        if lines and typeset_width(breaking.strip(lines[-1] + piece)) <= room:
+            lines[-1] += piece
+        else:
+            lines.append(piece.strip())
+    return lines
+
+
+_WORDS_ONLY = re.compile(r"^(\\text\{\(\})?\\text\{([^{}\\$]*)\}(\\text\{[;)]\})?$")
+
+
+def _chains(steps) -> list:
+    """The steps grouped by chain of equalities (stage, and variable with several)."""
+    groups: list = []
+    for i, s in enumerate(steps):
+        if starts_chain(steps, i):
+            groups.append([])
+        groups[-1].append(s)
+    return groups
+
+
+def latex(steps, options=None, bases=None) -> str:
+    """``--steps --format latex`` in the style of ``options`` (``latex.LatexOptions``): ``align``
+    one align* with '=' aligned and the rules as \\text{(...)} after each step (on rows of their own
+    when long); ``equation`` an equation* (a split) per chain; ``inline`` a $...$ line per step;
+    ``document`` a complete file.  Long steps break as results do (``latex.align_block``), at
+    ``options.width``."""
+    from .latex import ARTICLE_TEXT_WIDTH, PREAMBLE, LatexOptions, align_block
+    options = options or LatexOptions()
+    if options.style == "inline":
+        return latex_inline(steps, options, bases)
+    printer = latex_steps_printer(steps, options, bases)
+    if options.style == "equation":
+        blocks = [align_block(latex_rows(chain, printer, options.width), options.width, environment="split")
+                  for chain in _chains(steps)]
+        return "\n".join("\\begin{equation*}\n" + b + "\n\\end{equation*}" for b in blocks) + "\n"
+    block = align_block(latex_rows(steps, printer, options.width), options.width) + "\n"
+    if options.style != "document":
+        return block
+    width = "" if options.width == ARTICLE_TEXT_WIDTH else f"\\setlength{{\\textwidth}}{{{options.width:.1f}pt}}\n"
+    return (PREAMBLE + width + "\\begin{document}\n\\sloppy\n\n\\noindent The derivation step by step:\n"
+            + block + "\\end{document}\n")
+
+
+def latex_inline(steps, options, bases=None) -> str:
+    """A ``$lhs = step$ ($rule$; ...)`` line per step, for running text: long formulas may break
+    between factors as well as at their sums (\\allowbreak)."""
+    from . import breaking
+    from .latex import allow_breaks, typeset_width
+    printer = latex_steps_printer(steps, options, bases, delimiters="plain")
+    out = []
+    for i, s in enumerate(steps):
+        lhs = latex_lhs(s, printer.name) + " " if starts_chain(steps, i) else ""
+        printer.pending = pending_map(s.pending)
+        definitions, body = step_forms(s.expr, s.taken, s.result)
+        parts = [(lhs + "= ", printer.marked(body))]
+        parts += [(printer.print(var) + " = ", printer.marked(d)) for var, d in definitions]
+        printer.pending = {}
+        texts = []
+        for lead, marked in parts:
+            text = breaking.strip(marked)
+            if typeset_width(lead + text) > options.width / 2:
+                text = allow_breaks(marked)
+            texts.append(f"${lead}{text}$")
+        line = texts[0] + (", where " + ", ".join(texts[1:]) if len(texts) > 1 else "")
+        out.append(f"{line} (" + "; ".join(_inline_rule(r, printer) for r in s.rules) + ")")
+    return "\n".join(out) + "\n"
+
+
+def _inline_rule(rule, printer) -> str:
+    """A rule in running text: words as words (they break at spaces), a formula in $...$."""
+    from .latex import allow_breaks
+    if not (getattr(rule, "parts", None) or getattr(rule, "latex", None) or str(rule) in LATEX_RULES):
+        return latex_text(rule)
+    # the words of a formula (\text{chain rule: } ..., \text{ has }) leave math mode, where they can break
+    out = []
+    for i, piece in enumerate(_TEXT_IN_MATH.split(allow_breaks(rule_marked(rule, printer)))):
+        if i % 2:
+            out.append(piece)
+        elif piece.strip():
+            out.append("$" + piece.strip() + "$")
+    return " ".join(p.strip() for p in out if p.strip())
+
+
+_TEXT_IN_MATH = re.compile(r"\\text\{([^{}]*)\}")
+
+
+def latex_document(steps, options=None, bases=None) -> str:
+    """A complete document of the steps (compiles with pdflatex and amsmath)."""
+    from .latex import LatexOptions
+    options = options or LatexOptions()
+    return latex(steps, LatexOptions("document", options.width, options.transpose), bases)
 
 
 # --- JSON -------------------------------------------------------------------------------------
