@@ -51,6 +51,7 @@ class Step:
     taken: frozenset = frozenset()
     result: bool = False  # the stage's result: printed exactly as the result is
     pending: tuple = ()   # Pending: differentials the step has not worked out yet (d log(u))
+    defs: tuple = ()      # (name var, value): names the step is written with ('where G = ...')
     key: str = ""         # the result the stage ends with (derivation.results[key]); stage by default
     wrt: tuple = ()       # the variables of the result, with several variables
 
@@ -61,17 +62,19 @@ class Step:
     @property
     def value(self) -> E.Expr:
         """The step's expression with its pending differentials worked out: what it equals."""
-        if not self.pending:
+        if not (self.pending or self.defs):
             return self.expr
-        return raw_substitute(self.expr, {p.var: p.expansion for p in self.pending})
+        mapping = {p.var: p.expansion for p in self.pending}
+        mapping.update({var: raw_substitute(value, mapping) for var, value in self.defs})
+        return raw_substitute(self.expr, mapping)
 
     def text(self) -> str:
         from .render.steps import step_text
-        return step_text(self.expr, self.taken, self.result, self.pending)
+        return step_text(self.expr, self.taken, self.result, self.pending, self.defs)
 
     def latex(self) -> str:
         from .render.steps import step_latex
-        return step_latex(self.expr, self.taken, self.result, self.pending)
+        return step_latex(self.expr, self.taken, self.result, self.pending, self.defs)
 
 
 class Rule(str):
@@ -870,17 +873,16 @@ def literal_pullback(L: E.Expr, W: E.Expr, dx: E.Var) -> E.Expr:
         else identify.pullback(L, W, dx)
 
 
-def gradient_steps(df: E.Expr, x: E.Var, dx: E.Var, target: E.Expr, cookbook: bool = False) -> list:
-    """[(expr, rules)]: the gradient read off df = tr(G' dX), then simplified to ``target``."""
+def gradient_steps(df: E.Expr, x: E.Var, dx: E.Var, target: E.Expr, cookbook: bool = False,
+                   taken=frozenset()) -> list:
+    """[(expr, rules)]: the gradient read off df = tr(G' dX), then simplified to ``target``; for a
+    symmetric variable [(expr, rules, defs)] (``_symmetrized_steps``)."""
     raw = literal_pullback(df, E.Num(1), dx)
     rules = [_identification_rule(dx)]
     _walk_rules(df, dx, _adjoint_name, rules)
     current = raw
-    if x.symmetric:
-        current = _half(E.Add((raw, _r_transpose(raw)), raw.shape))
-        rules.append(Rule(f"{x.name} symmetric: \u2207f = (G + G') / 2 for G with df = tr(G' * {dx.name})",
-                          rf"{_latex(x)} \text{{ symmetric: }} \nabla f = \tfrac{{1}}{{2}}(G + G^{{\top}}) "
-                          rf"\text{{ for }} G \text{{ with }} \mathrm{{d}}f = \operatorname{{tr}}(G^{{\top}} {_latex(dx)})"))
+    if x.symmetric and not cookbook:
+        return _symmetrized_steps(raw, x, dx, rules, target, taken)
     if cookbook:
         G = identify.gradient(df, x, dx)
         current = E.Add((E.Mul((E.Num(2), G), G.shape),
@@ -889,6 +891,34 @@ def gradient_steps(df: E.Expr, x: E.Var, dx: E.Var, target: E.Expr, cookbook: bo
         rules.append(Rule(f"Matrix Cookbook convention: 2 * G - I .* G, G = {_text(G)}",
                           head + _latex(G), (head, G)))
     return _chain(current, rules, target)
+
+
+def _symmetrized_steps(raw: E.Expr, x: E.Var, dx: E.Var, rules: list, target: E.Expr, taken) -> list:
+    """A symmetric variable: ∇f = (G + G') / 2 for the G with df = tr(G' dX), G written as a
+    definition ('where G = ...') and simplified there first; then G put in and the whole
+    simplified to ``target``.  [(expr, rules, defs)]."""
+    used = set(taken) | {v.name for v in E.walk(raw, target) if isinstance(v, E.Var)}
+    name = next(n for n in ("G", "G0", "G1", "G2", "Gf") if n not in used) if "G" in used else "G"
+    G = E.Var(name, raw.shape, False)
+    body = _half(E.Add((G, E.Transpose(G, (G.cols, G.rows))), G.shape))
+    rules = list(rules) + [Rule(
+        f"{x.name} symmetric: \u2207f = ({name} + {name}') / 2 for the {name} with df = tr({name}' * {dx.name})",
+        rf"{_latex(x)} \text{{ symmetric: }} \nabla f = \tfrac{{1}}{{2}}({name} + {name}^{{\top}}) "
+        rf"\text{{ for }} {name} \text{{ with }} \mathrm{{d}}f = \operatorname{{tr}}({name}^{{\top}} {_latex(dx)})")]
+    chain = _drop_repeats([(raw, rules)] + simplify_steps(raw))
+    simplified = chain[-1][0]
+    out = [(body, r, ((G, e),)) for e, r in chain]
+    put_in = raw_substitute(body, {G: simplified})
+    out.append((put_in, [f"{name} put in"], ()))
+    out += [(e, r, ()) for e, r in simplify_steps(put_in, target)[0:]]
+    out.append((target, [], ()))
+    cleaned: list = []
+    for e, r, defs in out:   # a step that writes the same as the one before adds nothing
+        if cleaned and cleaned[-1][0] == e and cleaned[-1][2] == defs:
+            cleaned[-1] = (e, cleaned[-1][1], defs)   # the later object: the last is the result itself
+            continue
+        cleaned.append((e, r, defs))
+    return cleaned
 
 
 def _half(e: E.Expr) -> E.Expr:
@@ -990,7 +1020,7 @@ def differential_steps(f: E.Expr, directions: dict, target: E.Expr) -> list:
         rest = _chain(applied[-1][0], [], target)[1:]
     else:
         rest = _by_direction_steps(applied[-1][0], directions, target)
-    return [(e, rules, pending) for e, rules, pending in applied] + [(e, rules, ()) for e, rules in rest]
+    return [(e, rules, pending, ()) for e, rules, pending in applied] + [(e, rules, (), ()) for e, rules in rest]
 
 
 def _literal_part(e: E.Expr, d: E.Var, directions) -> E.Expr | None:
@@ -1038,7 +1068,7 @@ def _by_direction_steps(lit: E.Expr, directions: dict, target: E.Expr) -> list:
 
 
 def _with_no_pending(steps: list) -> list:
-    return [(e, rules, ()) for e, rules in steps]
+    return [(e, rules, (), ()) for e, rules in steps]
 
 
 def derivation_steps(d) -> list:
@@ -1056,10 +1086,11 @@ def derivation_steps(d) -> list:
         if r.name == "gradient":
             v = by_name[r.wrt[0]] if d.several else d.variables[0]
             part = d.differential_part(v.name).printed
-            steps = gradient_steps(part, v.x, v.dx, r.printed, r.label.startswith("cookbook"))
+            steps = gradient_steps(part, v.x, v.dx, r.printed, r.label.startswith("cookbook"), taken)
+            steps = [(e, rules, (), defs) for e, rules, *rest in steps for defs in [rest[0] if rest else ()]]
             if d.several:
-                steps[0] = (steps[0][0], [_part_rule(d, v)] + list(steps[0][1]))
-            stages.append(("gradient", key, r.wrt, _with_no_pending(steps)))
+                steps[0] = (steps[0][0], [_part_rule(d, v)] + list(steps[0][1]), (), steps[0][3])
+            stages.append(("gradient", key, r.wrt, steps))
     for key, r in results.items():
         if r.name == "jacobian":
             v = by_name[r.wrt[0]] if d.several else d.variables[0]
@@ -1078,9 +1109,9 @@ def derivation_steps(d) -> list:
                                   block=(v, w) if d.several else None)
             first_block = False
             stages.append(("hessian", key, r.wrt, _with_no_pending(steps)))
-    return [Step(stage, e, tuple(rules), taken, result=i == len(steps) - 1, pending=pending,
+    return [Step(stage, e, tuple(rules), taken, result=i == len(steps) - 1, pending=pending, defs=defs,
                  key=key if d.several else "", wrt=wrt if d.several else ())
-            for stage, key, wrt, steps in stages for i, (e, rules, pending) in enumerate(steps)]
+            for stage, key, wrt, steps in stages for i, (e, rules, pending, defs) in enumerate(steps)]
 
 
 def _part_rule(d, v) -> Rule:

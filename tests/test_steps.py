@@ -32,6 +32,8 @@ from matcalc_cli.render import steps as R
 from matcalc_cli.shapes import check
 from matcalc_cli.steps import CANONICAL
 from matcalc_cli.syntax import parse
+from matcalc_cli.render.documents import declarations_text, shape_text
+from matcalc_cli.shapes import Symbol
 from numcheck import relative_error, reparse_program, rng_for
 from strategies import examples, programs
 
@@ -47,6 +49,15 @@ def texts(d, stage=None):
     return [s.text() for s in d.steps if stage is None or s.stage == stage]
 
 
+def reparse_with_directions(d, text: str) -> str:
+    """The program's declarations, those of every direction (dx, dx2, dW, dW2, ...), then ``text``."""
+    if not d.several:
+        return reparse_program(d, text)
+    directions = "; ".join(f"{v.name}: {shape_text(Symbol(v.name, v.shape, True, v.symmetric))}"
+                           for var in d.variables for v in (var.dx, var.dx2))
+    return f"{declarations_text(d)}; {directions}; {text}"
+
+
 def step_problems(d, points: int = 2, rtol: float = 1e-7, require_point: bool = True) -> list:
     """Each step's text parsed back and evaluated equals its stage's result (df for the
     differential), at ``points`` random points and directions (a stage's result is named as the
@@ -58,7 +69,7 @@ def step_problems(d, points: int = 2, rtol: float = 1e-7, require_point: bool = 
     for s in d.steps:
         text = s.text()
         try:
-            back = check(parse(reparse_program(d, text))).expression
+            back = check(parse(reparse_with_directions(d, text))).expression
         except Exception as exc:  # noqa: BLE001 - a step that does not parse back is the finding
             problems.append(f"{s.stage}: {text!r} does not parse back: {exc}")
             continue
@@ -72,11 +83,12 @@ def step_problems(d, points: int = 2, rtol: float = 1e-7, require_point: bool = 
             continue
         done += 1
         env = dict(values)
-        env[d.dx.name] = random_direction(d.dx, rng, sizes)
-        env[d.dx2.name] = random_direction(d.dx2, rng, sizes)
+        for v in d.variables:
+            env[v.dx.name] = random_direction(v.dx, rng, sizes)
+            env[v.dx2.name] = random_direction(v.dx2, rng, sizes)
         with np.errstate(all="ignore"):
             for s, text, back in parsed:
-                expected = evaluate(d.results[s.stage].expr, env, sizes)
+                expected = evaluate(d.results[s.result_key].expr, env, sizes)
                 got = evaluate(back, env, sizes)
                 err = relative_error(got, expected, 1e-9)
                 if err > rtol:
@@ -94,11 +106,13 @@ def assert_contract(d):
     stages = [s["stage"] for s in doc]
     assert stages == sorted(stages, key=order.index)
     for s in doc:
-        assert set(s) == {"stage", "text", "latex", "rules"}
+        # with several variables a result's steps also name its variables
+        assert set(s) == {"stage", "text", "latex", "rules"} | ({"wrt"} if d.several and s["stage"] != "differential"
+                                                                 else set())
         assert s["rules"] and all(isinstance(r, str) and r for r in s["rules"])
-    for stage in set(stages):
-        last = [s for s in doc if s["stage"] == stage][-1]
-        assert last["text"] == d.results[stage].text()
+    for key in {s.result_key for s in d.steps}:
+        last = [s for s in d.steps if s.result_key == key][-1]
+        assert last.text() == d.results[key].text()
 
 
 # --- every sample -------------------------------------------------------------------------------
@@ -108,8 +122,6 @@ def _sample_command(path):
     m = re.search(r"matcalc @\S+ (.*)", source)
     flags = m.group(1).split() if m else []
     wrt = flags[flags.index("--wrt") + 1] if "--wrt" in flags else None
-    if wrt and "," in wrt:   # --steps shows one variable at a time: the first of a list
-        wrt = wrt.split(",")[0]
     kw = {k: ("--" + k) in flags for k in ("gradient", "jacobian", "hessian")}
     if "--layout" in flags:
         kw["layout"] = flags[flags.index("--layout") + 1]
@@ -191,10 +203,18 @@ def test_matrix_times_vector_is_one_constant_factor_step():
     assert d.steps[-1].rules == ("df = J * dx",)
 
 
+def shown(d, stage=None):
+    """The steps' right-hand sides as the plain output shows them (d(u) for a pending differential)."""
+    return [rhs for (_, rhs, _), s in zip(R.rows(d.steps), d.steps) if stage is None or s.stage == stage]
+
+
 def test_hadamard_square_pulls_out_the_two_and_reads_diag():
     d = steps_of("x: vector(n); A: matrix(m, n); A * (x .* x)", "x")
-    assert texts(d, "differential") == ["A * (2 * x .* dx)", "2 * A * (x .* dx)"]
-    assert "d(x.^2) = 2 * x .* dx" in d.steps[0].rules
+    assert shown(d, "differential") == ["A * d(x.^2)", "A * (2 * x .* dx)", "2 * A * (x .* dx)"]
+    assert d.steps[0].rules == ("constant factors: d(A * U) = A * dU",)
+    assert d.steps[1].rules == ("d(x.^2) = 2 * x .* dx",)
+    # the pending differential parses back as a name defined as its value
+    assert texts(d, "differential")[0] == "dt1 = 2 * x .* dx; A * dt1"
     assert texts(d, "jacobian") == ["2 * A * diag(x)"]
     assert d.steps[-1].rules == ("df = J * dx", "u .* dx = diag(u) * dx")
 

@@ -117,7 +117,7 @@ def step_forms(e: E.Expr, taken=(), result: bool = False) -> tuple:
     return _literal_shared_form(e, taken)
 
 
-def step_parts(e: E.Expr, taken=(), result: bool = False, pending=()) -> tuple:
+def step_parts(e: E.Expr, taken=(), result: bool = False, pending=(), defs=()) -> tuple:
     """([(name, definition text)], body text) of a step as a person reads it: its repeated parts
     named as results are (a result exactly as ``Result.text`` prints it), pending differentials
     written d(u)."""
@@ -127,7 +127,7 @@ def step_parts(e: E.Expr, taken=(), result: bool = False, pending=()) -> tuple:
         return [(v.name, to_text(d)) for v, d in definitions], to_text(body)
     definitions, body = _literal_shared_form(e, taken)
     printer = lambda: StepTextPrinter(pending_map(pending))
-    return [(v.name, printer().doprint(d)) for v, d in definitions], printer().doprint(body)
+    return [(v.name, printer().doprint(d)) for v, d in list(defs) + definitions], printer().doprint(body)
 
 
 def _named_pending(e: E.Expr, taken, pending) -> tuple:
@@ -144,26 +144,27 @@ def _named_pending(e: E.Expr, taken, pending) -> tuple:
     return definitions, raw_substitute(e, mapping)
 
 
-def step_text(e: E.Expr, taken=(), result: bool = False, pending=()) -> str:
+def step_text(e: E.Expr, taken=(), result: bool = False, pending=(), defs=()) -> str:
     """A step in the input language (parses back): 't1 = ...; t2 = ...; body'.  A differential
     the step has not worked out yet is a name defined as its value: 'dt1 = ...; sum(dt1 ./ u)'."""
-    first = []
+    first = [f"{var.name} = {StepTextPrinter().doprint(value)}" for var, value in defs]
     if pending:
         named, e = _named_pending(e, taken, pending)
-        first = [f"{name} = {StepTextPrinter().doprint(x)}" for name, x in named]
+        first += [f"{name} = {StepTextPrinter().doprint(x)}" for name, x in named]
         taken = set(taken) | {name for name, _ in named}
     definitions, body = step_parts(e, taken, result)
     return "; ".join(first + [f"{name} = {d}" for name, d in definitions] + [body])
 
 
-def step_latex(e: E.Expr, taken=(), result: bool = False, pending=()) -> str:
+def step_latex(e: E.Expr, taken=(), result: bool = False, pending=(), defs=()) -> str:
     """A step in LaTeX, its repeated parts named (``... \\quad \\text{where } t_{1} = ...``)."""
     from .latex import latex_with_definitions, shared_latex
     if result:
         return shared_latex(e, taken)
-    if pending:
-        printer = step_latex_printer([e], pending)
+    if pending or defs:
+        printer = step_latex_printer([e] + [v for _, v in defs], pending)
         definitions, body = _literal_shared_form(e, taken)
+        definitions = list(defs) + definitions
         text = printer.doprint(body)
         if definitions:
             text += r" \quad \text{where } " + r",\ ".join(
@@ -234,7 +235,7 @@ def rows(steps, lhs_names=None) -> list:
     out = []
     for i, s in enumerate(steps):
         lhs = lhs_of(s, lhs_names) if starts_chain(steps, i) else ""
-        definitions, body = step_parts(s.expr, s.taken, s.result, s.pending)
+        definitions, body = step_parts(s.expr, s.taken, s.result, s.pending, s.defs)
         where = "  where " + ", ".join(f"{n} = {d}" for n, d in definitions) if definitions else ""
         out.append((lhs, body + where, "; ".join(s.rules)))
     return out
@@ -268,6 +269,7 @@ def pretty_rows(steps, step_printer, printer) -> list:
         lhs = lhs_of(s) if starts_chain(steps, i) else ""
         p = printer if s.result else step_printer(s.pending)
         definitions, body = step_forms(s.expr, s.taken, s.result)
+        definitions = list(s.defs) + list(definitions)
         out.append(Row(lhs, text=p.doprint(body), note="; ".join(s.rules)))
         for var, definition in definitions:
             out.append(Row("where " + printer.print(var), text=p.doprint(definition)))
@@ -406,6 +408,7 @@ def latex_steps_printer(steps, options=None, bases=None, delimiters: str = "left
     exprs = [s.expr for s in steps] + [p.expansion for s in steps for p in s.pending]
     exprs += [x for s in steps for r in s.rules for x in (getattr(r, "parts", None) or ()) if isinstance(x, E.Expr)]
     exprs += [v for s in steps for v, _ in step_forms(s.expr, s.taken, s.result)[0]]
+    exprs += [x for s in steps for d in s.defs for x in d]
     pending = [p for s in steps for p in s.pending]
     # in running text a fraction cannot break either: a long numerator goes after \frac{1}{2}
     return step_latex_printer(exprs, pending, bases=bases, transpose=options.transpose, delimiters=delimiters,
@@ -425,6 +428,7 @@ def latex_rows(steps, printer, width: float) -> list:
     for s, label in zip(steps, labels):
         printer.pending = pending_map(s.pending)
         definitions, body = step_forms(s.expr, s.taken, s.result)
+        definitions = list(s.defs) + list(definitions)
         marked = printer.marked(body)
         where = [Row((r"\text{where } " if i == 0 else "") + printer.print(var), printer.marked(d), where=True)
                  for i, (var, d) in enumerate(definitions)]
@@ -546,6 +550,7 @@ def latex_inline(steps, options, bases=None) -> str:
         lhs = latex_lhs(s, printer.name) + " " if starts_chain(steps, i) else ""
         printer.pending = pending_map(s.pending)
         definitions, body = step_forms(s.expr, s.taken, s.result)
+        definitions = list(s.defs) + list(definitions)
         parts = [(lhs + "= ", printer.marked(body))]
         parts += [(printer.print(var) + " = ", printer.marked(d)) for var, d in definitions]
         printer.pending = {}
@@ -588,5 +593,12 @@ def latex_document(steps, options=None, bases=None) -> str:
 # --- JSON -------------------------------------------------------------------------------------
 
 def as_json(steps) -> list:
-    """The ``steps`` field of ``--format json``: {stage, text, latex, rules} per step."""
-    return [{"stage": s.stage, "text": s.text(), "latex": s.latex(), "rules": list(s.rules)} for s in steps]
+    """The ``steps`` field of ``--format json``: {stage, text, latex, rules} per step, and with
+    several variables ``wrt`` (["W"], ["x", "W"] for H[x, W]) on the steps of each result."""
+    out = []
+    for s in steps:
+        entry = {"stage": s.stage, "text": s.text(), "latex": s.latex(), "rules": list(s.rules)}
+        if s.wrt:   # several variables: whose gradient, Jacobian or Hessian block this is
+            entry["wrt"] = list(s.wrt)
+        out.append(entry)
+    return out
