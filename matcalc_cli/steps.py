@@ -1046,12 +1046,18 @@ def _by_direction_steps(lit: E.Expr, directions: dict, target: E.Expr) -> list:
     simplified (the parts side by side, a step of each at a time) to the printed sum of parts."""
     try:
         dirs = frozenset(directions.values())
-        parts = [_literal_part(lit, d, dirs) for d in directions.values()]
+        parts = [(d, _literal_part(lit, d, dirs)) for d in directions.values()]
     except ValueError:
         return _drop_repeats([(lit, [])] + simplify_steps(lit) + [(target, [BY_DIRECTION])])[1:]
-    parts = [p for p in parts if p is not None]
-    goals = list(target.args) if isinstance(target, E.Add) and len(target.args) == len(parts) else None
-    chains = [simplify_steps(p, goals[i] if goals else None) for i, p in enumerate(parts)]
+    parts = [(d, p) for d, p in parts if p is not None]
+    terms = target.args if isinstance(target, E.Add) else (target,)
+
+    def goal(d):   # the printed part in d: the terms of the result that hold d
+        held = [t for t in terms if d in t.free_vars]
+        return held[0] if len(held) == 1 else None
+
+    chains = [simplify_steps(p, goal(d)) for d, p in parts]
+    parts = [p for _, p in parts]
     whole = lambda es: es[0] if len(es) == 1 else E.Add(tuple(es), lit.shape)
     out = [(whole(parts), [BY_DIRECTION])]
     current = list(parts)

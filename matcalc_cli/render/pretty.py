@@ -242,15 +242,16 @@ def style_math(text: str, differentials=()):
 
     t = Text(text)
     for m in _WORD.finditer(text):
-        word = m.group(0)
-        after = text[m.end():m.end() + 1]
+        word = m.group(0).rstrip(TRANSPOSE)   # ᵀ is a letter to Python, but an operator here: dxᵀ
+        end = m.start() + len(word)
+        after = text[end:end + 1]
         if word in differentials:
             style = STYLES.differential
         elif after == "(" and word in FUNCTION_WORDS or word in ("log", "det") and after == " ":
             style = STYLES.function
         else:
             style = STYLES.name
-        t.stylize(style, m.start(), m.end())
+        t.stylize(style, m.start(), end)
     for m in _OPERATORS.finditer(text):
         t.stylize(STYLES.operator, m.start(), m.end())
     for m in _NUMBER.finditer(text):

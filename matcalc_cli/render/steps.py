@@ -270,9 +270,10 @@ def pretty_rows(steps, step_printer, printer) -> list:
         p = printer if s.result else step_printer(s.pending)
         definitions, body = step_forms(s.expr, s.taken, s.result)
         definitions = list(s.defs) + list(definitions)
-        out.append(Row(lhs, text=p.doprint(body), note="; ".join(s.rules)))
+        out.append(Row(lhs, text=p.doprint(body)))
         for var, definition in definitions:
             out.append(Row("where " + printer.print(var), text=p.doprint(definition)))
+        out[-1].note = "; ".join(s.rules)   # the rules after the step and what it defines
     return out
 
 
@@ -396,8 +397,11 @@ def rule_marked(rule, printer) -> str:
     """A rule in math mode, marked for breaking where it holds an expression (``Rule.parts``)."""
     parts = getattr(rule, "parts", None)
     if parts:
-        return "".join(p if isinstance(p, str) else printer.marked(p) for p in parts)
-    return latex_rule(rule)
+        text = "".join(p if isinstance(p, str) else printer.marked(p) for p in parts)
+    else:
+        text = latex_rule(rule)
+    # the rules' own transposes as --latex-transpose writes them
+    return text.replace(r"^{\top}", "^{" + printer.transpose + "}").replace(r"\top}", printer.transpose + "}")
 
 
 def latex_steps_printer(steps, options=None, bases=None, delimiters: str = "left"):
