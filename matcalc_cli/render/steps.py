@@ -272,7 +272,8 @@ def pretty_rows(steps, step_printer, printer) -> list:
         definitions = list(s.defs) + list(definitions)
         out.append(Row(lhs, text=p.doprint(body)))
         for var, definition in definitions:
-            out.append(Row("where " + printer.print(var), text=p.doprint(definition)))
+            # under the step's expression, so that the '=' column stays the steps' own
+            out.append(Row("", text=f"where {printer.print(var)} = " + p.doprint(definition), relation=" "))
         out[-1].note = "; ".join(s.rules)   # the rules after the step and what it defines
     return out
 
