@@ -346,18 +346,19 @@ MIN_NOTE_ROOM = 16   # cells: a column of notes narrower than this puts them und
 
 
 def _note_column(blocks: list, width: int) -> int:
-    """Where the notes beside their rows start: after the widest one-line row whose note still fits
-    at that column; rows wider than that have their notes below them."""
+    """Where the notes beside their rows start: the column that puts the most notes beside
+    one-line rows (the leftmost of equals); the others go under their rows."""
     from rich.cells import cell_len
 
-    singles = sorted(((cell_len(lines[0].plain), cell_len(note)) for lines, note in blocks if len(lines) == 1),
-                     reverse=True)
-    while singles:
-        column = singles[0][0] + 3
-        if width - column >= MIN_NOTE_ROOM and all(column + n <= width for _, n in singles):
-            return column
-        singles.pop(0)
-    return width + 1
+    singles = [(cell_len(lines[0].plain), cell_len(note)) for lines, note in blocks if len(lines) == 1]
+    best, best_count = width + 1, 0
+    for column in sorted({line + 3 for line, _ in singles}):
+        if width - column < MIN_NOTE_ROOM:
+            break
+        count = sum(line + 3 <= column and column + note <= width for line, note in singles)
+        if count > best_count:
+            best, best_count = column, count
+    return best
 
 
 def _wrap_note(note: str, width: int, indent: int) -> list:
