@@ -572,17 +572,42 @@ def latex_inline(steps, options, bases=None) -> str:
 
 def _inline_rule(rule, printer) -> str:
     """A rule in running text: words as words (they break at spaces), a formula in $...$."""
+    from ..steps import Rule
+    from . import breaking
     from .latex import allow_breaks
     if not (getattr(rule, "parts", None) or getattr(rule, "latex", None) or str(rule) in LATEX_RULES):
         return latex_text(rule)
     # the words of a formula (\text{chain rule: } ..., \text{ has }) leave math mode, where they can break
     out = []
-    for i, piece in enumerate(_TEXT_IN_MATH.split(allow_breaks(rule_marked(rule, printer)))):
+    parts = getattr(rule, "parts", None)
+    if parts:   # in a sentence the rule names its formula; the expression it holds is a display's
+        head = "".join(p for p in parts[:next(i for i, p in enumerate(parts) if not isinstance(p, str))])
+        rule = Rule(str(rule), re.sub(r"\s*(,\\ G)?\s*=\s*$", "", breaking.strip(head)))
+    formula = _between_factors(allow_breaks(rule_marked(rule, printer)))
+    for i, piece in enumerate(_TEXT_IN_MATH.split(formula)):
         if i % 2:
             out.append(piece)
         elif piece.strip():
             out.append("$" + piece.strip() + "$")
     return " ".join(p.strip() for p in out if p.strip())
+
+
+def _between_factors(formula: str) -> str:
+    """A typeset rule, as written (no break marks), may break before each of its factors at the top
+    level too (\\allowbreak before a \\operatorname or a letter after a space)."""
+    out, depth = [], 0
+    for i, ch in enumerate(formula):
+        escaped = formula[i - 1:i] == "\\"
+        if ch in "{(" and not escaped:
+            depth += 1
+        elif ch in "})" and not escaped:
+            depth -= 1
+        if ch == " " and depth == 0 and "".join(out).strip() and not "".join(out).endswith(("\\nabla", "}", "allowbreak")) \
+                and re.match(r" (\\operatorname|[A-Za-z]\b|\\mathrm)", formula[i:]):
+            out.append(r"\allowbreak ")
+            continue
+        out.append(ch)
+    return "".join(out)
 
 
 _TEXT_IN_MATH = re.compile(r"\\text\{([^{}]*)\}")
