@@ -167,6 +167,18 @@ def test_every_step_of_random_programs_is_a_true_equation(prog, layout, conventi
     STATS["jumps"] += sum(CANONICAL in s.rules for s in d.steps)
     problems = step_problems(d, points=1, rtol=1e-6, require_point=False)
     assert not problems, "\n".join(problems)
+    _assert_every_format_lays_out(d)
+
+
+def _assert_every_format_lays_out(d):
+    """The pretty view fits a narrow terminal, and every LaTeX style is written (compiled elsewhere)."""
+    from rich.cells import cell_len
+    from matcalc_cli.render import pretty
+    from matcalc_cli.render.latex import LatexOptions
+    lines = pretty.steps_view(d, 40)
+    assert max(cell_len(line.plain) for line in lines) <= 40
+    for style in ("align", "inline"):   # (equation and document lay out their rows as align does)
+        assert R.latex(d.steps, LatexOptions.parse(style, "8.5cm"))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -463,11 +475,14 @@ DONE_WHEN = [("x: vector(n); A: matrix(n, n); x' * A * x", "x", ["--hessian", "-
 
 
 def _matcalc(args, env=None):
-    full = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS")}
+    """stdout of matcalc (in this process: the terminal's width comes from COLUMNS)."""
+    from click.testing import CliRunner
+    from matcalc_cli.cli import main
+    full = {"NO_COLOR": None, "COLUMNS": None, "TERM": "xterm"}
     full.update(env or {})
-    done = subprocess.run(matcalc_command() + list(args), capture_output=True, text=True, env=full, timeout=120)
-    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
-    return done.stdout
+    r = CliRunner().invoke(main, list(args), env=full)
+    assert r.exit_code == 0, r.output
+    return r.stdout
 
 
 def _flags_of(flags) -> dict:
@@ -511,8 +526,8 @@ def test_pretty_steps_dim_the_rules_in_colour():
     assert "\x1b[35mdx\x1b[0m" in out                 # the direction in colour, dxᵀ too
     plain = ANSI.sub("", out)
     assert "df = dxᵀ A x + xᵀ A dx" in plain and "product rule" in plain
-    for env in ({"NO_COLOR": ""}, {"TERM": "dumb"}):
-        assert not ANSI.search(_matcalc([program, "--wrt", wrt, "--steps", "--format", "pretty"] + flags, env))
+    assert not ANSI.search(_matcalc([program, "--wrt", wrt, "--steps", "--format", "pretty", "--color", "never"]
+                                    + flags))
 
 
 def _in_terminal(args, columns: int, env=None) -> str:
@@ -554,7 +569,8 @@ def test_steps_on_a_real_terminal_are_the_pretty_view():
     lines = ANSI.sub("", out).splitlines()
     assert max(cell_len(line) for line in lines) <= 50
     assert any(line.startswith("df = sum(d log(1 + exp(-y ⊙ (X w))))") for line in lines), lines
-    assert not ANSI.search(_in_terminal([program, "--wrt", wrt, "--steps"] + flags, 50, {"NO_COLOR": "1"}))
+    for env in ({"NO_COLOR": ""}, {"TERM": "dumb"}):   # a terminal, but no colour wanted
+        assert not ANSI.search(_in_terminal([program, "--wrt", wrt, "--steps"] + flags, 50, env))
 
 
 # --- LaTeX: every style, at every width, compiles without an overfull line ------------------------------

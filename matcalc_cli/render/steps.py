@@ -296,10 +296,25 @@ def plain(steps, width: int = WIDTH) -> str:
             out.append(line + "  " + rules)
         else:
             out += wrap_expression(line, width, " " * (left + 3))
-            out += textwrap.wrap(rules, width, initial_indent=indent + "(", subsequent_indent=indent,
-                                 break_on_hyphens=False)
-            out[-1] += ")"
+            out += _pack_rules(rules, width, indent)
     return "\n".join(out) + "\n"
+
+
+def _pack_rules(rules: str, width: int, indent: str) -> list:
+    """'(rule; rule; ...)' on lines under a step: whole rules a line where they fit, a long one
+    wrapped at its spaces."""
+    items = rules.split("; ")
+    text = [("(" if i == 0 else "") + r + (")" if i == len(items) - 1 else ";") for i, r in enumerate(items)]
+    lines: list = []
+    for item in text:
+        if lines and len(lines[-1]) + 1 + len(item) <= width:
+            lines[-1] += " " + item
+        elif len(indent) + len(item) <= width:
+            lines.append(indent + item)
+        else:
+            lines += textwrap.wrap(item, width, initial_indent=indent, subsequent_indent=indent + " ",
+                                   break_on_hyphens=False)
+    return lines
 
 
 _BREAKS = (" + ", " - ", " * ", " .* ", " ./ ", " / ", ", ", "; ")
