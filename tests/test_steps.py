@@ -585,6 +585,16 @@ LATEX_EXAMPLES = [(p, w, f) for p, w, f in DONE_WHEN] + [
 ]
 
 
+def _sample_flags(path) -> tuple:
+    source, wrt, kw = _sample_command(path)
+    flags = [f"--{k}" for k in ("gradient", "jacobian", "hessian") if kw.get(k)]
+    flags += ["--layout", kw["layout"]] if "layout" in kw else []
+    return source, wrt or "all", flags
+
+
+SAMPLE_EXAMPLES = [_sample_flags(p) for p in SAMPLES]
+
+
 def _latex_steps(style, width=None, examples=LATEX_EXAMPLES) -> str:
     from click.testing import CliRunner
     from matcalc_cli.cli import main
@@ -631,7 +641,8 @@ needs_pdflatex = pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pd
 @needs_pdflatex
 @pytest.mark.parametrize("style", ["align", "equation", "inline", "document"])
 def test_latex_steps_compile_in_every_style(style):
-    assert _latex_problems(_body(style, _latex_steps(style))) == []
+    """The reference text's examples, the user's, and every sample."""
+    assert _latex_problems(_body(style, _latex_steps(style, examples=LATEX_EXAMPLES + SAMPLE_EXAMPLES))) == []
 
 
 @needs_pdflatex

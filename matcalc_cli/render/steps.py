@@ -578,7 +578,7 @@ def latex_inline(steps, options, bases=None) -> str:
         for lead, marked in parts:
             text = breaking.strip(marked)
             if typeset_width(lead + text) > options.width / 2:
-                text = allow_breaks(marked)
+                text = _stretchable(allow_breaks(marked))
             texts.append(f"${lead}{text}$")
         line = texts[0] + (", where " + ", ".join(texts[1:]) if len(texts) > 1 else "")
         out.append(f"{line} (" + "; ".join(_inline_rule(r, printer) for r in s.rules) + ")")
@@ -598,13 +598,21 @@ def _inline_rule(rule, printer) -> str:
     if parts:   # in a sentence the rule names its formula; the expression it holds is a display's
         head = "".join(p for p in parts[:next(i for i, p in enumerate(parts) if not isinstance(p, str))])
         rule = Rule(str(rule), re.sub(r"\s*(,\\ G)?\s*=\s*$", "", breaking.strip(head)))
-    formula = _between_factors(allow_breaks(rule_marked(rule, printer)))
+    formula = _stretchable(_between_factors(allow_breaks(rule_marked(rule, printer))))
     for i, piece in enumerate(_TEXT_IN_MATH.split(formula)):
         if i % 2:
             out.append(piece)
         elif piece.strip():
             out.append("$" + piece.strip() + "$")
     return " ".join(p.strip() for p in out if p.strip())
+
+
+def _stretchable(formula: str) -> str:
+    """Where a formula in running text may break between factors it may also stretch a little:
+    a paragraph of long formulas has too little stretchable space otherwise, and TeX would set a
+    line too wide rather than one too loose."""
+    return re.sub(r"\\allowbreak( \\,)?", lambda m: r"\allowbreak\mskip 3mu plus 6mu" if m.group(1)
+                  else r"\allowbreak\mskip 0mu plus 3mu", formula)
 
 
 def _between_factors(formula: str) -> str:
