@@ -84,6 +84,7 @@ class Rule(str):
 
     latex: str | None = None
     parts: tuple | None = None
+    formula: tuple | None = None   # (words, U, its differential): "chain rule: ", log(u), du ./ u
 
     def __new__(cls, text: str, latex: str | None = None, parts: tuple | None = None):
         self = super().__new__(cls, text)
@@ -202,8 +203,10 @@ def _rule_name(node: E.Expr, directions: dict) -> str:
     lhs = f"d {lhs}" if call else f"d({lhs})"
     lhs_latex = r"\mathrm{d}\," + _latex(shown) if call else r"\mathrm{d}\left(" + _latex(shown) + r"\right)"
     prefix = "chain rule: " if isinstance(node, E.Elementwise) else ""
-    return Rule(f"{prefix}{lhs} = {_text(written)}",
+    rule = Rule(f"{prefix}{lhs} = {_text(written)}",
                 (r"\text{chain rule: }" if prefix else "") + f"{lhs_latex} = {_latex(written)}")
+    rule.formula = (prefix, shown, written)   # for a renderer with a notation of its own
+    return rule
 
 
 def _product_rule(D: _Placeholders, e: E.Expr) -> E.Expr:
@@ -888,8 +891,8 @@ def gradient_steps(df: E.Expr, x: E.Var, dx: E.Var, target: E.Expr, cookbook: bo
         current = E.Add((E.Mul((E.Num(2), G), G.shape),
                          E.Mul((E.Num(-1), E.Hadamard((E.Identity(G.rows), G), G.shape)), G.shape)), G.shape)
         head = r"\text{Matrix Cookbook convention: } 2G - I \odot G,\ G = "
-        rules.append(Rule(f"Matrix Cookbook convention: 2 * G - I .* G, G = {_text(G)}",
-                          head + _latex(G), (head, G)))
+        rules.append(_with_formula(Rule(f"Matrix Cookbook convention: 2 * G - I .* G, G = {_text(G)}",
+                                        head + _latex(G), (head, G)), "Matrix Cookbook convention: 2G - I ⊙ G, G", G))
     return _chain(current, rules, target)
 
 
@@ -919,6 +922,12 @@ def _symmetrized_steps(raw: E.Expr, x: E.Var, dx: E.Var, rules: list, target: E.
             continue
         cleaned.append((e, r, defs))
     return cleaned
+
+
+def _with_formula(rule: Rule, lhs: str, rhs: E.Expr) -> Rule:
+    """``rule`` as '<lhs> = <rhs>' for renderers with a notation of their own (``Rule.formula``)."""
+    rule.formula = ("", lhs, rhs)
+    return rule
 
 
 def _half(e: E.Expr) -> E.Expr:
@@ -969,8 +978,9 @@ def hessian_steps(G: E.Expr, x: E.Var, dx: E.Var, dx2: E.Var, target: E.Expr, bi
     within = f" in {dx.name}" if block is not None else ""
     within_latex = rf"\text{{ in }} {d}" if block is not None else ""
     head = rf"\text{{second differential: }} \mathrm{{d}}({grad_latex}){within_latex} = "
-    rules = [Rule(f"second differential: d({grad}){within} = {shared_text(dG, taken, _text)}",
-                  head + shared_latex(dG, taken), (head, dG))]
+    rules = [_with_formula(Rule(f"second differential: d({grad}){within} = {shared_text(dG, taken, _text)}",
+                                head + shared_latex(dG, taken), (head, dG)),
+                           f"second differential: d({grad}){within}", dG)]
     if dx.cols == 1 and block is None:
         rules.append(Rule(f"d({grad}) = H * {dx.name}", rf"\mathrm{{d}}({grad_latex}) = H {d}"))
     else:
@@ -980,10 +990,10 @@ def hessian_steps(G: E.Expr, x: E.Var, dx: E.Var, dx2: E.Var, target: E.Expr, bi
     if bilinear is not None and block is None:
         # (a break mark before the second '=': a long rule row may go on to the next line there)
         head = rf"f''[{d}, {d2}] = \operatorname{{vec}}({d})^{{\top}} H \operatorname{{vec}}({d2})" + SUM + " = "
-        rules.append(Rule(f"f''[{dx.name}, {dx2.name}] = vec({dx.name})' * H * vec({dx2.name}) = "
-                          f"{shared_text(bilinear, taken, _text)}",
-                          head.replace(SUM, "") + shared_latex(bilinear, taken),
-                          (head, bilinear)))
+        rules.append(_with_formula(Rule(f"f''[{dx.name}, {dx2.name}] = vec({dx.name})' * H * vec({dx2.name}) = "
+                                        f"{shared_text(bilinear, taken, _text)}",
+                                        head.replace(SUM, "") + shared_latex(bilinear, taken), (head, bilinear)),
+                                   f"f''[{dx.name}, {dx2.name}] = vec({dx.name})ᵀ H vec({dx2.name})", bilinear))
     elif block is not None:
         v, w = block
         rules.append(Rule(f"f'' contains vec({v.dx.name})' * H[{v.name}, {w.name}] * vec({w.dx2.name})",

@@ -258,6 +258,22 @@ def StepUnicodePrinter(names, pending=()):
     return printer
 
 
+def rule_in_notation(rule, printer) -> str:
+    """A rule of the calculus in the notation of ``printer`` (d log(u) = du ⊘ u in the pretty
+    view); other rules as they are named."""
+    from . import breaking
+    formula = getattr(rule, "formula", None)
+    if not formula:
+        return str(rule)
+    words, shown, written = formula
+    if isinstance(shown, str):   # a rule that holds a result: words and its expression
+        lhs = shown
+    else:                         # a rule of the calculus on a generic argument: d log(u) = ...
+        lhs = breaking.strip(printer.doprint(shown))
+        lhs = f"d {lhs}" if printer._is_call(shown) else f"d({lhs})"
+    return f"{words}{lhs} = {breaking.strip(printer.doprint(written))}"
+
+
 def pretty_rows(steps, step_printer, printer) -> list:
     """The steps as rows of the pretty view (``pretty.Row``): ``lhs = step`` with its rules as the
     note, then a 'where' row for each name a large step defines.  ``step_printer(pending)`` makes
@@ -268,13 +284,14 @@ def pretty_rows(steps, step_printer, printer) -> list:
     for i, s in enumerate(steps):
         lhs = lhs_of(s) if starts_chain(steps, i) else ""
         p = printer if s.result else step_printer(s.pending)
+        rules = "; ".join(rule_in_notation(r, step_printer(())) for r in s.rules)
         definitions, body = step_forms(s.expr, s.taken, s.result)
         definitions = list(s.defs) + list(definitions)
         out.append(Row(lhs, text=p.doprint(body)))
         for var, definition in definitions:
             # under the step's expression, so that the '=' column stays the steps' own
             out.append(Row("", text=f"where {printer.print(var)} = " + p.doprint(definition), relation=" "))
-        out[-1].note = "; ".join(s.rules)   # the rules after the step and what it defines
+        out[-1].note = rules   # the rules after the step and what it defines
     return out
 
 
