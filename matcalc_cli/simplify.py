@@ -30,7 +30,6 @@ in this order (``RULES`` at the end of the module):
 
 from __future__ import annotations
 
-from collections import Counter
 
 from . import expr as E
 from .budget import check as within_budget
@@ -151,16 +150,11 @@ def factor_common(e: E.Expr) -> E.Expr:
     if not isinstance(e, E.Add):
         return e
     terms = [_decompose(t) for t in e.args]
-    # 1. a scalar factor shared by every term
-    shared = Counter(terms[0][1])
-    for _, scalars, _ in terms[1:]:
-        shared &= Counter(scalars)
+    # 1. a scalar factor shared by every term, also as the lowest power of it: s^2 a + s b = s (s a + b)
+    shared = _shared_powers([scalars for _, scalars, _ in terms])
     if shared:
-        common = list(shared.elements())
-        rest = []
-        for coef, scalars, chain in terms:
-            left = Counter(scalars) - shared
-            rest.append(_compose(coef, list(left.elements()), chain))
+        common = [_raise(b, k) for b, k in shared.items()]
+        rest = [_compose(coef, _divide_powers(scalars, shared), chain) for coef, scalars, chain in terms]
         return E.mul(*common, factor_common(E.add(*rest)))
     # 2. a numeric factor shared by every term: 2A + 2B -> 2 (A + B), -A - B -> -(A + B)
     if all(c < 0 for c, _, _ in terms):
@@ -176,6 +170,41 @@ def factor_common(e: E.Expr) -> E.Expr:
         if grouped is not None:
             return grouped
     return e
+
+
+def _powers(factors) -> dict:
+    """base -> exponent of a product of commuting factors (s^2 * s * t -> {s: 3, t: 1})."""
+    out: dict = {}
+    for f in factors:
+        base, k = E._base_and_exponent(f)
+        out[base] = out.get(base, 0) + k
+    return out
+
+
+def _shared_powers(products: list) -> dict:
+    """base -> exponent shared by every product of commuting factors: the same power in each, or
+    the lowest of positive powers (s^2 and s share s; 1/s^2 and 1/s share nothing)."""
+    counts = [_powers(p) for p in products]
+    shared = {}
+    for base, k in counts[0].items():
+        exps = [c.get(base) for c in counts]
+        if any(x is None for x in exps):
+            continue
+        if all(x == k for x in exps) or all(x > 0 for x in exps):
+            shared[base] = min(exps) if k > 0 else k
+    return {b: k for b, k in shared.items() if k != 0}
+
+
+def _divide_powers(factors, shared: dict) -> list:
+    """The factors of a product with the shared powers taken out."""
+    counts = _powers(factors)
+    for base, k in shared.items():
+        counts[base] -= k
+    return [_raise(b, k) for b, k in counts.items() if k != 0]
+
+
+def _raise(base: E.Expr, k) -> E.Expr:
+    return base if k == 1 else E.Power(base, E.Num(k))
 
 
 def _is_vector(e: E.Expr) -> bool:
@@ -402,9 +431,23 @@ def kron_products(e: E.Expr) -> E.Expr:
             terms = [_on_body(simplify_node(E.matmul(f[i - 1], t, *after)), kron_products) for t in s_.args]
             if all(isinstance(_body(t), E.Kron) for t in terms):
                 out = E.matmul(*f[:i - 1], factor_kron(E.add(*terms)), *f[i + 1 + len(after):])
-                if cost(out) < cost(e):
+                # kron(A, B) * (kron(C, I(n)) + ...): the identities it merges away print as I(n)
+                if _written_cost(out) <= _written_cost(e):
                     return out
     return e
+
+
+def _written_cost(e: E.Expr) -> int:
+    """``cost`` with each identity counted as it prints inside a Kronecker product, I(n): a name
+    and its dimension."""
+    return cost(e) + _identities(e)
+
+
+def _identities(e: E.Expr) -> int:
+    memo = e.memo()
+    if "identities" not in memo:
+        memo["identities"] = isinstance(e, E.Identity) + sum(_identities(c) for c in e.children)
+    return memo["identities"]
 
 
 def _on_body(t: E.Expr, rule) -> E.Expr:
@@ -489,22 +532,29 @@ def factor_elementwise(e: E.Expr) -> E.Expr:
     parts = []
     for t in e.args:
         scal, body = _scalars(t), _body(t)
-        if E.has_differential(body):
-            return e
         parts.append((scal, list(body.args) if isinstance(body, E.Hadamard) else [body]))
-    common = list(parts[0][1])
-    for _, factors in parts[1:]:
-        common = [f for f in common if f in factors]
-    if not common or any(len(factors) == len(common) for _, factors in parts):
+    shared = _shared_powers([factors for _, factors in parts])   # also powers: s.^2 .* a + s .* b
+    if not shared:
         return e
-    rests = []
-    for scal, factors in parts:
-        left = list(factors)
-        for f in common:
-            left.remove(f)
-        rests.append(E.mul(*scal, E.hadamard(*left)))
-    out = E.hadamard(*common, E.add(*rests))
+    lefts = [_divide_powers(factors, shared) for _, factors in parts]
+    if any(not left for left in lefts) or not _collects_differentials(e, shared, lefts):
+        return e
+    rests = [E.mul(*scal, E.hadamard(*left)) for (scal, _), left in zip(parts, lefts)]
+    out = E.hadamard(*[_raise(b, k) for b, k in shared.items()], E.add(*rests))
     return out if cost(out) < cost(e) else e
+
+
+def _collects_differentials(e: E.Expr, shared: dict, lefts: list) -> bool:
+    """Where a sum holds differentials, factor only what collects them as a person does: the
+    coefficient of a shared differential (a .* dx + b .* dx = (a + b) .* dx), or a shared
+    coefficient of plain differentials (t .* (dW * x) + t .* db = t .* (dW * x + db)); not a
+    factor of some other product (the Hessian's d(grad) keeps its terms, which identify apart)."""
+    if not E.has_differential(e):
+        return True
+    if all(len(left) == 1 for left in lefts):
+        return True
+    return any(E.has_differential(b) for b in shared) and \
+        not any(E.has_differential(f) for left in lefts for f in left)
 
 
 # --- rule: inner products that cancel --------------------------------------------------------------
