@@ -172,6 +172,27 @@ def factor_common(e: E.Expr) -> E.Expr:
     return e
 
 
+def group_repeated_sum(e: E.Expr) -> E.Expr:
+    """A repeated sum written once: (a + b) * c + (a + b) * d = (a + b) * (c + d).
+
+    A sum that several terms (not all: that is ``factor_common``) have as a scalar factor is
+    pulled out of those terms: (a + b) * c + (a + b) * d + e = (a + b) * (c + d) + e."""
+    if not isinstance(e, E.Add):
+        return e
+    terms = [_decompose(t) for t in e.args]
+    counts: dict = {}
+    for i, (_, scalars, _) in enumerate(terms):
+        for base, k in _powers(scalars).items():
+            if isinstance(base, E.Add) and k > 0:
+                counts.setdefault(base, []).append(i)
+    groups = [(b, idx) for b, idx in counts.items() if 2 <= len(idx) < len(terms)]
+    if not groups:
+        return e
+    base, idx = max(groups, key=lambda g: (len(g[1]), cost(g[0])))
+    inner = E.add(*[_compose(terms[i][0], _divide_powers(terms[i][1], {base: 1}), terms[i][2]) for i in idx])
+    return E.add(E.mul(base, inner), *[t for i, t in enumerate(e.args) if i not in idx])
+
+
 def _powers(factors) -> dict:
     """base -> exponent of a product of commuting factors (s^2 * s * t -> {s: 3, t: 1})."""
     out: dict = {}
@@ -358,14 +379,22 @@ def merge_chain_powers(e: E.Expr) -> E.Expr:
 
 def split_inverse(e: E.Expr) -> E.Expr:
     """A' * inv(B' * X' * A') * B' = inv(X'): inv(PQ) = inv(Q) inv(P) for square P, Q, used where
-    the pieces cancel against their neighbours (the result is smaller), not otherwise."""
-    if not isinstance(e, E.MatMul):
+    the pieces cancel.
+
+    For square P, Q, used where the pieces cancel against their neighbours (the result is
+    smaller), not otherwise; under a trace the ends meet too: tr(inv(X * Y) * dX * Y) =
+    tr(inv(X) * dX)."""
+    under_trace = isinstance(e, E.Trace) and isinstance(e.arg, E.MatMul)
+    chain = e.arg if under_trace else e
+    if not isinstance(chain, E.MatMul):
         return e
-    for i, f in enumerate(e.args):
+    for i, f in enumerate(chain.args):
         if isinstance(f, E.Inverse) and isinstance(f.arg, E.MatMul) \
                 and all(a.rows == a.cols for a in f.arg.args):
             pieces = [E.inverse(a) for a in reversed(f.arg.args)]
-            out = E.matmul(*e.args[:i], *pieces, *e.args[i + 1:])
+            out = E.matmul(*chain.args[:i], *pieces, *chain.args[i + 1:])
+            if under_trace:
+                out = E.trace(out)
             if cost(out) < cost(e):
                 return out
     return e
@@ -429,12 +458,17 @@ def kron_products(e: E.Expr) -> E.Expr:
         if isinstance(s_, E.Add) and i > 0 and isinstance(f[i - 1], E.Kron):
             after = [f[i + 1]] if i + 1 < len(f) and isinstance(f[i + 1], E.Kron) else []
             terms = [_on_body(simplify_node(E.matmul(f[i - 1], t, *after)), kron_products) for t in s_.args]
-            if all(isinstance(_body(t), E.Kron) for t in terms):
+            if all(_kron_led(_body(t)) for t in terms):
                 out = E.matmul(*f[:i - 1], factor_kron(E.add(*terms)), *f[i + 1 + len(after):])
                 # kron(A, B) * (kron(C, I(n)) + ...): the identities it merges away print as I(n)
                 if _written_cost(out) <= _written_cost(e):
                     return out
     return e
+
+
+def _kron_led(t: E.Expr) -> bool:
+    """A Kronecker product, or a product that starts with one (kron(A, B) * commutation(n, n))."""
+    return isinstance(t, E.Kron) or (isinstance(t, E.MatMul) and isinstance(t.args[0], E.Kron))
 
 
 def _written_cost(e: E.Expr) -> int:
@@ -450,6 +484,40 @@ def _identities(e: E.Expr) -> int:
     return memo["identities"]
 
 
+def absorb_into_kron(e: E.Expr) -> E.Expr:
+    """kron(a, B) * N = kron(a, B * N) for a column a.
+
+    Likewise N * kron(b, B) = kron(b, N * B) for a row b.  A Kronecker factor with a vector takes in its neighbours: diag(u) * kron(x', I(m)) =
+    kron(x', diag(u)), kron(h, I(k)) * C = kron(h, C); where the neighbour holds the other
+    vector, kron(a, kron(b', C)) = kron(a * b', C)."""
+    if isinstance(e, E.Kron) and (e.a.cols == 1 or e.a.rows == 1) and not e.a.is_scalar:
+        return _kron_of_vectors(e.a, e.b)
+    if not isinstance(e, E.MatMul):
+        return e
+    f = list(e.args)
+    for i, k in enumerate(f):
+        if not isinstance(k, E.Kron) or k.a.is_scalar:
+            continue
+        if k.a.cols == 1 and i + 1 < len(f) and not f[i + 1].is_scalar:
+            return E.matmul(*f[:i], _kron_of_vectors(k.a, E.matmul(k.b, *f[i + 1:])))
+        if k.a.rows == 1 and i > 0 and not f[i - 1].is_scalar:
+            return E.matmul(_kron_of_vectors(k.a, E.matmul(*f[:i], k.b)), *f[i + 1:])
+    return e
+
+
+def _kron_of_vectors(v: E.Expr, inner: E.Expr) -> E.Expr:
+    """kron(v, inner), with kron(a, kron(b', C)) = kron(a * b', C) (a a column, b' a row; or the
+    other way round, kron(b', kron(a, C)) = kron(a * b', C))."""
+    scalars, body = _scalars(inner), _body(inner)
+    if isinstance(body, E.Kron) and not body.a.is_scalar:
+        u = body.a
+        if v.cols == 1 and u.rows == 1:
+            return E.mul(*scalars, E.kron(E.matmul(v, u), body.b))
+        if v.rows == 1 and u.cols == 1:
+            return E.mul(*scalars, E.kron(E.matmul(u, v), body.b))
+    return E.kron(v, inner)
+
+
 def _on_body(t: E.Expr, rule) -> E.Expr:
     """A rule applied to the non-scalar part of s * M."""
     return E.mul(*_scalars(t), rule(_body(t))) if _scalars(t) else rule(t)
@@ -462,14 +530,27 @@ def simplify_node(e: E.Expr) -> E.Expr:
 
 
 def factor_kron(e: E.Expr) -> E.Expr:
-    """kron(A, B) + kron(A, C) = kron(A, B + C) (scalar factors go with the right operand)."""
-    if not isinstance(e, E.Add) or not all(isinstance(_body(t), E.Kron) for t in e.args):
+    """kron(A, B) + kron(A, C) = kron(A, B + C).
+
+    Also kron(A, C) + kron(B, C) = kron(A + B, C), for the terms of a sum that share an operand
+    (scalar factors go with the other operand)."""
+    if not isinstance(e, E.Add):
         return e
-    lefts = {_body(t).a for t in e.args}
-    if len(lefts) != 1:
-        return e
-    left = lefts.pop()
-    return E.kron(left, E.add(*[E.mul(*_scalars(t), _body(t).b) for t in e.args]))
+    for side in ("a", "b"):
+        groups: dict = {}
+        for i, t in enumerate(e.args):
+            if isinstance(_body(t), E.Kron):
+                groups.setdefault(getattr(_body(t), side), []).append(i)
+        merged = [idx for idx in groups.values() if len(idx) >= 2]
+        if not merged:
+            continue
+        idx = merged[0]
+        shared = getattr(_body(e.args[idx[0]]), side)
+        other = "b" if side == "a" else "a"
+        inner = E.add(*[E.mul(*_scalars(e.args[i]), getattr(_body(e.args[i]), other)) for i in idx])
+        combined = E.kron(shared, inner) if side == "a" else E.kron(inner, shared)
+        return E.add(combined, *[t for i, t in enumerate(e.args) if i not in idx])
+    return e
 
 
 # --- rules: diagonal matrices ----------------------------------------------------------------------
@@ -545,7 +626,9 @@ def factor_elementwise(e: E.Expr) -> E.Expr:
 
 
 def _collects_differentials(e: E.Expr, shared: dict, lefts: list) -> bool:
-    """Where a sum holds differentials, factor only what collects them as a person does: the
+    """Whether factoring collects differentials as a person does.
+
+    Where a sum holds differentials, factor only what collects them as a person does: the
     coefficient of a shared differential (a .* dx + b .* dx = (a + b) .* dx), or a shared
     coefficient of plain differentials (t .* (dW * x) + t .* db = t .* (dW * x + db)); not a
     factor of some other product (the Hessian's d(grad) keeps its terms, which identify apart)."""
@@ -581,7 +664,8 @@ def expand_trace(e: E.Expr) -> E.Expr:
     f = e.arg.args
     for i, s_ in enumerate(f):
         if isinstance(s_, E.Add):
-            terms = [E.trace(E.matmul(*f[:i], t, *f[i + 1:])) for t in s_.args]
+            # each product brought to its own canonical form first: tr(inv(X * Y) * X * dY) = tr(inv(Y) * dY)
+            terms = [E.trace(simplify_node(E.matmul(*f[:i], t, *f[i + 1:]))) for t in s_.args]
             out = E.add(*[simplify_node(t) for t in terms])
             if cost(out) < cost(e):
                 return out
@@ -659,8 +743,8 @@ RULES = (
     orient_scalar, exp_ratio_to_sigmoid, sum_of_products,
     merge_chain_powers, split_inverse,
     merge_diagonals, diagonal_times_vector, sum_diagonals,
-    kron_products, factor_kron,
+    kron_products, absorb_into_kron, factor_kron,
     factor_elementwise, sum_of_rows, product_with_ones, inner_product_cancels, expand_trace,
-    collect_coefficients, factor_common, merge_traces,
+    collect_coefficients, factor_common, group_repeated_sum, merge_traces,
     order_commuting_factors, merge_frechet_terms,
 )
