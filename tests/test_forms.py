@@ -292,6 +292,9 @@ FORMS = [
     ("X: matrix(n, n); A: matrix(n, n); B: matrix(n, n); det(A * X * B)", "X", "gradient",
      "det(A * X * B) * inv(X')", "det(A * X * B) * inv(X')", "exact (labelled: valid for invertible A * X * B)"),
     # a second round of everyday programs
+    ("x: vector(n); mu: vector(n); s: scalar; exp(-norm2(x - mu)^2 / (2 * s))", "x", "gradient",
+     "-exp(-norm2(x - mu)^2 / (2 * s)) * (x - mu) / s", "-exp(-norm2(x - mu)^2 / (2 * s)) * (x - mu) / s",
+     "exact"),
     ("x: vector(n); w: vector(n); sigmoid(w' * x)", "w", "hessian",
      "(1 - sigmoid(w' * x)) * (1 - 2 * sigmoid(w' * x)) * sigmoid(w' * x) * x * x'",
      "(1 - sigmoid(w' * x)) * (1 - 2 * sigmoid(w' * x)) * sigmoid(w' * x) * x * x'", "exact"),
