@@ -572,13 +572,15 @@ def merge_diagonals(e: E.Expr) -> E.Expr:
 
 def diagonal_times_vector(e: E.Expr) -> E.Expr:
     """diag(u) * v = u .* v where u holds a differential: the differential then sits in an
-    elementwise product, and reads (and differentiates) as one: x .* dx rather than diag(dx) * x."""
+    elementwise product, and reads (and differentiates) as one: x .* dx rather than diag(dx) * x.
+    Likewise a vector diag(u) * dx (exp(z) .* dz), but not inside a product that a matrix acts on
+    or a bilinear form (dx' * diag(u) * dx2 reads as the Hessian between its directions)."""
     if not isinstance(e, E.MatMul) or e.cols != 1:
         return e
     f = e.args
     for i in range(len(f) - 1):
-        if isinstance(f[i], E.Diag) and E.has_differential(f[i].arg) and f[i + 1].cols == 1 \
-                and i + 1 == len(f) - 1:
+        if isinstance(f[i], E.Diag) and f[i + 1].cols == 1 and i + 1 == len(f) - 1 and (
+                E.has_differential(f[i].arg) or (i == 0 and E.has_differential(f[i + 1]))):
             return E.matmul(*f[:i], E.hadamard(f[i].arg, f[i + 1]))
     return e
 
