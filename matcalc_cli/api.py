@@ -298,43 +298,55 @@ def derive(program: str, wrt=None, *, gradient: bool = False, jacobian: bool = F
         taken.add(dx2.name)
         variables.append(Variable(x, dx, dx2))
     d = Derivation(typed, ",".join(names), tuple(variables), layout)
-    _Deriver(d, frozenset(taken | set(typed.definitions)), symmetric_gradient).run(gradient, jacobian, hessian)
-    if not d.several:
-        _evaluate_det_and_adj_everywhere(d, symmetric_gradient)
+    in_use = frozenset(taken | set(typed.definitions))
+    flags = (gradient, jacobian, hessian)
+    _Deriver(d, in_use, symmetric_gradient).run(*flags)
+    _evaluate_det_and_adj_everywhere(d, in_use, symmetric_gradient, flags)
     if steps:
         from .steps import derivation_steps
         d.steps = derivation_steps(d)
     return d
 
 
-def _evaluate_det_and_adj_everywhere(d: Derivation, symmetric_gradient: str) -> None:
+def _evaluate_det_and_adj_everywhere(d: Derivation, in_use: frozenset, symmetric_gradient: str,
+                                     flags: tuple) -> None:
     """det and adj, differentiated above as the reference text writes them (through inv, for
-    invertible matrices), are differentiated again as the polynomials they are: that form, valid
-    at every X, becomes ``Result.expr`` (what --check and the generated code evaluate); the inv
-    form stays what is printed, labelled, unless an inverted matrix is singular for every value."""
-    inverted = identify.inverted_arguments(d.expression, d.x)
+    invertible matrices), are differentiated again as the polynomials they are, for every
+    variable and every block alike (differential, its parts, gradients, Jacobians, the second
+    differential, each Hessian block H[x, W]): that form, valid at every point, becomes
+    ``Result.expr`` (what --check, --verify and the generated code evaluate); the inv form stays
+    what is printed, labelled, unless an inverted matrix is singular for every value."""
+    inverted = []
+    for v in d.variables:
+        inverted += [a for a in identify.inverted_arguments(d.expression, v.x) if a not in inverted]
     if not inverted:
         return
-    exact = identify.everywhere_valid(d.expression, d.x, d.dx, d.dx2, list(d.results), d.layout,
-                                      cookbook=symmetric_gradient == "cookbook")
+    exact = Derivation(d.typed, d.wrt, d.variables, d.layout)
+    _Deriver(exact, in_use, symmetric_gradient, everywhere=True).run(*flags)
     from .render.text import to_text
     label = ("as written, valid for invertible " + ", ".join(to_text(a) for a in inverted)
              + "; the generated code and --check use a form valid at every point (adj)")
-    for kind, r in list(d.results.items()):
-        shown = identify.printed_form(r.expr, exact[kind], inverted)
-        if shown is exact[kind]:
-            d.results[kind] = replace(r, expr=exact[kind])
-        else:
-            d.results[kind] = replace(r, expr=exact[kind], shown=shown,
-                                      note="; ".join(filter(None, [r.note, label])))
+
+    def valid_everywhere(r: Result, expr: E.Expr) -> Result:
+        shown = identify.printed_form(r.expr, expr, inverted)
+        if shown is expr:
+            return replace(r, expr=expr)
+        return replace(r, expr=expr, shown=shown, note="; ".join(filter(None, [r.note, label])))
+
+    d.results = {key: valid_everywhere(r, exact.results[key].expr) for key, r in d.results.items()}
+    d.parts = {name: valid_everywhere(r, exact.parts[name].expr) for name, r in d.parts.items()}
 
 
 class _Deriver:
     """Fills a Derivation: one differential in every direction, split by direction; gradients and
     Jacobians from the parts; the second differential and the Hessian blocks from the gradients."""
 
-    def __init__(self, d: Derivation, in_use: frozenset, symmetric_gradient: str):
+    def __init__(self, d: Derivation, in_use: frozenset, symmetric_gradient: str,
+                 everywhere: bool = False):
+        """``everywhere``: differentiate det and adj as polynomials (Jacobi's formula, the
+        adjugate's own derivatives), valid at singular matrices; else as the reference text does."""
         self.d, self.in_use, self.symmetric_gradient = d, in_use, symmetric_gradient
+        self.everywhere = everywhere
         names = ", ".join(d.wrts)
         self.args = f"({names})"
         self.several = d.several
@@ -351,7 +363,8 @@ class _Deriver:
         d, variables = self.d, self.d.variables
         f = d.expression
         # one pass over f in every direction; split, each part brought to canonical form alone
-        parts = identify.split_by_direction(differential_all(f, {v.x: v.dx for v in variables}),
+        parts = identify.split_by_direction(differential_all(f, {v.x: v.dx for v in variables},
+                                                             self.everywhere),
                                             [v.dx for v in variables])
         df = parts[0]
         dxs = ", ".join(v.dx.name for v in variables)
@@ -393,7 +406,7 @@ class _Deriver:
 
     def add_hessian(self, df: E.Expr, G: dict):
         variables = self.d.variables
-        B = simplify(differential_all(df, {v.x: v.dx2 for v in variables}))
+        B = simplify(differential_all(df, {v.x: v.dx2 for v in variables}, self.everywhere))
         if self.several:
             first = ", ".join(v.dx.name for v in variables)
             second = ", ".join(v.dx2.name for v in variables)
@@ -403,7 +416,8 @@ class _Deriver:
             self.add("hessian_bilinear", f"f''{self.args}[{v.dx.name}, {v.dx2.name}]", B)
         for i, v in enumerate(variables):
             later = variables[i:]
-            blocks = identify.hessian_blocks(G[v.name], v.x, [(w.x, w.dx) for w in later])
+            blocks = identify.hessian_blocks(G[v.name], v.x, [(w.x, w.dx) for w in later],
+                                             self.everywhere)
             for w, H in zip(later, blocks):
                 if not self.several:
                     note = "vec convention: f''[dx, dx2] = vec(dx)' H vec(dx2)"

@@ -648,9 +648,10 @@ def add(*terms: Expr) -> Expr:
 
 
 def _term_order(t: Expr):
-    # constants go last ("x + 1"), otherwise order by the canonical key of the non-numeric part
+    # positive terms before negative ones, constants last among each ("x + 1", "1 - s", "x - 1"),
+    # otherwise order by the canonical key of the non-numeric part
     c, body = split_coef(t)
-    return (isinstance(t, Num), c < 0, body.key)
+    return (c < 0, isinstance(t, Num), body.key)
 
 
 def scale(c, e: Expr) -> Expr:
@@ -1074,7 +1075,12 @@ def _trace_of_chain(e: MatMul) -> Expr:
     with_diff = [r for r in rotations if has_differential(r[-1])]
     candidates = with_diff or rotations
     best = min(candidates, key=lambda r: (sum(transpose_count(x) for x in r), tuple(x.key for x in r)))
-    return Trace(MatMul(tuple(best), (best[0].rows, best[-1].cols)), (1, 1))
+    body = matmul(*best)
+    if isinstance(body, MatMul) and body.args == tuple(best):
+        return Trace(body, (1, 1))
+    # the rotation brought equal factors together (inv(M) B' dP B inv(M) -> B inv(M)^2 B' dP):
+    # a shorter chain, traced again
+    return trace(body)
 
 
 MAX_PRINTED_SIZE = 200_000

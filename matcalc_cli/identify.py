@@ -421,24 +421,6 @@ def inverted_arguments(f: E.Expr, x: E.Var) -> list:
     return out
 
 
-def everywhere_valid(f: E.Expr, x: E.Var, dx: E.Var, dx2: E.Var, kinds: list, layout: str,
-                     cookbook: bool = False) -> dict:
-    """kind -> the result derived with Jacobi's formula and the adjugate's own derivatives
-    (``differential(..., everywhere=True)``): valid at singular matrices too."""
-    df = simplify(differential(f, x, dx, everywhere=True))
-    out = {"differential": df}
-    G = gradient(df, x, dx) if {"gradient", "hessian"} & set(kinds) else None
-    if "gradient" in kinds:
-        out["gradient"] = cookbook_gradient(G) if cookbook and x.symmetric else G
-    if "jacobian" in kinds:
-        out["jacobian"] = jacobian(f, df, x, dx, layout)
-    if "hessian_bilinear" in kinds:
-        out["hessian_bilinear"] = hessian_bilinear(df, x, dx2, everywhere=True)
-    if "hessian" in kinds:
-        out["hessian"] = hessian_matrix(G, x, dx, everywhere=True)
-    return out
-
-
 def _structurally_singular(m: E.Expr) -> bool:
     """A product through a dimension 1 (x * y', rank one) is singular for every value of its factors."""
     return any(isinstance(node, E.MatMul) and not node.is_scalar
@@ -493,13 +475,13 @@ def split_by_direction(df: E.Expr, directions: list) -> list:
     return parts
 
 
-def hessian_blocks(G: E.Expr, x: E.Var, others: list) -> list:
+def hessian_blocks(G: E.Expr, x: E.Var, others: list, everywhere: bool = False) -> list:
     """The Hessian blocks H[x, y] = the Jacobian of vec(G) against vec(y), G the gradient in x,
     for each (y, dy) of ``others``: numel(x) x numel(y), with vec(dx)' H[x, y] vec(dy2) in f''.
     dG is taken in all those directions in one pass and split."""
     from .differential import differential_all
     directions = [dy for _, dy in others]
-    dG = differential_all(G, {y: dy for y, dy in others})
+    dG = differential_all(G, {y: dy for y, dy in others}, everywhere)
     blocks = []
     for (y, dy), part in zip(others, split_by_direction(dG, directions)):
         H = jacobian_kron(E.vec(part), dy)

@@ -30,7 +30,6 @@ in this order (``RULES`` at the end of the module):
 
 from __future__ import annotations
 
-from collections import Counter
 
 from . import expr as E
 from .budget import check as within_budget
@@ -151,16 +150,11 @@ def factor_common(e: E.Expr) -> E.Expr:
     if not isinstance(e, E.Add):
         return e
     terms = [_decompose(t) for t in e.args]
-    # 1. a scalar factor shared by every term
-    shared = Counter(terms[0][1])
-    for _, scalars, _ in terms[1:]:
-        shared &= Counter(scalars)
+    # 1. a scalar factor shared by every term, also as the lowest power of it: s^2 a + s b = s (s a + b)
+    shared = _shared_powers([scalars for _, scalars, _ in terms])
     if shared:
-        common = list(shared.elements())
-        rest = []
-        for coef, scalars, chain in terms:
-            left = Counter(scalars) - shared
-            rest.append(_compose(coef, list(left.elements()), chain))
+        common = [_raise(b, k) for b, k in shared.items()]
+        rest = [_compose(coef, _divide_powers(scalars, shared), chain) for coef, scalars, chain in terms]
         return E.mul(*common, factor_common(E.add(*rest)))
     # 2. a numeric factor shared by every term: 2A + 2B -> 2 (A + B), -A - B -> -(A + B)
     if all(c < 0 for c, _, _ in terms):
@@ -176,6 +170,62 @@ def factor_common(e: E.Expr) -> E.Expr:
         if grouped is not None:
             return grouped
     return e
+
+
+def group_repeated_sum(e: E.Expr) -> E.Expr:
+    """A repeated sum written once: (a + b) * c + (a + b) * d = (a + b) * (c + d).
+
+    A sum that several terms (not all: that is ``factor_common``) have as a scalar factor is
+    pulled out of those terms: (a + b) * c + (a + b) * d + e = (a + b) * (c + d) + e."""
+    if not isinstance(e, E.Add):
+        return e
+    terms = [_decompose(t) for t in e.args]
+    counts: dict = {}
+    for i, (_, scalars, _) in enumerate(terms):
+        for base, k in _powers(scalars).items():
+            if isinstance(base, E.Add) and k > 0:
+                counts.setdefault(base, []).append(i)
+    groups = [(b, idx) for b, idx in counts.items() if 2 <= len(idx) < len(terms)]
+    if not groups:
+        return e
+    base, idx = max(groups, key=lambda g: (len(g[1]), cost(g[0])))
+    inner = E.add(*[_compose(terms[i][0], _divide_powers(terms[i][1], {base: 1}), terms[i][2]) for i in idx])
+    return E.add(E.mul(base, inner), *[t for i, t in enumerate(e.args) if i not in idx])
+
+
+def _powers(factors) -> dict:
+    """base -> exponent of a product of commuting factors (s^2 * s * t -> {s: 3, t: 1})."""
+    out: dict = {}
+    for f in factors:
+        base, k = E._base_and_exponent(f)
+        out[base] = out.get(base, 0) + k
+    return out
+
+
+def _shared_powers(products: list) -> dict:
+    """base -> exponent shared by every product of commuting factors: the same power in each, or
+    the lowest of positive powers (s^2 and s share s; 1/s^2 and 1/s share nothing)."""
+    counts = [_powers(p) for p in products]
+    shared = {}
+    for base, k in counts[0].items():
+        exps = [c.get(base) for c in counts]
+        if any(x is None for x in exps):
+            continue
+        if all(x == k for x in exps) or all(x > 0 for x in exps):
+            shared[base] = min(exps) if k > 0 else k
+    return {b: k for b, k in shared.items() if k != 0}
+
+
+def _divide_powers(factors, shared: dict) -> list:
+    """The factors of a product with the shared powers taken out."""
+    counts = _powers(factors)
+    for base, k in shared.items():
+        counts[base] -= k
+    return [_raise(b, k) for b, k in counts.items() if k != 0]
+
+
+def _raise(base: E.Expr, k) -> E.Expr:
+    return base if k == 1 else E.Power(base, E.Num(k))
 
 
 def _is_vector(e: E.Expr) -> bool:
@@ -329,14 +379,22 @@ def merge_chain_powers(e: E.Expr) -> E.Expr:
 
 def split_inverse(e: E.Expr) -> E.Expr:
     """A' * inv(B' * X' * A') * B' = inv(X'): inv(PQ) = inv(Q) inv(P) for square P, Q, used where
-    the pieces cancel against their neighbours (the result is smaller), not otherwise."""
-    if not isinstance(e, E.MatMul):
+    the pieces cancel.
+
+    For square P, Q, used where the pieces cancel against their neighbours (the result is
+    smaller), not otherwise; under a trace the ends meet too: tr(inv(X * Y) * dX * Y) =
+    tr(inv(X) * dX)."""
+    under_trace = isinstance(e, E.Trace) and isinstance(e.arg, E.MatMul)
+    chain = e.arg if under_trace else e
+    if not isinstance(chain, E.MatMul):
         return e
-    for i, f in enumerate(e.args):
+    for i, f in enumerate(chain.args):
         if isinstance(f, E.Inverse) and isinstance(f.arg, E.MatMul) \
                 and all(a.rows == a.cols for a in f.arg.args):
             pieces = [E.inverse(a) for a in reversed(f.arg.args)]
-            out = E.matmul(*e.args[:i], *pieces, *e.args[i + 1:])
+            out = E.matmul(*chain.args[:i], *pieces, *chain.args[i + 1:])
+            if under_trace:
+                out = E.trace(out)
             if cost(out) < cost(e):
                 return out
     return e
@@ -400,11 +458,64 @@ def kron_products(e: E.Expr) -> E.Expr:
         if isinstance(s_, E.Add) and i > 0 and isinstance(f[i - 1], E.Kron):
             after = [f[i + 1]] if i + 1 < len(f) and isinstance(f[i + 1], E.Kron) else []
             terms = [_on_body(simplify_node(E.matmul(f[i - 1], t, *after)), kron_products) for t in s_.args]
-            if all(isinstance(_body(t), E.Kron) for t in terms):
+            if all(_kron_led(_body(t)) for t in terms):
                 out = E.matmul(*f[:i - 1], factor_kron(E.add(*terms)), *f[i + 1 + len(after):])
-                if cost(out) < cost(e):
+                # kron(A, B) * (kron(C, I(n)) + ...): the identities it merges away print as I(n)
+                if _written_cost(out) <= _written_cost(e):
                     return out
     return e
+
+
+def _kron_led(t: E.Expr) -> bool:
+    """A Kronecker product, or a product that starts with one (kron(A, B) * commutation(n, n))."""
+    return isinstance(t, E.Kron) or (isinstance(t, E.MatMul) and isinstance(t.args[0], E.Kron))
+
+
+def _written_cost(e: E.Expr) -> int:
+    """``cost`` with each identity counted as it prints inside a Kronecker product, I(n): a name
+    and its dimension."""
+    return cost(e) + _identities(e)
+
+
+def _identities(e: E.Expr) -> int:
+    memo = e.memo()
+    if "identities" not in memo:
+        memo["identities"] = isinstance(e, E.Identity) + sum(_identities(c) for c in e.children)
+    return memo["identities"]
+
+
+def absorb_into_kron(e: E.Expr) -> E.Expr:
+    """kron(a, B) * N = kron(a, B * N) for a column a.
+
+    Likewise N * kron(b, B) = kron(b, N * B) for a row b.  A Kronecker factor with a vector takes in its neighbours: diag(u) * kron(x', I(m)) =
+    kron(x', diag(u)), kron(h, I(k)) * C = kron(h, C); where the neighbour holds the other
+    vector, kron(a, kron(b', C)) = kron(a * b', C)."""
+    if isinstance(e, E.Kron) and (e.a.cols == 1 or e.a.rows == 1) and not e.a.is_scalar:
+        return _kron_of_vectors(e.a, e.b)
+    if not isinstance(e, E.MatMul):
+        return e
+    f = list(e.args)
+    for i, k in enumerate(f):
+        if not isinstance(k, E.Kron) or k.a.is_scalar:
+            continue
+        if k.a.cols == 1 and i + 1 < len(f) and not f[i + 1].is_scalar:
+            return E.matmul(*f[:i], _kron_of_vectors(k.a, E.matmul(k.b, *f[i + 1:])))
+        if k.a.rows == 1 and i > 0 and not f[i - 1].is_scalar:
+            return E.matmul(_kron_of_vectors(k.a, E.matmul(*f[:i], k.b)), *f[i + 1:])
+    return e
+
+
+def _kron_of_vectors(v: E.Expr, inner: E.Expr) -> E.Expr:
+    """kron(v, inner), with kron(a, kron(b', C)) = kron(a * b', C) (a a column, b' a row; or the
+    other way round, kron(b', kron(a, C)) = kron(a * b', C))."""
+    scalars, body = _scalars(inner), _body(inner)
+    if isinstance(body, E.Kron) and not body.a.is_scalar:
+        u = body.a
+        if v.cols == 1 and u.rows == 1:
+            return E.mul(*scalars, E.kron(E.matmul(v, u), body.b))
+        if v.rows == 1 and u.cols == 1:
+            return E.mul(*scalars, E.kron(E.matmul(u, v), body.b))
+    return E.kron(v, inner)
 
 
 def _on_body(t: E.Expr, rule) -> E.Expr:
@@ -419,14 +530,27 @@ def simplify_node(e: E.Expr) -> E.Expr:
 
 
 def factor_kron(e: E.Expr) -> E.Expr:
-    """kron(A, B) + kron(A, C) = kron(A, B + C) (scalar factors go with the right operand)."""
-    if not isinstance(e, E.Add) or not all(isinstance(_body(t), E.Kron) for t in e.args):
+    """kron(A, B) + kron(A, C) = kron(A, B + C).
+
+    Also kron(A, C) + kron(B, C) = kron(A + B, C), for the terms of a sum that share an operand
+    (scalar factors go with the other operand)."""
+    if not isinstance(e, E.Add):
         return e
-    lefts = {_body(t).a for t in e.args}
-    if len(lefts) != 1:
-        return e
-    left = lefts.pop()
-    return E.kron(left, E.add(*[E.mul(*_scalars(t), _body(t).b) for t in e.args]))
+    for side in ("a", "b"):
+        groups: dict = {}
+        for i, t in enumerate(e.args):
+            if isinstance(_body(t), E.Kron):
+                groups.setdefault(getattr(_body(t), side), []).append(i)
+        merged = [idx for idx in groups.values() if len(idx) >= 2]
+        if not merged:
+            continue
+        idx = merged[0]
+        shared = getattr(_body(e.args[idx[0]]), side)
+        other = "b" if side == "a" else "a"
+        inner = E.add(*[E.mul(*_scalars(e.args[i]), getattr(_body(e.args[i]), other)) for i in idx])
+        combined = E.kron(shared, inner) if side == "a" else E.kron(inner, shared)
+        return E.add(combined, *[t for i, t in enumerate(e.args) if i not in idx])
+    return e
 
 
 # --- rules: diagonal matrices ----------------------------------------------------------------------
@@ -448,13 +572,15 @@ def merge_diagonals(e: E.Expr) -> E.Expr:
 
 def diagonal_times_vector(e: E.Expr) -> E.Expr:
     """diag(u) * v = u .* v where u holds a differential: the differential then sits in an
-    elementwise product, and reads (and differentiates) as one: x .* dx rather than diag(dx) * x."""
+    elementwise product, and reads (and differentiates) as one: x .* dx rather than diag(dx) * x.
+    Likewise a vector diag(u) * dx (exp(z) .* dz), but not inside a product that a matrix acts on
+    or a bilinear form (dx' * diag(u) * dx2 reads as the Hessian between its directions)."""
     if not isinstance(e, E.MatMul) or e.cols != 1:
         return e
     f = e.args
     for i in range(len(f) - 1):
-        if isinstance(f[i], E.Diag) and E.has_differential(f[i].arg) and f[i + 1].cols == 1 \
-                and i + 1 == len(f) - 1:
+        if isinstance(f[i], E.Diag) and f[i + 1].cols == 1 and i + 1 == len(f) - 1 and (
+                E.has_differential(f[i].arg) or (i == 0 and E.has_differential(f[i + 1]))):
             return E.matmul(*f[:i], E.hadamard(f[i].arg, f[i + 1]))
     return e
 
@@ -489,22 +615,31 @@ def factor_elementwise(e: E.Expr) -> E.Expr:
     parts = []
     for t in e.args:
         scal, body = _scalars(t), _body(t)
-        if E.has_differential(body):
-            return e
         parts.append((scal, list(body.args) if isinstance(body, E.Hadamard) else [body]))
-    common = list(parts[0][1])
-    for _, factors in parts[1:]:
-        common = [f for f in common if f in factors]
-    if not common or any(len(factors) == len(common) for _, factors in parts):
+    shared = _shared_powers([factors for _, factors in parts])   # also powers: s.^2 .* a + s .* b
+    if not shared:
         return e
-    rests = []
-    for scal, factors in parts:
-        left = list(factors)
-        for f in common:
-            left.remove(f)
-        rests.append(E.mul(*scal, E.hadamard(*left)))
-    out = E.hadamard(*common, E.add(*rests))
+    lefts = [_divide_powers(factors, shared) for _, factors in parts]
+    if any(not left for left in lefts) or not _collects_differentials(e, shared, lefts):
+        return e
+    rests = [E.mul(*scal, E.hadamard(*left)) for (scal, _), left in zip(parts, lefts)]
+    out = E.hadamard(*[_raise(b, k) for b, k in shared.items()], E.add(*rests))
     return out if cost(out) < cost(e) else e
+
+
+def _collects_differentials(e: E.Expr, shared: dict, lefts: list) -> bool:
+    """Whether factoring collects differentials as a person does.
+
+    Where a sum holds differentials, factor only what collects them as a person does: the
+    coefficient of a shared differential (a .* dx + b .* dx = (a + b) .* dx), or a shared
+    coefficient of plain differentials (t .* (dW * x) + t .* db = t .* (dW * x + db)); not a
+    factor of some other product (the Hessian's d(grad) keeps its terms, which identify apart)."""
+    if not E.has_differential(e):
+        return True
+    if all(len(left) == 1 for left in lefts):
+        return True
+    return any(E.has_differential(b) for b in shared) and \
+        not any(E.has_differential(f) for left in lefts for f in left)
 
 
 # --- rule: inner products that cancel --------------------------------------------------------------
@@ -531,7 +666,8 @@ def expand_trace(e: E.Expr) -> E.Expr:
     f = e.arg.args
     for i, s_ in enumerate(f):
         if isinstance(s_, E.Add):
-            terms = [E.trace(E.matmul(*f[:i], t, *f[i + 1:])) for t in s_.args]
+            # each product brought to its own canonical form first: tr(inv(X * Y) * X * dY) = tr(inv(Y) * dY)
+            terms = [E.trace(simplify_node(E.matmul(*f[:i], t, *f[i + 1:]))) for t in s_.args]
             out = E.add(*[simplify_node(t) for t in terms])
             if cost(out) < cost(e):
                 return out
@@ -609,8 +745,8 @@ RULES = (
     orient_scalar, exp_ratio_to_sigmoid, sum_of_products,
     merge_chain_powers, split_inverse,
     merge_diagonals, diagonal_times_vector, sum_diagonals,
-    kron_products, factor_kron,
+    kron_products, absorb_into_kron, factor_kron,
     factor_elementwise, sum_of_rows, product_with_ones, inner_product_cancels, expand_trace,
-    collect_coefficients, factor_common, merge_traces,
+    collect_coefficients, factor_common, group_repeated_sum, merge_traces,
     order_commuting_factors, merge_frechet_terms,
 )

@@ -179,6 +179,26 @@ RULE_CASES = [
     (S.expand_trace, "x: vector(n); y: vector(n); S: symmetric(n); tr(S * (x * y' + y * x'))"),
     (S.inner_product_cancels, "y: vector(n); z: vector(n); (y ./ exp(z))' * exp(z)"),
     (S.factor_kron, "A: matrix(n, n); B: matrix(m, m); C: matrix(m, m); c: scalar; kron(A, B) - c * kron(A, C)"),
+    (S.factor_kron, "A: matrix(n, n); B: matrix(m, m); C: matrix(m, m); D: matrix(n, n); "
+                    "kron(A, B) + kron(A, C) + kron(D, B * C)"),
+    (S.factor_kron, "A: matrix(n, n); B: matrix(m, m); D: matrix(n, n); kron(A, B) - 2 * kron(D, B)"),
+    (S.kron_products, "X: matrix(n, n); kron(X', I(n)) * (kron(I(n), X) * commutation(n, n) + kron(X, I(n)))"),
+    (S.kron_products, "S: symmetric(n); x: vector(n); "
+                      "kron(inv(S), inv(S)) * (kron(x * x' * inv(S), I(n)) + kron(I(n), x * x' * inv(S)))"),
+    (S.absorb_into_kron, "u: vector(m); x: vector(n); diag(u) * kron(x', I(m))"),
+    (S.absorb_into_kron, "h: vector(n); C: matrix(m, m); D: matrix(m, p); kron(h, I(m)) * C * D"),
+    (S.absorb_into_kron, "x: vector(n); A: matrix(p, m); B: matrix(m, m); A * kron(x', B)"),
+    (S.factor_common, "s: scalar; a: scalar; b: scalar; s^2 * a - s * b"),
+    (S.factor_common, "s: scalar; t: scalar; x: vector(n); y: vector(n); s^3 * t * x + s^2 * t^2 * y"),
+    (S.factor_elementwise, "s: vector(n); a: vector(n); b: vector(n); s.^2 .* a + s .* (1 - s) .* b"),
+    (S.factor_elementwise, "s: vector(n); t: vector(n); y: vector(n); "
+                           "s .* (s - y) .* (1 - s).^2 + s.^2 .* (1 - s).^2 - s.^2 .* (s - y) .* (1 - s)"),
+    (S.split_inverse, "X: matrix(n, n); Y: matrix(n, n); D: matrix(n, n); tr(inv(X * Y) * D * Y)"),
+    (S.expand_trace, "X: matrix(n, n); Y: matrix(n, n); D: matrix(n, n); F: matrix(n, n); "
+                     "tr(inv(X * Y) * (X * D + F * Y))"),
+    (S.group_repeated_sum, "a: scalar; b: scalar; c: scalar; d: scalar; e: scalar; (a + b) * c + (a + b) * d + e"),
+    (S.group_repeated_sum, "a: scalar; b: scalar; c: scalar; C: matrix(n, m); D: matrix(n, m); F: matrix(n, m); "
+                           "(a + b) * C + c * (a + b) * D - F"),
 ]
 
 
@@ -219,8 +239,29 @@ def test_elementwise_quotient_and_product_by_the_same_factor_cancel():
 
 def test_diagonal_times_vector_moves_the_differential_into_an_elementwise_product():
     d = derive("x: vector(n); diag(x)^2 * x", wrt="x", jacobian=True)
-    assert d.differential.text() == "diag(x.^2) * dx + 2 * x.^2 .* dx"
+    assert d.differential.text() == "3 * x.^2 .* dx"   # diag(x.^2) * dx + 2 * x.^2 .* dx, collected
     assert d.jacobian.text() == "3 * diag(x.^2)"
+
+
+def test_a_constant_leads_a_sum_of_negative_terms():
+    assert str(typed_expression("s: scalar; -s + 1")) == "1 - s"
+    assert str(typed_expression("s: scalar; s + 1")) == "s + 1"
+    assert str(typed_expression("s: scalar; -s - 1")) == "-s - 1"
+
+
+def test_a_trace_rotated_into_a_shorter_chain_merges_its_powers():
+    e = typed_expression("M: matrix(n, n); B: matrix(n, n); D: matrix(n, n); tr(inv(M) * B * D * inv(M))")
+    assert str(e) == "tr(B * D * inv(M)^2)"
+
+
+def test_elementwise_factors_of_differentials_collect_but_the_hessian_keeps_its_symmetric_form():
+    d = derive("W1: matrix(h, n); b1: vector(h); W2: matrix(m, h); x: vector(n); y: vector(m); "
+               "norm2(W2 * tanh(W1 * x + b1) - y)^2 / 2", wrt="W1,b1", hessian=True)
+    bilinear = d.results["hessian_bilinear"].text()
+    assert "(dW1 * x + db1)" in bilinear and ".* db1" not in bilinear
+    assert check_derivation(d, points=1).passed
+    d = derive("x: vector(n); W: matrix(n, n); tanh(x)' * W * tanh(x)", wrt="x", hessian=True)
+    assert d.hessian.text().startswith("diag(1 - tanh(x).^2) * (W + W') * diag(1 - tanh(x).^2) - ")
 
 
 # --- 3. the issue's examples print as a person writes them ----------------------------------------
@@ -250,6 +291,42 @@ FORMS = [
      "-X' * diag(sigmoid(X * w) .* (1 - sigmoid(X * w))) * X", "the two factors of .* in the other order"),
     ("X: matrix(n, n); A: matrix(n, n); B: matrix(n, n); det(A * X * B)", "X", "gradient",
      "det(A * X * B) * inv(X')", "det(A * X * B) * inv(X')", "exact (labelled: valid for invertible A * X * B)"),
+    # a second round of everyday programs
+    ("x: vector(n); log(sum(exp(x)))", "x", "hessian_bilinear",
+     "(exp(x) .* dx / sum(exp(x)) - exp(x)' * dx * exp(x) / sum(exp(x))^2)' * dx2",
+     "(exp(x) .* dx / sum(exp(x)) - exp(x)' * dx * exp(x) / sum(exp(x))^2)' * dx2", "exact"),
+    ("x: vector(n); mu: vector(n); s: scalar; exp(-norm2(x - mu)^2 / (2 * s))", "x", "gradient",
+     "-exp(-norm2(x - mu)^2 / (2 * s)) * (x - mu) / s", "-exp(-norm2(x - mu)^2 / (2 * s)) * (x - mu) / s",
+     "exact"),
+    ("x: vector(n); w: vector(n); sigmoid(w' * x)", "w", "hessian",
+     "(1 - sigmoid(w' * x)) * (1 - 2 * sigmoid(w' * x)) * sigmoid(w' * x) * x * x'",
+     "(1 - sigmoid(w' * x)) * (1 - 2 * sigmoid(w' * x)) * sigmoid(w' * x) * x * x'", "exact"),
+    ("x: vector(n); S: symmetric(n); x' * inv(S) * x", "S", "hessian",
+     "(kron(inv(S) * x * x' * inv(S), inv(S)) + kron(inv(S), inv(S) * x * x' * inv(S))) * (I + commutation(n, n)) / 2",
+     "(kron(inv(S) * x * x' * inv(S), inv(S)) + kron(inv(S), inv(S) * x * x' * inv(S))) * (I + commutation(n, n)) / 2",
+     "exact"),
+    ("A: matrix(n, n); b: vector(n); c: vector(n); c' * inv(A) * b", "A", "hessian",
+     "(kron(inv(A) * b * c' * inv(A), inv(A')) + kron(inv(A), inv(A') * c * b' * inv(A'))) * commutation(n, n)",
+     "(kron(inv(A) * b * c' * inv(A), inv(A')) + kron(inv(A), inv(A') * c * b' * inv(A'))) * commutation(n, n)",
+     "exact"),
+    ("X: matrix(n, n); tr(X' * X * X' * X)", "X", "hessian",
+     "4 * (kron(X', X) * commutation(n, n) + kron(X' * X, I(n)) + kron(I(n), X * X'))",
+     "4 * (kron(X', X) * commutation(n, n) + kron(X' * X, I(n)) + kron(I(n), X * X'))", "exact"),
+    ("W: matrix(m, n); x: vector(n); relu(W * x)", "W", "jacobian",
+     "kron(x', diag(step(W * x)))", "kron(x', diag(step(W * x)))", "exact"),
+    ("W: matrix(k, d); b: vector(k); h: vector(d); t: vector(k); log(sum(exp(W * h + b))) - t' * (W * h + b)",
+     "W,b", "hessian[W, b]",
+     "kron(h, diag(exp(W * h + b)) / sum(exp(W * h + b)) - exp(W * h + b) * exp(W * h + b)' / sum(exp(W * h + b))^2)",
+     "kron(h, diag(exp(W * h + b)) / sum(exp(W * h + b)) - exp(W * h + b) * exp(W * h + b)' / sum(exp(W * h + b))^2)",
+     "exact"),
+    ("P: symmetric(n); B: matrix(n, n); R: matrix(n, n); tr(inv(R + B' * P * B))", "P", "differential",
+     "-tr(B * inv(B' * P * B + R)^2 * B' * dP)", "-tr(B * inv(B' * P * B + R)^2 * B' * dP)", "exact"),
+    ("X: matrix(n, n); Y: matrix(n, n); det(X * Y)", "X,Y", "hessian_bilinear",
+     "det(X * Y) * ((tr(inv(X) * dX) + tr(inv(Y) * dY)) * (tr(inv(X) * dX2) + tr(inv(Y) * dY2))"
+     " - tr(inv(X) * dX * inv(X) * dX2) - tr(inv(Y) * dY * inv(Y) * dY2))",
+     "det(X * Y) * ((tr(inv(X) * dX) + tr(inv(Y) * dY)) * (tr(inv(X) * dX2) + tr(inv(Y) * dY2))"
+     " - tr(inv(X) * dX * inv(X) * dX2) - tr(inv(Y) * dY * inv(Y) * dY2))",
+     "exact (labelled: valid for invertible X * Y)"),
 ]
 
 
@@ -257,7 +334,8 @@ FORMS = [
                          ids=[f"{f[2]}:{f[0].split(';')[-1].strip()}" for f in FORMS])
 def test_prints_what_a_person_writes(program, wrt, kind, printed, person, how):
     flags = {"hessian": dict(gradient=True, hessian=True), "gradient": dict(gradient=True),
-             "jacobian": dict(jacobian=True)}[kind]
+             "jacobian": dict(jacobian=True), "differential": dict(gradient=True),
+             "hessian_bilinear": dict(hessian=True)}[kind.split("[")[0]]
     d = derive(program, wrt=wrt, **flags)
     text = d.results[kind].text()
     assert text == printed

@@ -314,7 +314,7 @@ def test_directions_that_commute_with_x_simplify():
 
 
 def test_scalar_arguments_are_ordinary_functions():
-    assert text("x: scalar; expm(x) + logm(x) + sqrtm(x)", "x") == "exp(x) + 1 / sqrt(x) / 2 + 1 / x"
+    assert text("x: scalar; expm(x) + logm(x) + sqrtm(x)", "x") == "exp(x) + 1 / (2 * sqrt(x)) + 1 / x"
 
 
 def test_jacobians_in_kronecker_form_and_as_operator_matrices():

@@ -119,10 +119,12 @@ class TextPrinter(Printer):
             level = MUL if isinstance(f, (E.MatMul, E.Hadamard)) else MUL + 1
             parts.append(self.paren(f, level, known))
         text = self.mul_sep.join(parts) if parts else "1"
-        for d in denom:
-            text += " / " + self.paren(d, MUL + 1)
-        if q != 1:
-            text += f" / {q}"
+        below = ([str(q)] if q != 1 else []) + [self.paren(d, MUL + 1) for d in denom]
+        if len(below) == 1:
+            text += " / " + below[0]
+        elif below:
+            # one denominator, as written: x / (2 * s), not x / s / 2
+            text += " / (" + self.mul_sep.join(below) + ")"
         return sign + text
 
     def _print_MatMul(self, e):
