@@ -789,7 +789,8 @@ def batch_command(single: click.Command) -> click.Command:
                                   show_default=True,
                                   help="LaTeX: a fragment to \\input (align), or a document that compiles as is."))
     arguments = [click.Argument(["files"], nargs=-1, required=True, metavar="FILE...")]
-    return click.Command("batch", params=arguments + shared + extra, callback=_batch_main,
+    from .cli import FittingCommand
+    return FittingCommand("batch", params=arguments + shared + extra, callback=_batch_main,
                          help=BATCH_HELP, epilog=BATCH_EXAMPLES,
                          context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 
