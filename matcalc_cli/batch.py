@@ -473,6 +473,21 @@ def tex_escape(text: str) -> str:
     return "".join(TEX_SPECIAL.get(ch, ch) for ch in text)
 
 
+BREAK_AFTER = set(";,*/+(")
+
+
+def tex_code(text: str) -> str:
+    """``text`` in typewriter type, in a paragraph of its own that breaks at the page's width:
+    typewriter spaces do not stretch, so the paragraph is ragged right, and a program's lines
+    may also break after ';', ',', '(' and its operators."""
+    pieces = []
+    for ch, after in zip(text, text[1:] + " "):
+        pieces.append(TEX_SPECIAL.get(ch, ch))
+        if ch in BREAK_AFTER and after != " ":     # a space is a break already
+            pieces.append(r"\allowbreak{}")
+    return "{\\raggedright\\noindent\\texttt{" + "".join(pieces) + "}\\par}"
+
+
 class Latex(Plain):
     """A heading and a block per entry; with ``--latex-style document`` a complete document."""
     comment = "% "
@@ -487,14 +502,14 @@ class Latex(Plain):
         return "\\end{document}\n" if self.document else ""
 
     def header(self, entry, name) -> str:
-        program = tex_escape(JOINED.sub(" ", entry.program).strip())
-        return f"% {entry.file}:{entry.line}\n\\subsection*{{{tex_escape(name)}}}\n\\noindent\\texttt{{{program}}}\\par\n"
+        program = JOINED.sub(" ", entry.program).strip()
+        return f"% {entry.file}:{entry.line}\n\\subsection*{{{tex_escape(name)}}}\n{tex_code(program)}\n"
 
     def failed(self, entry, name, report, details, results) -> str:
         out = self.entry(entry, name, *results) if results else self.header(entry, name)
         where = f"line {details['line']}, column {details['column']}"
-        return (out + f"% {report.split(chr(10), 1)[0]}\n\\noindent\\textbf{{Error}} ({tex_escape(where)}): "
-                f"\\texttt{{{tex_escape(details['message'])}}}\n\n")
+        return (out + f"% {report.split(chr(10), 1)[0]}\n\\noindent\\textbf{{Error}} ({tex_escape(where)}):\n"
+                f"{tex_code(details['message'])}\n\n")
 
     def entry(self, entry, name, text, note) -> str:
         return super().entry(entry, name, text, note) + "\n"

@@ -1,0 +1,134 @@
+"""The command-line contract as an outside checker sees it: regression tests for what the contract
+checks found (fast, in the default suite), and the checks themselves as slow tests
+(``pytest -m slow -s tests/test_contract.py``; the driver is tests/contract_checks.py).
+
+Each fast test names the bug it keeps fixed."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from rich.cells import cell_len
+
+from clitools import matcalc_command
+from matcalc_cli.batch import tex_code
+from matcalc_cli.cli import main
+from matcalc_cli.errors import ParseError
+from matcalc_cli.syntax import parse
+from test_pretty import ANSI, run_in_pty
+
+TESTS = Path(__file__).resolve().parent
+
+
+# --- syntax errors say how to fix them ---------------------------------------------------------------
+# Found: these mistakes got a caret but no hint.
+
+@pytest.mark.parametrize("program, column, hint", [
+    ("x: vectr(n); x' * x", 4, "did you mean 'vector'?"),
+    ("x: shape(n); x", 4, "a shape is scalar, vector(d), matrix(d1, d2) or symmetric(d)"),
+    ("x: matrix(n); x", 12, "matrix takes two dimensions"),
+    ("x: vector(n, m); x", 12, "vector(d) and symmetric(d) take one dimension"),
+    ("x: vector(n); x ** 2", 18, "a power is written x^2"),
+    ("x: vector(n); x' * * x", 20, "'*' needs an operand on each side"),
+    ("x: vector(n); x' * x == 1", 22, "there are no comparisons"),
+    ("x: vector(n); x' @ x", 18, "written with '*'"),
+    ("x: vector(n) x' * x", 14, "separate statements with ';'"),
+])
+def test_syntax_errors_have_hints(program, column, hint):
+    with pytest.raises(ParseError) as info:
+        parse(program)
+    assert (info.value.line, info.value.column) == (1, column)
+    assert hint in (info.value.hint or ""), info.value.hint
+
+
+# --- nothing on a terminal is wider than the terminal --------------------------------------------------
+# Found: click's usage errors ("Error: No such option ...", "Try ... for help."), the examples of
+# --help, and errors under --format latex/json/... were printed unfolded on a 40-column terminal.
+
+def widest(text: str) -> int:
+    return max(cell_len(line) for line in ANSI.sub("", text).split("\n"))
+
+
+@pytest.mark.parametrize("args", [
+    ["x: vector(n); x' * x", "--wrt", "x", "--hesian"],
+    ["x: vector(n); x' * x", "--wrt", "x", "--format", "xml"],
+    ["x: vector(n); x' * x", "--format", "latex", "--latex-width", "wide"],
+    ["x: vector(n); A: matrix(m, n); x' * A * x", "--wrt", "x", "--format", "json"],
+    ["--help"],
+    ["batch", "--help"],
+    ["batch", "--bogus", "f.mcb"],
+])
+def test_messages_fit_a_narrow_terminal(args):
+    code, out = run_in_pty(args, columns=40)
+    assert code in (0, 1, 2) and "Traceback" not in out, out
+    assert widest(out) <= 40, out
+
+
+def test_errors_under_a_machine_format_are_not_coloured_on_a_terminal():
+    code, out = run_in_pty(["x: vector(n); A: matrix(m, n); x' * A * x", "--wrt", "x", "--format", "latex"])
+    assert code == 1 and "cannot multiply" in out and "^" in out
+    assert not ANSI.search(out), out
+
+
+def test_usage_errors_keep_clicks_words_and_status():
+    r = CliRunner().invoke(main, ["x: vector(n); x' * x", "--wrt", "x", "--hesian"])
+    assert r.exit_code == 2 and "No such option '--hesian'" in r.output
+
+
+def test_help_is_unchanged_off_a_terminal():
+    r = subprocess.run(matcalc_command() + ["--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0
+    assert """matcalc "x: vector(n); A: matrix(n, n); x' * A * x" --wrt x --hessian""" in r.stdout
+
+
+# --- batch LaTeX stays inside the page ---------------------------------------------------------------
+# Found: each entry's program and each error message were one \texttt line, which cannot break:
+# a 2,000-entry document had 378 overfull lines.
+
+def test_code_in_batch_latex_can_break():
+    text = tex_code("x, mu: vector(n); S: symmetric(n); -logdet(S)/2 - (x-mu)'*inv(S)*(x-mu)/2")
+    assert text.startswith("{\\raggedright") and text.endswith("\\par}")
+    assert "\\allowbreak{}" in text and "\\_" not in text
+    assert "\\allowbreak{} " not in text        # a space breaks already
+    assert tex_code("a_b #1") == "{\\raggedright\\noindent\\texttt{a\\_b \\#1}\\par}"
+
+
+def test_batch_latex_document_of_long_programs_has_no_overfull_line(tmp_path):
+    pdflatex = shutil.which("pdflatex")
+    if pdflatex is None:
+        pytest.skip("pdflatex is not installed")
+    (tmp_path / "long.mcb").write_text(
+        "x, mu: vector(n); S: symmetric(n); X: matrix(m, n); y: vector(m); w: vector(n); lam: scalar\n"
+        "-logdet(S) / 2 - (x - mu)' * inv(S) * (x - mu) / 2 + norm2(X * w - y)^2 + lam * w' * w | --wrt mu\n"
+        "M: matrix(p, q); U: matrix(p, r); V: matrix(q, r); lam: scalar; norm2(M - U * V')^2 + lam * (norm2(U)^2 + norm2(V)^2) | --wrt V\n"
+        "x: vector(n); x' * x | --wrt x --name 1bad_name_that_is_long_enough_to_make_the_error_message_run_past\n")
+    r = subprocess.run(matcalc_command() + ["batch", "long.mcb", "--format", "latex", "--latex-style", "document",
+                                            "-o", "long.tex"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "2 ok, 1 failed" in r.stderr, r.stderr
+    done = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "long.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    log = (tmp_path / "long.log").read_text(encoding="latin-1")
+    assert done.returncode == 0, log[-2000:]
+    assert "Overfull" not in log, re.findall(r"Overfull.*\n.*", log)
+
+
+# --- the same input gives the same output --------------------------------------------------------------
+# Found: a NumPy module's order of sizes came from a set, so it changed with the hash seed, and
+# `matcalc batch --format numpy --jobs 2` differed from --jobs 1.
+
+def test_numpy_module_does_not_depend_on_the_hash_seed():
+    program = ["X: matrix(m, n); inv(X' * X) * X'", "--wrt", "X", "--jacobian", "--format", "numpy"]
+    outputs = set()
+    for seed in ("1", "2", "5"):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        r = subprocess.run(matcalc_command() + program, capture_output=True, text=True, timeout=120, env=env)
+        assert r.returncode == 0, r.stderr
+        outputs.add(r.stdout)
+    assert len(outputs) == 1
