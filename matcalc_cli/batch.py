@@ -436,10 +436,43 @@ class Pretty(Plain):
     comment = ""
 
     def header(self, entry, name) -> str:
-        return f"── {entry.file}:{entry.line} {name}\n"
+        return fit_report(f"── {entry.file}:{entry.line} {name}\n", _view_width())
 
     def failed(self, entry, name, report, details, results) -> str:
-        return (self.entry(entry, name, *results) if results else self.header(entry, name)) + report
+        return ((self.entry(entry, name, *results) if results else self.header(entry, name))
+                + fit_report(report, _view_width()))
+
+
+def _view_width():
+    """The terminal's width, when stdout is one (as the results are laid out); piped, the lines
+    are left whole for grep."""
+    if not sys.stdout.isatty():
+        return None
+    from .render.pretty import terminal_width
+    return terminal_width(sys.stdout)
+
+
+def fit_report(report: str, width) -> str:
+    """An error report (message, quoted line and caret, hint) with no line wider than ``width``:
+    the quoted line is cut around its caret, the other lines are folded.  No width: as it is."""
+    if width is None:
+        return report
+    import textwrap
+    from .render.pretty import _around_caret
+
+    lines = report.rstrip("\n").split("\n")
+    out = []
+    for i, line in enumerate(lines):
+        caret_next = i + 1 < len(lines) and lines[i + 1].strip() == "^"
+        if line.strip() == "^" and i and out and out[-1] is None:
+            out[-1:] = list(_around_caret(lines[i - 1], line, width))
+        elif caret_next:
+            out.append(None)                        # the quoted line: cut with its caret, next
+        elif len(line) <= width:
+            out.append(line)
+        else:
+            out.extend(textwrap.wrap(line, width, subsequent_indent="  ", break_on_hyphens=False))
+    return "\n".join(out) + "\n"
 
 
 class JsonLines(Plain):
@@ -643,6 +676,9 @@ class Progress:
         self.bar.update(self.task, completed=outcome.entry.done_bytes if self.total else None, count=self.count)
 
     def say(self, text: str):
+        if sys.stderr.isatty():
+            from .cli import _width_of
+            text = fit_report(text, _width_of(sys.stderr))
         if self.bar is not None:
             from rich.text import Text
             self.bar.console.print(Text(text.rstrip("\n")), soft_wrap=True)

@@ -209,8 +209,27 @@ def main(program, fmt, timeout, color, latex_style, latex_width, latex_transpose
         # a file that does not parse may not be a matcalc program at all: quote only the token
         quote = "token" if filename is not None and isinstance(error, ParseError) else "line"
         _echo_error(error, source, filename, fmt, color, quote)
+        if fmt == "json":     # a program reading stdout gets an object it can parse, saying what failed
+            try:
+                click.echo(json_error(error))
+                sys.stdout.flush()
+            except (OSError, ValueError):   # the reader went away or the disk is full: the error is said
+                _silence_stdout()
         sys.exit(2 if isinstance(error, UsageError) else 1)
     sys.exit(status)
+
+
+def json_error(error: MatcalcError) -> str:
+    """``--format json`` when the program fails: ``ok`` false and the error's ``kind`` (syntax,
+    shape, math, usage, internal), ``message``, ``line`` and ``column`` (null when it has no place)
+    and ``hint`` when there is one: the fields of a failed batch entry."""
+    import json
+    from . import __version__
+    from .batch import error_kind
+    details = {"kind": error_kind(error), "message": error.message, "line": error.line, "column": error.column}
+    if error.hint:
+        details["hint"] = error.hint
+    return json.dumps({"matcalc_version": __version__, "ok": False, "error": details}, indent=2, ensure_ascii=False)
 
 
 def raise_internal(e: BaseException):
@@ -333,8 +352,9 @@ def render(derivation, reports: dict, fmt: str, steps: bool = False, view: View 
     from .render import documents
 
     note = documents.inferred_shapes_note(derivation)
-    if fmt == "json":
-        extra = {k: r.to_dict() for k, r in reports.items()}
+    if fmt == "json":   # ok: the exit status is 0 (every --check/--verify passed)
+        extra = {"ok": all(r.passed for r in reports.values())}
+        extra.update((k, r.to_dict()) for k, r in reports.items())
         if steps:
             from .render.steps import as_json
             extra["steps"] = as_json(derivation.steps)

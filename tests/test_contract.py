@@ -60,7 +60,7 @@ def widest(text: str) -> int:
     ["x: vector(n); x' * x", "--wrt", "x", "--hesian"],
     ["x: vector(n); x' * x", "--wrt", "x", "--format", "xml"],
     ["x: vector(n); x' * x", "--format", "latex", "--latex-width", "wide"],
-    ["x: vector(n); A: matrix(m, n); x' * A * x", "--wrt", "x", "--format", "json"],
+    ["x: vector(n); A: matrix(m, n); x' * A * x", "--wrt", "x", "--format", "numpy"],
     ["--help"],
     ["batch", "--help"],
     ["batch", "--bogus", "f.mcb"],
@@ -132,3 +132,60 @@ def test_numpy_module_does_not_depend_on_the_hash_seed():
         assert r.returncode == 0, r.stderr
         outputs.add(r.stdout)
     assert len(outputs) == 1
+
+
+# --- batch on a terminal ---------------------------------------------------------------------------------
+# Found: `matcalc batch` on a 40-column terminal printed its errors (and on stderr, with stdout
+# redirected, their reports) 119 columns wide.
+
+SAMPLE_WITH_ERRORS = str(TESTS.parent / "samples" / "with_errors.mcb")
+
+
+@pytest.mark.parametrize("extra", [[], ["--format", "json", "--output", os.devnull]])
+def test_batch_fits_a_narrow_terminal(extra):
+    code, out = run_in_pty(["batch", SAMPLE_WITH_ERRORS] + extra, columns=40)
+    assert code == 1 and "2 ok, 3 failed" in out, out
+    assert widest(out) <= 40, out
+    plain = ANSI.sub("", out)
+    # the quoted entry and its caret stay together, the caret under the offending column
+    lines = plain.split("\n")
+    quoted = lines.index("    w' * X * w | --wrt w")
+    assert lines[quoted + 1] == "       ^"
+
+
+def test_fit_report_cuts_the_quoted_line_around_its_caret():
+    from matcalc_cli.batch import fit_report
+    report = ("f.mcb:3:70: error: cannot multiply a by b\n    " + "x" * 69 + "y" + "z" * 50 + "\n"
+              + " " * 73 + "^\nhint: a hint long enough to be folded at forty columns, twice over\n")
+    fitted = fit_report(report, 40).rstrip("\n").split("\n")
+    assert all(len(line) <= 40 for line in fitted)
+    snippet = next(line for line in fitted if "xyz" in line)
+    caret = fitted[fitted.index(snippet) + 1]
+    assert snippet[caret.index("^")] == "y"
+    assert fitted[-2].startswith("hint: ") and fitted[-1].startswith("  ")
+
+
+# --- JSON a program can rely on ---------------------------------------------------------------------
+# Found: with --format json a failed run wrote nothing on stdout (the error only on stderr), so a
+# program parsing the output got no JSON to parse.
+
+@pytest.mark.parametrize("args, status, kind, where", [
+    (["x: vector(n); foo(x)"], 1, "syntax", (1, 15)),
+    (["x: vector(n); A: matrix(m, n); x' * A * x", "--wrt", "x"], 1, "shape", (1, 35)),
+    (["x: vector(n); x' * x", "--wrt", "y"], 2, "usage", (None, None)),
+    (["x: vector(n); log(0) * x' * x"], 1, "math", (1, 15)),
+])
+def test_json_errors_are_json_on_stdout(args, status, kind, where):
+    import json
+    r = subprocess.run(matcalc_command() + args + ["--format", "json"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == status
+    doc = json.loads(r.stdout)
+    assert doc["ok"] is False and doc["error"]["kind"] == kind
+    assert (doc["error"]["line"], doc["error"]["column"]) == where
+    assert doc["error"]["message"] in r.stderr          # the person reading stderr sees it too
+
+
+def test_json_results_say_ok():
+    import json
+    r = CliRunner().invoke(main, ["x: vector(n); x' * x", "--format", "json", "--check"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["ok"] is True
