@@ -268,7 +268,8 @@ def compute(entry: Entry, settings: Settings) -> Outcome:
         name = options.pop("name", None) or name
         with budget.limit(time_limit(options.pop("timeout", None))):     # a time budget per entry
             derivation, reports = derive_checked(_source(entry), **options)
-            text, note = render(derivation, reports, settings.fmt, steps=options.get("steps", False))
+            text, note = render(derivation, reports, settings.fmt, steps=options.get("steps", False),
+                                view=entry_view(settings))
         failed = [kind for kind, report in reports.items() if not report.passed]
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
@@ -282,6 +283,16 @@ def compute(entry: Entry, settings: Settings) -> Outcome:
     form = FORMATS[settings.fmt]
     text, shared = form.split(text)
     return Outcome(entry, name, True, form.entry(entry, name, text, note), shared=shared)
+
+
+def entry_view(settings: Settings):
+    """How every entry is shown: the command line's --color and LaTeX options (a document's
+    entries are align blocks inside it)."""
+    from .cli import View
+    doc = settings.document
+    style = doc.get("latex_style") or "align"
+    return View(doc.get("color") or "auto", "align" if style == "document" else style,
+                doc.get("latex_width"), doc.get("latex_transpose") or "top")
 
 
 def _source(entry: Entry) -> str:
@@ -859,6 +870,10 @@ def _batch_main(files, jobs, output, **options):
     out = sys.stdout
     try:
         time_limit(options.get("timeout"))       # a bad default is a usage error of the whole run
+        if fmt == "latex":                       # so is a bad --latex-width
+            from .render.latex import LatexOptions
+            LatexOptions.parse(entry_view(settings).latex_style, document.get("latex_width"),
+                               document.get("latex_transpose") or "top")
         sources = open_sources(files)           # every input is readable before the output is made
         if output is not None:
             try:

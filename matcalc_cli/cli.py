@@ -40,6 +40,9 @@ def _read_program(program: str) -> tuple:
     if program == "-":
         data = _read_bounded(sys.stdin.buffer, "<stdin>") if sys.stdin is not None else b""
         return _decode(data, "<stdin>"), "<stdin>"
+    if program.strip() == "@":
+        raise UsageError("'@' needs a file name: @FILE reads the program from FILE",
+                         hint="e.g. matcalc @samples/quadratic_form.mc; '-' reads standard input")
     if program.startswith("@") and len(program) > 1:
         path = program[1:]
         try:
@@ -63,7 +66,8 @@ def _decode(data: bytes, name: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise MatcalcError(f"{name} is not UTF-8 text (byte {e.start})") from None
+        raise MatcalcError(f"{name} is not UTF-8 text (byte {e.start})",
+                           hint="a program is text: declarations and an expression, e.g. x: vector(n); x' * x") from None
 
 
 def _shown(e: click.ClickException) -> str:

@@ -189,3 +189,48 @@ def test_json_results_say_ok():
     import json
     r = CliRunner().invoke(main, ["x: vector(n); x' * x", "--format", "json", "--check"])
     assert r.exit_code == 0 and json.loads(r.stdout)["ok"] is True
+
+
+# --- batch options reach every entry -------------------------------------------------------------------
+# Found: `matcalc batch` accepted --latex-style equation/inline, --latex-transpose, --latex-width and
+# --color but rendered every entry with the defaults (align, ^{\top}, no colour).
+
+def batch_run(args, tmp_path, text="X: matrix(n, n); det(X) | --gradient\n"):
+    (tmp_path / "one.mcb").write_text(text)
+    return subprocess.run(matcalc_command() + ["batch", "one.mcb"] + args, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_batch_latex_options_reach_the_entries(tmp_path):
+    r = batch_run(["--format", "latex", "--latex-style", "equation", "--latex-transpose", "prime"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "\\begin{equation*}" in r.stdout and "align*" not in r.stdout and "X^{\\prime}" in r.stdout
+    r = batch_run(["--format", "latex", "--latex-style", "inline", "--latex-transpose", "T"], tmp_path)
+    assert "$\\nabla f(X) = \\det(X) \\, X^{-\\mathsf{T}}$" in r.stdout.splitlines()
+
+
+def test_batch_refuses_a_bad_latex_width_at_once(tmp_path):
+    r = batch_run(["--format", "latex", "--latex-width", "3"], tmp_path)
+    assert r.returncode == 2 and "--latex-width 3" in r.stderr and r.stdout == ""
+
+
+def test_batch_colour_follows_the_option(tmp_path):
+    r = batch_run(["--format", "pretty", "--color", "always"], tmp_path)
+    assert r.returncode == 0 and ANSI.search(r.stdout)
+    r = batch_run(["--format", "pretty"], tmp_path)
+    assert r.returncode == 0 and not ANSI.search(r.stdout)
+
+
+# --- reading the program ---------------------------------------------------------------------------------
+# Found: a bare '@' was parsed as a program (with a hint about matrix products); a binary file got
+# no hint.
+
+def test_bare_at_sign_is_a_usage_error():
+    r = CliRunner().invoke(main, ["@"])
+    assert r.exit_code == 2 and "@FILE" in r.output and "matrix product" not in r.output
+
+
+def test_binary_program_file_says_what_a_program_is(tmp_path):
+    (tmp_path / "bin.mc").write_bytes(b"\x7fELF\x02\x01\x01\x00\xff\xfe")
+    r = CliRunner().invoke(main, [f"@{tmp_path / 'bin.mc'}"])
+    assert r.exit_code == 1 and "is not UTF-8 text" in r.output and "hint:" in r.output
