@@ -234,3 +234,26 @@ def test_binary_program_file_says_what_a_program_is(tmp_path):
     (tmp_path / "bin.mc").write_bytes(b"\x7fELF\x02\x01\x01\x00\xff\xfe")
     r = CliRunner().invoke(main, [f"@{tmp_path / 'bin.mc'}"])
     assert r.exit_code == 1 and "is not UTF-8 text" in r.output and "hint:" in r.output
+
+
+# --- inline LaTeX breaks in running text ----------------------------------------------------------------
+# Found: a long inline result on its own paragraph (no \emergencystretch) was set as one line up to
+# 51pt too wide: a line ending at a bare \allowbreak has no stretch, so TeX took no break at all.
+
+def test_long_inline_results_break_without_slack(tmp_path):
+    pdflatex = shutil.which("pdflatex")
+    if pdflatex is None:
+        pytest.skip("pdflatex is not installed")
+    body = []
+    for args in (["X: symmetric(n); norm2(logm(X))^2", "--gradient", "--hessian"],
+                 ["W: matrix(k, d); h: vector(d); t: vector(k); log(sum(exp(W * h))) - t' * W * h", "--wrt", "W",
+                  "--hessian"]):
+        r = CliRunner().invoke(main, args + ["--format", "latex", "--latex-style", "inline"])
+        assert r.exit_code == 0, r.output
+        body += [line for line in r.stdout.splitlines() if line]
+    (tmp_path / "inline.tex").write_text("\\documentclass{article}\n\\usepackage{amsmath}\n\\begin{document}\n"
+                                         + "\n\n".join(body) + "\n\\end{document}\n")
+    done = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "inline.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    log = (tmp_path / "inline.log").read_text(encoding="latin-1")
+    assert done.returncode == 0 and "Overfull" not in log, re.findall(r"Overfull.*\n.*", log)
