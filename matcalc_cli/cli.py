@@ -367,9 +367,11 @@ def render(derivation, reports: dict, fmt: str, steps: bool = False, view: View 
     if steps:      # the derivation in place of the bare results (its chains end with them)
         head = (f"shapes: {documents.declarations_text(derivation)}\n" if fmt == "pretty" else "") \
             + _steps_text(derivation.steps, fmt)
+        if fmt == "pretty":    # on a terminal, the shapes and reports fit it as the steps do
+            return fit_to_terminal(head + _report_lines(reports, ""), sys.stdout), None
         if fmt != "numpy":
             prefix = {"latex": "% ", "plain": "# "}.get(fmt, "")
-            return head + _report_lines(reports, prefix), (None if fmt == "pretty" else note)
+            return head + _report_lines(reports, prefix), note
     if fmt == "latex":
         from .render.latex import LatexOptions, render_latex
         options = LatexOptions.parse(view.latex_style, view.latex_width, view.latex_transpose)
@@ -425,7 +427,7 @@ def _steps_text(steps, fmt) -> str:
         return "".join("# " + line + "\n" for line in render_steps.plain(steps).splitlines())
     if fmt == "pretty":   # a terminal: as wide as it is
         import shutil
-        return render_steps.plain(steps, max(60, shutil.get_terminal_size((render_steps.WIDTH, 24)).columns))
+        return render_steps.plain(steps, max(20, shutil.get_terminal_size((render_steps.WIDTH, 24)).columns))
     return render_steps.plain(steps)
 
 

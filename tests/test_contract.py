@@ -64,6 +64,9 @@ def widest(text: str) -> int:
     ["--help"],
     ["batch", "--help"],
     ["batch", "--bogus", "f.mcb"],
+    # --steps on a terminal was laid out at least 60 wide, its shapes and --check lines unfolded
+    ["x, mu: vector(n); S: symmetric(n); -logdet(S) / 2 - (x - mu)' * inv(S) * (x - mu) / 2", "--wrt", "mu",
+     "--steps", "--check"],
 ])
 def test_messages_fit_a_narrow_terminal(args):
     code, out = run_in_pty(args, columns=40)
@@ -257,3 +260,13 @@ def test_long_inline_results_break_without_slack(tmp_path):
                           capture_output=True, text=True, timeout=300)
     log = (tmp_path / "inline.log").read_text(encoding="latin-1")
     assert done.returncode == 0 and "Overfull" not in log, re.findall(r"Overfull.*\n.*", log)
+
+
+# --- the contract checks themselves (slow: pytest -m slow -s tests/test_contract.py) ----------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("check", ["errors", "numpy", "pty", "latex", "batch"])
+def test_contract_check(check):
+    import contract_checks
+    problems = contract_checks.CHECKS[check]()
+    assert problems == [], "\n".join(problems)
