@@ -53,7 +53,9 @@ def test_syntax_errors_have_hints(program, column, hint):
 # --help, and errors under --format latex/json/... were printed unfolded on a 40-column terminal.
 
 def widest(text: str) -> int:
-    return max(cell_len(line) for line in ANSI.sub("", text).split("\n"))
+    """The widest line of terminal output; a progress bar redrawn in place ends a line too."""
+    lines = re.split(r"\n|\r|\x1b\[2K", text)
+    return max(cell_len(ANSI.sub("", line)) for line in lines)
 
 
 @pytest.mark.parametrize("args", [
