@@ -272,3 +272,19 @@ def test_contract_check(check):
     import contract_checks
     problems = contract_checks.CHECKS[check]()
     assert problems == [], "\n".join(problems)
+
+
+# --- shape and arity errors say how to fix them -------------------------------------------------------------
+# Found: these errors had a caret but no hint.
+
+@pytest.mark.parametrize("program, hint", [
+    ("X: matrix(m, n); det(X)", "declare X square (matrix(n, n)), or take det of a square product such as X' * X"),
+    ("X: matrix(m, n); A: matrix(n, n); tr(X * A)", "a square matrix has as many rows as columns"),
+    ("x: vector(n); kron(x)", "write kron(A, B)"),
+    ("x: vector(n); diag(x, x)", "write diag(X) with one argument"),
+    ("x: vector(n); ones(n, n, n)", "ones(n) is a vector of ones, ones(m, n) a matrix of ones"),
+    ("x: vector(n); x: scalar; x", "declare each name once"),
+])
+def test_shape_errors_have_hints(program, hint):
+    r = CliRunner().invoke(main, [program])
+    assert r.exit_code == 1 and f"hint: {hint}" in r.output, r.output
