@@ -144,6 +144,13 @@ class SingleOrBatch(FittingCommand):
         except click.ClickException as e:     # a usage error: click's words, fitted to a terminal
             echo_folded(_shown(e), err=True)
             sys.exit(e.exit_code)
+        except BrokenPipeError:               # --help | head -1: the reader has gone
+            _silence_stdout()
+            sys.exit(0)
+        except OSError as e:                  # --help > /dev/full
+            _silence_stdout()
+            click.echo(f"error: cannot write the output: {e.strerror or e}", err=True)
+            sys.exit(1)
         sys.exit(status or 0)
 
     def format_usage(self, ctx, formatter):

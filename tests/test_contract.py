@@ -288,3 +288,16 @@ def test_contract_check(check):
 def test_shape_errors_have_hints(program, hint):
     r = CliRunner().invoke(main, [program])
     assert r.exit_code == 1 and f"hint: {hint}" in r.output, r.output
+
+
+# --- --help and --version on a full disk -------------------------------------------------------------------
+# Found: `matcalc --help > /dev/full` (and --version, batch --help) ended in a traceback.
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["batch", "--help"]])
+def test_help_and_version_on_a_full_disk(args):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    with open("/dev/full", "w") as full:
+        r = subprocess.run(matcalc_command() + args, stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "cannot write the output" in r.stderr
