@@ -253,7 +253,7 @@ def check_batch(entries: int = 2000, formats=("json", "plain", "latex", "numpy",
             if (fmt, "2") in outputs and outputs[fmt, "1"] != outputs[fmt, "2"]:
                 problems.append(f"{fmt}: --jobs 2 output differs from --jobs 1")
         if "numpy" in formats and "json" in formats:
-            problems += _check_module_against_single_mode(outputs["numpy", "1"], outputs["json", "1"], Path(tmp))
+            problems += _check_module_against_single_mode(outputs["numpy", "1"], outputs["json", "1"], text)
     return problems
 
 
@@ -277,8 +277,24 @@ def _check_format(fmt, out, path, starts) -> list:
     return []
 
 
-def _check_module_against_single_mode(module_text: str, json_lines: str, tmp: Path, sample: int = 25) -> list:
-    """The batch module's functions against single-mode modules of the same programs, at random points."""
+def entry_options(source: str, line: int) -> list:
+    """The options after '|' of the entry starting at ``line`` (continued lines joined), --name dropped."""
+    lines = source.split("\n")[line - 1:]
+    text = lines[0]
+    for more in lines[1:]:
+        if not text.split("#")[0].rstrip().endswith("\\"):
+            break
+        text = text.split("#")[0].rstrip()[:-1] + " " + more
+    options = shlex.split(text.split("#")[0].split("|", 1)[1]) if "|" in text else []
+    if "--name" in options:
+        at = options.index("--name")
+        del options[at:at + 2]
+    return options
+
+
+def _check_module_against_single_mode(module_text: str, json_lines: str, source: str, sample: int = 25) -> list:
+    """The batch module's functions against single-mode modules of the same programs (with the
+    entries' options), at random points."""
     import numpy as np
     from matcalc_cli import derive
     from matcalc_cli.numeric import dimension_sizes, random_point
@@ -287,11 +303,7 @@ def _check_module_against_single_mode(module_text: str, json_lines: str, tmp: Pa
     docs = [json.loads(line) for line in json_lines.splitlines()]
     problems, rnd = [], random.Random(1)
     for doc in rnd.sample([d for d in docs if d["ok"]], sample):
-        options = []
-        if doc["wrt"]:
-            options = ["--wrt", ",".join(doc["wrt"]) if isinstance(doc["wrt"], list) else doc["wrt"]]
-        options += [f"--{k}" for k in ("gradient", "jacobian", "hessian") if k in doc]
-        r = matcalc([doc["program"], "--format", "numpy"] + options)
+        r = matcalc([doc["program"], "--format", "numpy"] + entry_options(source, doc["line"]))
         single = types.ModuleType("single")
         exec(compile(r.stdout, "single", "exec"), single.__dict__)
         derivation = derive(doc["program"], wrt=doc["wrt"])
