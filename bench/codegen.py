@@ -211,6 +211,31 @@ CASES = {
 }
 
 
+# several variables at once: hvp(v={name: ...}) against one call of gradients() (--hvp)
+SEVERAL = {
+    "tanh layer (W, b)": ("W: matrix(n, n); x, b, y: vector(n); norm2(tanh(W * x + b) - y)^2", "W,b",
+                          lambda r, n: dict(W=_mat(r, n, n), x=_vec(r, n), b=_vec(r, n), y=_vec(r, n))),
+    "Gaussian log-likelihood (mu, S)": ("mu: vector(n); S: symmetric(n); x: vector(n); "
+                                        "-logdet(S) / 2 - (x - mu)' * inv(S) * (x - mu) / 2", "mu,S",
+                                        lambda r, n: dict(mu=_vec(r, n), S=_spd(r, n), x=_vec(r, n))),
+}
+
+
+def run_several(name: str, sizes, budget: float):
+    program, wrt, inputs = SEVERAL[name]
+    d = derive(program, wrt=wrt, gradient=True, hessian=True)
+    namespace: dict = {}
+    exec(compile(to_numpy_module(d), f"<{program}>", "exec"), namespace)
+    for n in sizes:
+        rng = np.random.default_rng(n)
+        kwargs = inputs(rng, n)
+        v = {x: rng.standard_normal(np.shape(kwargs[x])) for x in d.wrts}
+        t_hvp = median_time(namespace["hvp"], dict(kwargs, v=v), budget)
+        t_grad = median_time(namespace["gradients"], kwargs, budget)
+        print(f"{name + ' hvp / gradients()':60s} {n:5d} {_ms(t_hvp):>11s} {_ms(t_grad):>11s} "
+              f"{t_hvp / t_grad:6.2f}", flush=True)
+
+
 def median_time(fn, kwargs, budget: float, min_runs: int = 3, max_runs: int = 25) -> float:
     """Median CPU time of this process (single-threaded BLAS): other processes on a shared machine
     inflate wall-clock times, much less the CPU time."""
@@ -309,6 +334,13 @@ def main(argv=None):
             worst[kind] = max(worst.get(kind, 0), row[2] / row[3])
             worst["memory"] = max(worst.get("memory", 0), row[4] / max(row[5], 1))
     print("worst ratios: " + ", ".join(f"{k} {v:.2f}" for k, v in worst.items()))
+    if args.hvp:
+        print()
+        print(f"{'several variables: hvp(v={...}) against gradients()':60s} {'n':>5s} {'hvp':>11s} "
+              f"{'gradients':>11s} {'ratio':>6s}")
+        for name in SEVERAL:
+            if not args.case or any(c.lower() in name.lower() for c in args.case):
+                run_several(name, [n for n in args.sizes if n <= 1000], args.budget)
 
 
 if __name__ == "__main__":

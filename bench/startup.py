@@ -4,26 +4,36 @@
 
 1. ``python -X importtime``: the modules a plain one-liner imports, the slowest K, and whether any
    heavy module (sympy, numpy, rich) is among them.
-2. Wall time of ``matcalc "x'*A*x" --wrt x`` over N runs, next to the floor of ``python -c pass``
-   and of ``matcalc --version`` (interpreter + click, no parsing).
+2. Wall time of the plain one-liner
+   ``matcalc "x: vector(n); A: matrix(n,n); x' * A * x" --wrt x --format plain`` against the floor
+   ``python -c "import click, lark"``, measured side by side (the commands take turns, N rounds,
+   medians) with the ratio; then ``python -c pass``, ``matcalc --version`` and other formats.
+
+Measure an installed matcalc (``pip install .`` into a venv, not editable): pip compiles the
+modules once.  With PYTHONDONTWRITEBYTECODE set, a run from a source tree recompiles every module
+each time; this script unsets it for the commands it times.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import subprocess
 import sys
 import time
 
 from common import matcalc_command, summary
 
-ONE_LINER = ["x'*A*x", "--wrt", "x"]
+ONE_LINER = ["x: vector(n); A: matrix(n,n); x' * A * x", "--wrt", "x", "--format", "plain"]
+FLOOR = [sys.executable, "-c", "import click, lark"]
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 HEAVY = ("sympy", "numpy", "rich", "pygments")
 
 
 def importtime(args: list, top: int) -> None:
     p = subprocess.run([sys.executable, "-X", "importtime", "-m", "matcalc_cli"] + args,
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, env=ENV)
     rows = []
     for line in p.stderr.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
@@ -46,11 +56,25 @@ def importtime(args: list, top: int) -> None:
 def wall(cmd: list, runs: int) -> list:
     times = []
     for _ in range(runs):
-        start = time.perf_counter()
-        p = subprocess.run(cmd, capture_output=True)
-        times.append(time.perf_counter() - start)
-        if p.returncode != 0:
-            raise SystemExit(f"{cmd} failed: {p.stderr.decode()}")
+        times.append(once(cmd))
+    return times
+
+
+def once(cmd: list) -> float:
+    start = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, env=ENV)
+    elapsed = time.perf_counter() - start
+    if p.returncode != 0:
+        raise SystemExit(f"{cmd} failed: {p.stderr.decode()}")
+    return elapsed
+
+
+def side_by_side(commands: dict, runs: int) -> dict:
+    """Each command once per round, in turn, so that a load that comes and goes affects all alike."""
+    times = {label: [] for label in commands}
+    for _ in range(runs):
+        for label, cmd in commands.items():
+            times[label].append(once(cmd))
     return times
 
 
@@ -62,17 +86,24 @@ def main() -> None:
 
     importtime(ONE_LINER, opts.top)
     print()
-    importtime(ONE_LINER + ["--format", "json"], 5)
+    importtime(ONE_LINER[:3] + ["--format", "json"], 5)
     print()
     matcalc = matcalc_command()
-    wall(matcalc + ONE_LINER, 2)  # warm the file cache and lark's grammar cache
-    print(f"wall time over {opts.runs} runs:")
+    wall(matcalc + ONE_LINER, 2)  # warm the file cache
+    print(f"side by side, {opts.runs} rounds (matcalc: {' '.join(matcalc)}):")
+    times = side_by_side({"python -c \"import click, lark\"": FLOOR,
+                          "matcalc <x' * A * x> --wrt x --format plain": matcalc + ONE_LINER}, opts.runs)
+    for label, ts in times.items():
+        print(f"  {label:48s} {summary(ts)}")
+    floor, plain = (statistics.median(ts) for ts in times.values())
+    print(f"  ratio of the medians: {plain / floor:.2f}")
+    print()
+    print(f"other commands, {opts.runs} runs each:")
     for label, cmd in [("python -c pass", [sys.executable, "-c", "pass"]),
                        ("matcalc --version", matcalc + ["--version"]),
-                       ("matcalc \"x'*A*x\" --wrt x", matcalc + ONE_LINER),
-                       ("matcalc \"x'*A*x\" --wrt x --hessian", matcalc + ONE_LINER + ["--hessian"]),
-                       ("matcalc ... --format json", matcalc + ONE_LINER + ["--format", "json"])]:
-        print(f"  {label:40s} {summary(wall(cmd, opts.runs))}")
+                       ("matcalc ... --hessian", matcalc + ONE_LINER + ["--hessian"]),
+                       ("matcalc ... --format json", matcalc + ONE_LINER[:3] + ["--format", "json"])]:
+        print(f"  {label:48s} {summary(wall(cmd, opts.runs))}")
 
 
 if __name__ == "__main__":

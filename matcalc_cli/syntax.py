@@ -1,10 +1,11 @@
-"""Grammar -> syntax tree.  The Lark parser is built once per process and cached on disk."""
+"""Grammar -> syntax tree.  The parser is the stand-alone one generated from the grammar
+(``matcalc_cli/_lalr_parser.py``, see build_parser.py); when that is missing or was built from
+another grammar, a Lark parser is built once per process and its tables cached on disk."""
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from functools import lru_cache
 
 from .errors import ParseError
@@ -19,74 +20,89 @@ MAX_DIM_DIGITS = 9         # an integer dimension such as vector(3) is below 10^
 # --- syntax tree ------------------------------------------------------------------------------
 # Positions are (line, column), 1-based, of the token that names the node.
 
-@dataclass(frozen=True)
-class Number:
-    text: str
-    pos: tuple
+class _Node:
+    """A frozen record compared by value (what @dataclass(frozen=True) gives, without its start-up
+    cost: it compiles several methods per class, a millisecond or so each time matcalc starts)."""
+
+    __slots__ = ()
+
+    def __init__(self, *args, **kwargs):
+        names = self.__slots__
+        if len(args) > len(names):
+            raise TypeError(f"{type(self).__name__} takes {len(names)} fields")
+        values = dict(zip(names, args))
+        for name, value in kwargs.items():
+            if name not in names or name in values:
+                raise TypeError(f"{type(self).__name__}: unexpected or repeated field {name!r}")
+            values[name] = value
+        if len(values) != len(names):
+            raise TypeError(f"{type(self).__name__}: missing " + ", ".join(n for n in names if n not in values))
+        for name in names:
+            object.__setattr__(self, name, values[name])
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"{type(self).__name__} is frozen")
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other._values() == self._values()
+
+    def __hash__(self):
+        return hash((type(self).__name__,) + self._values())
+
+    def __repr__(self):
+        return f"{type(self).__name__}(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
+
+    def __reduce__(self):   # pickle and copy rebuild through __init__ (attributes cannot be set)
+        return type(self), self._values()
 
 
-@dataclass(frozen=True)
-class Name:
-    name: str
-    pos: tuple
+class Number(_Node):
+    __slots__ = ("text", "pos")
 
 
-@dataclass(frozen=True)
-class Call:
-    name: str
-    args: tuple
-    pos: tuple
+class Name(_Node):
+    __slots__ = ("name", "pos")
 
 
-@dataclass(frozen=True)
-class Chain:
-    """A flat left-to-right chain: ``first (op operand)*`` for sums and for products."""
-    first: object
-    rest: tuple           # ((op, operand, pos), ...)
-    pos: tuple
+class Call(_Node):
+    __slots__ = ("name", "args", "pos")
 
 
-@dataclass(frozen=True)
-class BinOp:
-    op: str
-    left: object
-    right: object
-    pos: tuple
+class Chain(_Node):
+    """A flat left-to-right chain: ``first (op operand)*`` for sums and for products;
+    rest is ((op, operand, pos), ...)."""
+    __slots__ = ("first", "rest", "pos")
 
 
-@dataclass(frozen=True)
-class Neg:
-    operand: object
-    pos: tuple
+class BinOp(_Node):
+    __slots__ = ("op", "left", "right", "pos")
 
 
-@dataclass(frozen=True)
-class Transpose:
-    operand: object
-    pos: tuple
+class Neg(_Node):
+    __slots__ = ("operand", "pos")
 
 
-@dataclass(frozen=True)
-class Declaration:
-    names: tuple          # ((name, pos), ...)
-    kind: str             # scalar | vector | matrix | symmetric
-    dims: tuple           # each a tuple of factors (str or int), e.g. ("m", "n") for m*n
-    pos: tuple
+class Transpose(_Node):
+    __slots__ = ("operand", "pos")
 
 
-@dataclass(frozen=True)
-class Definition:
+class Declaration(_Node):
+    """names: ((name, pos), ...); kind: scalar | vector | matrix | symmetric; dims: each a tuple
+    of factors (str or int), e.g. ("m", "n") for m*n."""
+    __slots__ = ("names", "kind", "dims", "pos")
+
+
+class Definition(_Node):
     """``name = expr``: a name for a subexpression, used by the statements after it."""
-    name: str
-    expression: object
-    pos: tuple
+    __slots__ = ("name", "expression", "pos")
 
 
-@dataclass(frozen=True)
-class Program:
-    declarations: tuple   # Declaration and Definition statements, in order
-    expression: object
-    source: str
+class Program(_Node):
+    """declarations: Declaration and Definition statements, in order."""
+    __slots__ = ("declarations", "expression", "source")
 
 
 # --- parser -----------------------------------------------------------------------------------
@@ -104,23 +120,50 @@ def grammar_path() -> str:
 _PARSER_OPTIONS = dict(parser="lalr", propagate_positions=False, maybe_placeholders=True)
 
 
-@lru_cache(maxsize=1)
 def _parser():
-    """The LALR parser: loaded from the user's private cache, else built (and cached) here.
+    """The LALR parser (built once per process)."""
+    return _frontend()[0]
 
-    Nothing loadable is kept in a shared directory: the cache holds the parse tables as JSON
-    (data, never code) in a directory only this user can write, and is keyed by a hash of the
-    grammar and the lark version, so an edited grammar or a new lark rebuilds it."""
-    from lark import Lark
 
+@lru_cache(maxsize=1)
+def _frontend():
+    """(the LALR parser, a namespace with the Token and Unexpected* classes of its runtime).
+
+    The stand-alone module, when it was generated from this very grammar: no ``import lark``, the
+    tables are literals of a compiled module.  Else lark's parser, loaded from the user's private
+    cache or built (and cached) here.  Nothing loadable is kept in a shared directory: the cache
+    holds the parse tables as JSON (data, never code) in a directory only this user can write, and
+    is keyed by a hash of the grammar and the lark version, so an edited grammar or a new lark
+    rebuilds it."""
     with open(grammar_path(), encoding="utf-8") as fh:
         grammar = fh.read()
+    standalone = _standalone_for(grammar)
+    if standalone is not None:
+        return standalone.Lark_StandAlone(), standalone
+    import types
+
+    import lark
+    from lark import Lark, exceptions
+
     from . import parser_cache
     parser = parser_cache.load(grammar)
     if parser is None:
         parser = Lark(grammar, **_PARSER_OPTIONS)
         parser_cache.store(grammar, parser)
-    return parser
+    runtime = types.SimpleNamespace(Token=lark.Token, **{name: getattr(exceptions, name) for name in (
+        "UnexpectedCharacters", "UnexpectedEOF", "UnexpectedInput", "UnexpectedToken")})
+    return parser, runtime
+
+
+def _standalone_for(grammar: str):
+    """The generated parser module if it was built from ``grammar``, else None."""
+    if os.environ.get("MATCALC_LARK_PARSER"):   # to test (and compare with) the lark path
+        return None
+    try:
+        from . import _lalr_parser
+    except ImportError:
+        return None
+    return _lalr_parser if getattr(_lalr_parser, "GRAMMAR", None) == grammar else None
 
 
 def _check_limits(text: str) -> None:
@@ -142,7 +185,9 @@ def _check_limits(text: str) -> None:
 
 def parse(text: str) -> Program:
     """Parse a program into declarations and one expression, or raise ParseError."""
-    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+    runtime = _frontend()[1]
+    UnexpectedCharacters, UnexpectedEOF = runtime.UnexpectedCharacters, runtime.UnexpectedEOF
+    UnexpectedInput, UnexpectedToken = runtime.UnexpectedInput, runtime.UnexpectedToken
 
     _check_limits(text)
     if not re.sub(r"#[^\n]*", "", text).strip(" \t\r\n\f;"):
@@ -271,7 +316,7 @@ def _build_program(tree, text: str) -> Program:
 
 
 def _first_position(node):
-    from lark import Token
+    Token = _frontend()[1].Token
 
     stack = [node]
     while stack:
@@ -318,7 +363,7 @@ def _declaration(node) -> Declaration:
 
 def _expression(root):
     """Convert an expression subtree with an explicit stack (no recursion limit issues)."""
-    from lark import Token
+    Token = _frontend()[1].Token
 
     # post-order traversal with an explicit stack; depth is bounded so later stages may recurse
     out, depth = {}, {}
@@ -346,7 +391,7 @@ def _expression(root):
 
 
 def _convert(node, kids):
-    from lark import Token
+    Token = _frontend()[1].Token
 
     data = node.data
     if data == "number":

@@ -15,7 +15,7 @@ from matcalc_cli.render import lowering
 from matcalc_cli.render.numpy_code import to_numpy_module
 
 from strategies import profile_settings, programs
-from test_numpy_code import PROGRAMS, _function_source, arguments, as_2d, free_dims, load, point
+from test_numpy_code import PROGRAMS, _function_source, arguments, as_2d, caller_form, free_dims, load, point
 
 
 class Recorded(np.ndarray):
@@ -85,6 +85,66 @@ def test_chain_order_dynamic_programme():
     assert "A @ (B @ (C @ x))" in _function_source(source, "f")
 
 
+
+class Shapes(np.ndarray):
+    """An array that records the shapes of the operands of every NumPy operation on it."""
+
+    log: list = []
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        plain = [np.asarray(i) if isinstance(i, Shapes) else i for i in inputs]
+        Shapes.log.extend(np.shape(i) for i in plain)
+        out = getattr(ufunc, method)(*plain, **kwargs)
+        return out.view(Shapes) if isinstance(out, np.ndarray) else out
+
+
+@pytest.mark.parametrize("program,wrt", [
+    ("x: vector(n); A: matrix(n, n); x' * A * x / (x' * x)", "x"),
+    ("W: matrix(k, n); x: vector(n); y: vector(k); log(sum(exp(W * x))) - y' * W * x", "W"),
+    ("x: vector(n); A: matrix(m, n); b: vector(m); lam: scalar; norm2(A * x - b)^2 + lam * x' * x", "x"),
+])
+def test_scalars_are_numbers_not_one_by_one_arrays(program, wrt):
+    """Inner products, sums and scalar arguments are NumPy scalars: no arithmetic on 1 x 1 arrays,
+    no matrix of ones, an outer product by broadcasting."""
+    d = derive(program, wrt=wrt, gradient=True, hessian=True)
+    mod = load(d)
+    sizes, values = point(d)
+    args = arguments(d, values)
+    args.update(free_dims(d, sizes))
+    for dx in d.directions:
+        args.pop(dx[0].name, None)
+    for fn in ("f", "gradient"):
+        Shapes.log = []
+        mod[fn](**{k: np.asarray(v, dtype=float).view(Shapes) if np.ndim(v) else v for k, v in args.items()})
+        assert (1, 1) not in Shapes.log, f"a 1 x 1 array in {fn} of {program}"
+        assert "np.ones" not in _function_source(to_numpy_module(d), fn)
+
+
+
+def test_arguments_are_checked_once_per_combination_of_shapes():
+    mod = module("x: vector(n); A: matrix(m, n); b: vector(m); lam: scalar; norm2(A * x - b)^2 + lam * x' * x",
+                 "x", gradient=True)
+    rng = np.random.default_rng(8)
+    args = dict(x=rng.standard_normal(3), A=rng.standard_normal((4, 3)), b=rng.standard_normal(4), lam=0.5)
+    first = mod["gradient"](**args)
+    checked = mod["_inputs_checked"]
+
+    def refuse(*a, **k):
+        raise AssertionError("checked again")
+
+    mod["_inputs_checked"] = refuse
+    np.testing.assert_array_equal(mod["gradient"](**args), first)          # same shapes: no checks
+    np.testing.assert_array_equal(mod["gradient"](**dict(args, lam=0.25)), mod["gradient"](**dict(args, lam=0.25)))
+    with pytest.raises(AssertionError, match="checked again"):
+        mod["gradient"](**dict(args, x=rng.standard_normal(5)))            # new shapes: checked
+    mod["_inputs_checked"] = checked
+    with pytest.raises(ValueError, match="does not match"):
+        mod["gradient"](**dict(args, x=rng.standard_normal(5)))
+    # an integer array of a known shape is still converted, not taken as it is
+    ints = dict(args, A=np.arange(12).reshape(4, 3))
+    np.testing.assert_allclose(mod["gradient"](**ints), mod["gradient"](**dict(ints, A=ints["A"].astype(float))))
+
+
 # --- structured operators are applied, not formed ----------------------------------------------------
 
 VECTOR_GRADIENTS = [
@@ -102,8 +162,21 @@ def test_vector_gradient_forms_no_identity_kron_or_diagonal_matrix(program, wrt)
     source = to_numpy_module(derive(program, wrt=wrt, gradient=True, hessian=True))
     for name in ("gradient", "hvp"):
         body = _function_source(source, name)
-        for dense in ("np.eye", "np.kron", "np.diagflat", "_commutation"):
+        for dense in ("np.eye", "np.kron", "_kron(", "np.diagflat", "_commutation"):
             assert dense not in body, f"{dense} in {name} of {program}:\n{body}"
+
+
+def test_diagonal_of_a_product_is_row_sums_not_the_product():
+    """diag(A inv(A' diag(x) A) A') (the gradient, and inside hvp) costs n p^2: no n x n product."""
+    n, p = 12, 3
+    rng = np.random.default_rng(3)
+    mod = module("x: vector(n); A: matrix(n, p); logdet(A' * diag(x) * A)", "x", gradient=True, hessian=True)
+    args = dict(x=1 + rng.random(n), A=rng.standard_normal((n, p)))
+    for fn, extra in (("gradient", {}), ("hvp", {"v": rng.standard_normal(n)})):
+        for (rows, _), (_, cols) in products(mod[fn], **args, **extra):
+            assert rows * cols < n * n, f"an n x n product in {fn}"
+    assert "keepdims" in _function_source(to_numpy_module(derive(
+        "x: vector(n); A: matrix(n, p); logdet(A' * diag(x) * A)", wrt="x", gradient=True)), "gradient")
 
 
 def test_rayleigh_hessian_needs_no_n_by_n_squared_temporary():
@@ -221,6 +294,52 @@ def test_hvp_and_derivatives_on_random_programs(prog):
     np.testing.assert_allclose(np.asarray(together["gradient"], dtype=float).reshape(-1, order="F"),
                                N.evaluate(d.results["gradient"].expr, values, sizes).reshape(-1, order="F"),
                                rtol=1e-9, atol=1e-10, equal_nan=True, err_msg=str(prog))
+
+
+SEVERAL = [
+    ("x: vector(n); W: matrix(m, n); S: symmetric(m); lambda: scalar; "
+     "(W * x)' * S * (W * x) + lambda * sum(exp(W * x))", "x,W,S,lambda"),
+    ("W1: matrix(h, n); b1: vector(h); w2: vector(h); x: vector(n); y: scalar; "
+     "(w2' * tanh(W1 * x + b1) - y)^2", "W1,b1,w2"),
+    ("mu: vector(n); S: symmetric(n); x: vector(n); -logdet(S) / 2 - (x - mu)' * inv(S) * (x - mu) / 2", "mu,S"),
+    ("x: vector(5); A: matrix(5, 2); logdet(A' * diag(x) * A)", "x,A"),
+]
+
+
+@pytest.mark.parametrize("program,wrt", SEVERAL)
+def test_hvp_of_several_variables_is_the_hessian_blocks_times_the_directions(program, wrt):
+    """hvp(v={x_i: v_i})[x_i] = sum_j H[x_i, x_j] vec(v_j), against the symbolic blocks evaluated
+    (H[b, a] = H[a, b]'), and no block is formed in its code."""
+    d = derive(program, wrt=wrt, hessian=True)
+    mod = load(d)
+    sizes = N.dimension_sizes(d)
+    values = N.random_point(d, np.random.default_rng(6), sizes)
+    args = {name: caller_form(values[name], sym.shape) for name, sym in d.typed.symbols.items()}
+    args.update(free_dims(d, sizes))
+    rng = np.random.default_rng(7)
+    directions = {v.name: rng.standard_normal(N.evaluate(v.x, values, sizes).shape) for v in d.variables}
+    blocks = {}
+    for (a, b), r in d.hessians.items():
+        blocks[a, b] = N.evaluate(r.expr, values, sizes)
+        blocks[b, a] = blocks[a, b].T
+    got = mod["hvp"](**args, v={name: (v.reshape(-1) if v.shape[1] == 1 else v) for name, v in directions.items()})
+    assert list(got) == list(d.wrts)
+    for a in d.wrts:
+        want = sum(blocks[a, b] @ directions[b].reshape(-1, order="F") for b in d.wrts)
+        np.testing.assert_allclose(np.reshape(got[a], -1, order="F"), want, rtol=1e-8, atol=1e-9, err_msg=a)
+    body = _function_source(to_numpy_module(d), "_hvp")
+    for dense in ("np.eye", "np.kron", "_kron(", "np.diagflat", "_commutation"):
+        assert dense not in body, f"{dense} in the hvp of {program}:\n{body}"
+
+
+def test_hvp_of_several_variables_wants_one_direction_per_variable():
+    mod = load(derive("x: vector(n); W: matrix(n, n); x' * W * x", wrt="x,W", hessian=True))
+    x, W = np.ones(3), np.eye(3)
+    with pytest.raises(TypeError, match="one direction per variable"):
+        mod["hvp"](x=x, W=W, v={"x": x})
+    got = mod["hvp"](x=x, W=W, v={"x": x, "W": W})
+    np.testing.assert_allclose(got["x"], 2 * W @ x + 2 * W @ x)   # (W + W') v_x + (v_W + v_W') x
+    np.testing.assert_allclose(got["W"], 2 * np.outer(x, x))      # v_x x' + x v_x'
 
 
 # --- code size follows the program ------------------------------------------------------------------------

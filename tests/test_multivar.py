@@ -357,7 +357,7 @@ def test_numpy_names_and_gradients_computed_together():
     mod = _module(d)
     names = {n for n in dir(mod) if not n.startswith("_") and callable(getattr(mod, n)) and n != "np"}
     blocks = {f"hessian_{a}_{b}" for a, b in d.hessians}
-    assert names == {"f", "differential", "hessian_bilinear", "gradients", "derivatives"} | \
+    assert names == {"f", "differential", "hessian_bilinear", "gradients", "derivatives", "hvp"} | \
         {f"gradient_{n}" for n in d.wrts} | blocks
     assert "hessian_W_x" not in names and "hessian_x_W" in names
     b = blocks_at_a_point(d, "numpy")

@@ -61,9 +61,12 @@ def clean_failure(proc, code=1) -> str:
 def test_nothing_is_written_to_the_temporary_directory(tmp_path):
     tmp, cache = tmp_path / "tmp", tmp_path / "cache"
     tmp.mkdir()
-    for _ in range(2):   # the first run builds and caches, the second loads
+    proc = matcalc("x: vector(n); A: matrix(n, n); x' * A * x", "--wrt", "x",
+                   env={"TMPDIR": str(tmp), "XDG_CACHE_HOME": str(cache)})
+    assert proc.returncode == 0 and not cache.exists()    # the stand-alone parser needs no cache
+    for _ in range(2):   # the lark parser: the first run builds and caches, the second loads
         proc = matcalc("x: vector(n); A: matrix(n, n); x' * A * x", "--wrt", "x",
-                       env={"TMPDIR": str(tmp), "XDG_CACHE_HOME": str(cache)})
+                       env={"TMPDIR": str(tmp), "XDG_CACHE_HOME": str(cache), "MATCALC_LARK_PARSER": "1"})
         assert proc.returncode == 0 and proc.stdout.splitlines()[1] == "(A + A') * x"
     assert list(tmp.iterdir()) == []
     directory = cache / "matcalc"
@@ -80,9 +83,10 @@ def test_the_parser_never_unpickles_anything(tmp_path):
             "pickle.load = pickle.loads = refuse\n"
             "from matcalc_cli import derive\n"
             "print(derive(\"x: vector(n); x' * x\", wrt='x').gradient.text())\n")
-    for _ in range(2):
+    for lark_parser in ("", "", "1", "1"):   # the stand-alone parser; lark's, building then loading its cache
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                              env=dict(os.environ, PYTHONPATH=ROOT, XDG_CACHE_HOME=str(tmp_path)))
+                              env=dict(os.environ, PYTHONPATH=ROOT, XDG_CACHE_HOME=str(tmp_path),
+                                       MATCALC_LARK_PARSER=lark_parser))
         assert proc.returncode == 0 and proc.stdout.strip() == "2 * x", proc.stderr
 
 
@@ -96,10 +100,11 @@ def test_a_cache_directory_open_to_others_is_not_used(tmp_path):
 
 
 def test_a_damaged_cache_is_rebuilt(tmp_path):
-    assert matcalc("x: vector(n); x' * x", env={"XDG_CACHE_HOME": str(tmp_path)}).returncode == 0
+    env = {"XDG_CACHE_HOME": str(tmp_path), "MATCALC_LARK_PARSER": "1"}   # the lark parser's cache
+    assert matcalc("x: vector(n); x' * x", env=env).returncode == 0
     (cached,) = (tmp_path / "matcalc").iterdir()
     cached.write_text('{"__t": [1, 2]}')
-    proc = matcalc("x: vector(n); x' * x", env={"XDG_CACHE_HOME": str(tmp_path)})
+    proc = matcalc("x: vector(n); x' * x", env=env)
     assert proc.returncode == 0 and proc.stdout.splitlines()[-1] == "2 * x"
 
 

@@ -50,3 +50,36 @@ def test_version_and_help_import_none_of_the_pipeline(flag):
     modules = imported([flag])
     assert not top_level(modules) & (set(HEAVY) | {"lark"})
     assert not {"matcalc_cli.api", "matcalc_cli.syntax", "matcalc_cli.expr"} & modules
+
+
+def test_plain_path_uses_the_standalone_parser_not_lark():
+    """The parse tables come from the generated module: no `import lark` (nor its grammar compiler)."""
+    assert "lark" not in top_level(imported(["x: vector(n); A: matrix(n, n); x' * A * x", "--wrt", "x"]))
+
+
+def test_standalone_parser_is_built_from_the_grammar():
+    from matcalc_cli import _lalr_parser, syntax
+    with open(syntax.grammar_path(), encoding="utf-8") as fh:
+        grammar = fh.read()
+    assert _lalr_parser.GRAMMAR == grammar, \
+        "grammar/matcalc.lark changed: run `python -m matcalc_cli.build_parser` to regenerate the parser"
+
+
+@pytest.mark.parametrize("program", ["x: vector(n); A: matrix(n, n); x' * A * x",
+                                     "X: matrix(n, n); u = X * X; tr(u) # note",
+                                     "x: vector(n); x' * * x", "x: vector(n); (x' * x", "x: vector(n); x ! x"])
+def test_standalone_and_lark_parsers_agree(program):
+    """The same syntax tree, or the same error (message and position), from either parser."""
+    def run(lark_parser: bool):
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        env.pop("MATCALC_LARK_PARSER", None)
+        if lark_parser:
+            env["MATCALC_LARK_PARSER"] = "1"
+        code = ("import sys\nfrom matcalc_cli.syntax import parse\nfrom matcalc_cli.errors import MatcalcError\n"
+                "try:\n    print(repr(parse(sys.argv[1])))\nexcept MatcalcError as e:\n    print(e)\n"
+                "print(sorted(m for m in sys.modules if m.split('.')[0] == 'lark')[:1])")
+        return subprocess.run([sys.executable, "-c", code, program], capture_output=True, text=True,
+                              env=env, timeout=120).stdout
+    standalone, with_lark = run(False), run(True)
+    assert standalone.splitlines()[:-1] == with_lark.splitlines()[:-1]
+    assert standalone.splitlines()[-1] == "[]" and with_lark.splitlines()[-1] == "['lark']"

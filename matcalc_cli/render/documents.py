@@ -6,7 +6,6 @@ The per-expression printers live in ``text`` and ``latex``; this module arranges
 
 from __future__ import annotations
 
-import json
 
 from .. import __version__
 from ..dims import Dim
@@ -85,6 +84,8 @@ def as_json(derivation, extra: dict | None = None) -> str:
     doc.update(_several_json(derivation) if derivation.several else _single_json(derivation))
     if extra:
         doc.update(extra)
+    import json   # only here: the plain path does not load it
+
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 

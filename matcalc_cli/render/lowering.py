@@ -13,6 +13,8 @@ rewriting terminates:
 - ``diagonal_embedding_sandwich``: with ``S = diag(vec(I)) kron(1, I)`` (``S v = vec(diag(v))``),
   ``S' kron(P, Q) S = P .* Q``.
 - ``trace_as_elementwise_sum``: ``tr(P Q) = sum(P .* Q')``, with the split that costs least.
+- ``diagonal_as_row_sums``: ``diag(P Q) = (P .* Q') 1``, the same for the diagonal as a vector
+  (``diag(A inv(M) A')`` costs n p^2, not n^2 p; the code generator writes ``X 1`` as a row sum).
 
 Sizes are compared by their growth: every dimension symbol counts as the same large number.
 """
@@ -178,12 +180,27 @@ def trace_as_elementwise_sum(e: E.Expr):
     return E.sum_(E.hadamard(left, E.transpose(right)))
 
 
+def diagonal_as_row_sums(e: E.Expr):
+    if not (isinstance(e, E.DiagPart) and isinstance(e.arg, E.MatMul)):
+        return None
+    f = e.arg.args
+    best = None
+    for j in range(1, len(f)):
+        left, right = E.matmul(*f[:j]), E.matmul(*f[j:])
+        c = cost(left) + cost(right) + (ELEMENTWISE + 1) * numel(left)
+        if best is None or c < best[0]:
+            best = (c, left, right)
+    _, left, right = best
+    return E.matmul(E.hadamard(left, E.transpose(right)), E.ones((left.cols, 1)))
+
+
 RULES = (
     diagonal_embedding_sandwich,
     kron_times_vector,
     commutation_times_vector,
     distribute_into_smaller_product,
     trace_as_elementwise_sum,
+    diagonal_as_row_sums,
 )
 
 WORK_PER_NODE = 2

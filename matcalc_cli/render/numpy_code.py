@@ -6,10 +6,14 @@ direct translation of the symbolic result: no numerical differentiation.  Every 
 program's variables as keyword arguments named as in the program (``f(**{"lambda": 2.0, ...})``
 works for names that are Python keywords); every dimension is read from the arguments' shapes.
 
-Inside the functions every value is a 2-D array (a scalar 1 x 1, a vector n x 1), as in the IR;
-inputs are converted on the way in and outputs on the way out (a float for a scalar, a 1-D array
-for a vector, a 2-D array otherwise; Jacobians and Hessians are always 2-D).  Repeated subtrees are
-computed once into temporaries (common-subexpression elimination).
+Inside the functions every matrix is a 2-D array (a vector n x 1), as in the IR, and every 1 x 1
+value that arithmetic allows is a NumPy scalar (scalar arguments, inner products, sums, traces):
+arithmetic on numbers costs far less than on 1 x 1 arrays, and NumPy's rules (NaN, inf, a
+warning) still hold; an operation that needs a matrix gets a 1 x 1 array.  Inputs are converted
+on the way in, checked once per combination of shapes (``_inputs``), and outputs on the way out
+(a float for a scalar, a 1-D array for a vector, a 2-D array otherwise; Jacobians and Hessians
+are always 2-D).  Repeated subtrees are computed once into temporaries (common-subexpression
+elimination).
 
 One ``_print_X`` method per node kind, as in the text printer; parentheses come from one
 precedence table (Python's).
@@ -39,14 +43,10 @@ LINE_LIMIT = 88
 
 # helpers the generated module may need, by name; only those used are written out
 HELPERS = {
-    "_tr": '''def _tr(a):
-    return np.asarray(np.trace(a), dtype=float).reshape(1, 1)''',
-    "_det": '''def _det(a):
-    return np.asarray(np.linalg.det(a), dtype=float).reshape(1, 1)''',
     "_logdet": '''def _logdet(a):
     """log(det(a)) via slogdet: NaN when det(a) < 0, -inf when a is singular."""
     sign, value = np.linalg.slogdet(a)
-    return np.full((1, 1), value if sign > 0 else (-np.inf if sign == 0 else np.nan))''',
+    return value if sign > 0 else np.float64(-np.inf if sign == 0 else np.nan)''',
     "_adj": '''def _adj(a):
     """The adjugate, also of a singular matrix: with a = U S V', adj(a) = det(U) det(V) V adj(S) U'."""
     n = a.shape[0]
@@ -101,19 +101,18 @@ HELPERS = {
     "_reshape": '''def _reshape(a, rows, cols):
     """Column-major reshape, the inverse of vec."""
     return a.reshape((rows, cols), order="F")''',
-    "_sum": '''def _sum(a):
-    return np.asarray(np.sum(a), dtype=float).reshape(1, 1)''',
-    "_norm1": '''def _norm1(a):
-    return np.asarray(np.sum(np.abs(a)), dtype=float).reshape(1, 1)''',
     "_norm2": '''def _norm2(a):
     """Euclidean norm of a vector, Frobenius norm of a matrix."""
-    return np.asarray(np.sqrt(np.sum(a * a)), dtype=float).reshape(1, 1)''',
+    return np.sqrt(np.vdot(a, a))''',
     "_commutation": '''def _commutation(m, n):
     """K (mn x mn) with K vec(X) = vec(X') for X m x n."""
     K = np.zeros((m * n, m * n))
     i, j = np.meshgrid(np.arange(m), np.arange(n), indexing="ij")
     K[(j + i * n).ravel(), (i + j * m).ravel()] = 1.0
     return K''',
+    "_kron": '''def _kron(a, b):
+    """kron(a, b) as one broadcast product (np.kron has a large fixed cost on small matrices)."""
+    return (a[:, None, :, None] * b[None, :, None, :]).reshape(a.shape[0] * b.shape[0], a.shape[1] * b.shape[1])''',
     "_kron_matmul": '''def _kron_matmul(a, b, y, p, q):
     """kron(a, b) @ y without forming the Kronecker product: column c of y is vec(Y_c) with Y_c
     q x p, and kron(a, b) vec(Y_c) = vec(b Y_c a').  a is t x p, b is s x q; None is an identity."""
@@ -223,24 +222,66 @@ INPUT_HELPERS = '''def _dim_value(spec, dims):
     return value
 
 
-_CHECKED = {}   # (directions, need, argument shapes) -> (sizes, 2-D shape of each argument)
+_CHECKED = {}   # (spec, argument names, types and shapes) -> (how to take each argument, sizes)
 
 
-def _inputs(vars, directions=(), need=()):
-    """The arguments as 2-D float arrays and the sizes; arguments of shapes seen before skip the
-    checks (they depend on the shapes alone)."""
-    key = [directions, need]
+def _inputs(vars, spec):
+    """The arguments a function uses (spec: their names, directions, the sizes it needs), as 2-D
+    float arrays (scalars as NumPy scalars, vectors n x 1), then those sizes, in one tuple.
+    Arguments of the types and shapes of an earlier call skip the checks (they depend on those
+    alone): each is taken as it is, as a column, or converted."""
+    key = [spec]
     for k, v in vars.items():
-        key += (k, v.shape if type(v) is np.ndarray else v if k in _FREE_DIMS else np.shape(v))
+        if type(v) is np.ndarray:
+            key += (k, v.shape, v.dtype.char)
+        elif k in _FREE_DIMS:
+            key += (k, v)
+        else:
+            key += (k, type(v), np.shape(v))
     key = tuple(key)
     known = _CHECKED.get(key)
     if known is None:
-        arrays, dims = _inputs_checked(vars, directions, need)
+        known = _inputs_plan(vars, spec)
         if len(_CHECKED) < 64:
-            _CHECKED[key] = (dims, {name: a.shape for name, a in arrays.items()})
-        return arrays, dims
-    dims, shapes = known
-    return {name: np.asarray(vars[name], dtype=float).reshape(shape) for name, shape in shapes.items()}, dims
+            _CHECKED[key] = known
+    plan, sizes = known
+    out = []
+    for name, how, shape in plan:
+        v = vars[name]
+        if how == 0:                  # already a float array of the right shape
+            out.append(v)
+        elif how == 1:                # a 1-D float vector: its column
+            out.append(v[:, None])
+        elif how == 2:                # a scalar
+            out.append(np.float64(v) if type(v) is float or type(v) is int
+                       else np.asarray(v, dtype=float).reshape(-1)[0])
+        else:
+            out.append(np.asarray(v, dtype=float).reshape(shape))
+    return (*out, *sizes)
+
+
+def _inputs_plan(vars, spec):
+    """Check the arguments; how to take each one the function uses, and the sizes it needs."""
+    names, directions, need = spec
+    arrays, dims = _inputs_checked(vars, directions, need)
+    plan = []
+    for name in names:
+        v, a = vars[name], arrays[name]
+        if a.shape == (1, 1) and _is_scalar(name, directions):
+            how = 2
+        elif type(v) is np.ndarray and v.dtype.type is np.float64 and v.shape == a.shape:
+            how = 0
+        elif type(v) is np.ndarray and v.dtype.type is np.float64 and v.ndim == 1:
+            how = 1
+        else:
+            how = 3
+        plan.append((name, how, a.shape))
+    return tuple(plan), tuple(dims[s] for s in need)
+
+
+def _is_scalar(name, directions):
+    of = dict(directions).get(name, name)
+    return any(n == of and kind == "scalar" for n, kind, *_ in _VARIABLES)
 
 
 def _inputs_checked(vars, directions=(), need=()):
@@ -312,6 +353,8 @@ def _inputs_checked(vars, directions=(), need=()):
 
 def _out(a, shape, kind):
     """A result in the caller's form: a float, a 1-D array (vector) or a 2-D array."""
+    if type(a) is np.ndarray and a.shape == shape and a.dtype.type is np.float64:
+        return a if kind == "matrix" else a.reshape(-1) if kind == "vector" else float(a[0, 0])
     a = np.asarray(a, dtype=float)
     if a.shape != shape:
         if a.size != 1:
@@ -373,14 +416,16 @@ class Names:
 
 
 RESERVED = {"np", "scipy", "vars", "f", "a", "d", "float", "int", "abs", "sum"} | set(FUNCTION_ORDER) | set(HELPERS) | {
-    "_inputs", "_inputs_checked", "_CHECKED", "_out", "derivatives", "hvp", "_dim_value", "_VARIABLES", "_FREE_DIMS", "_DIRECTIONS"}
+    "_inputs", "_inputs_checked", "_inputs_plan", "_is_scalar", "_CHECKED", "_out", "derivatives", "hvp", "_hvp", "_dim_value", "_VARIABLES", "_FREE_DIMS", "_DIRECTIONS"}
 
 
 class _Code:
-    __slots__ = ("code", "prec", "positive")
+    """Code of a value: its precedence, the code of its negation when cheap (positive), and
+    whether it is a NumPy scalar (a 1 x 1 value kept as a number, not as an array)."""
+    __slots__ = ("code", "prec", "positive", "scalar")
 
-    def __init__(self, code, prec, positive=None):
-        self.code, self.prec, self.positive = code, prec, positive  # positive: code of -self, if cheap
+    def __init__(self, code, prec, positive=None, scalar=False):
+        self.code, self.prec, self.positive, self.scalar = code, prec, positive, scalar
 
 
 class FunctionWriter:
@@ -394,7 +439,6 @@ class FunctionWriter:
         self.helpers: set = set()
         self.used_vars: set = set()
         self.used_dims: set = set()
-        self.scalar_context: set = set()  # Num nodes that may stay Python numbers
         self.done: dict = {}
         self.temps: set = set()
         self.counter = 0
@@ -405,15 +449,11 @@ class FunctionWriter:
 
     def translate_all(self, roots: list) -> list:
         """Code for each root; subtrees shared within and across the roots are computed once."""
+        return [c.code for c in self.translate_codes(roots)]
+
+    def translate_codes(self, roots: list) -> list:
+        """As translate_all, the _Code of each root (which says whether it is a NumPy scalar)."""
         order, uses, parents = self._topological(roots)
-        for node in order:
-            if isinstance(node, (E.Add, E.Mul, E.Hadamard)):
-                for c in node.args:
-                    if isinstance(c, E.Num):
-                        self.scalar_context.add(c)
-            if isinstance(node, E.Power):
-                if isinstance(node.exponent, E.Num):
-                    self.scalar_context.add(node.exponent)
         # inv(A) and inv(A') both needed: one inversion, the other its transpose
         bases = [_inverse_base(n)[0] for n in order if isinstance(n, E.Inverse)]
         self.shared_inverses = {b for b in bases if bases.count(b) > 1}
@@ -425,13 +465,21 @@ class FunctionWriter:
                                or (uses[node] == 1 and _inverse_base(node)[0] not in self.shared_inverses))}
         done = self.done = {}
         for node in order:
-            code = getattr(self, "_print_" + type(node).__name__)(node, [done[c] for c in node.children])
-            cheap = isinstance(node, (E.Var, E.Num)) or node in self.operators
+            kids = [done[c] for c in node.children]
+            if not isinstance(node, TAKES_SCALARS):
+                kids = [self.array(k) for k in kids]
+            code = getattr(self, "_print_" + type(node).__name__)(node, kids)
+            cheap = isinstance(node, (E.Var, E.Num, E.Ones)) or node in self.operators
             if node not in roots and not cheap and (uses[node] > 1 or len(code.code) > LINE_LIMIT):
-                code = self.temporary(code.code)
+                code = self.temporary(code.code, code.scalar)
                 self.temps.add(node)
             done[node] = code
-        return [done[r].code for r in roots]
+        return [done[r] for r in roots]
+
+    @staticmethod
+    def array(code: _Code) -> _Code:
+        """The code as a 2-D array: a NumPy scalar becomes 1 x 1 where an operation needs a matrix."""
+        return _Code(f"np.full((1, 1), {code.code})", ATOM) if code.scalar else code
 
     def _topological(self, roots):
         """Distinct nodes in dependency order, how many times each is used by its parents, and
@@ -456,11 +504,11 @@ class FunctionWriter:
             stack.extend((c, False) for c in reversed(node.children) if c not in placed)
         return order, uses, parents
 
-    def temporary(self, code: str) -> _Code:
+    def temporary(self, code: str, scalar: bool = False) -> _Code:
         self.counter += 1
         name = self.names.take(f"t{self.counter}")
         self.lines.append(f"{name} = {code}")
-        return _Code(name, ATOM)
+        return _Code(name, ATOM, scalar=scalar)
 
     def wrap(self, c: _Code, level: int) -> str:
         return f"({c.code})" if c.prec < level else c.code
@@ -482,10 +530,16 @@ class FunctionWriter:
             self.need(fn)
         return _Code(f"{fn}({', '.join(args)})", ATOM)
 
+    def scalar_call(self, fn: str, *args: str) -> _Code:
+        """A call whose value is a NumPy scalar."""
+        code = self.call(fn, *args)
+        code.scalar = True
+        return code
+
     def chain(self, parts: list, sep: str, level: int) -> _Code:
         """a <sep> b <sep> ...: left-associative, long chains cut into temporaries."""
         codes = [self.wrap(parts[0], level)] + [sep.lstrip() + self.wrap(p, level + 1) for p in parts[1:]]
-        return _Code(self.joined(codes), level)
+        return _Code(self.joined(codes), level, scalar=all(p.scalar for p in parts))
 
     def joined(self, codes: list) -> str:
         """Join 'a', '* b', '* c' ...; a line that grows too long (or too many terms) becomes a temporary."""
@@ -497,20 +551,19 @@ class FunctionWriter:
             if count == len(codes):
                 return line
             count = max(count, 2)
-            head = self.temporary(" ".join(codes[:count]))
+            head = self.temporary(" ".join(codes[:count]))   # only a name: its kind does not matter here
             codes = [head.code] + codes[count:]
 
     # --- leaves ---------------------------------------------------------------------------------
     def _print_Var(self, e, kids):
         self.used_vars.add(e.name)
-        return _Code(self.var_names[e.name], ATOM)
+        # scalar arguments come in as NumPy scalars (see _inputs)
+        return _Code(self.var_names[e.name], ATOM, scalar=e.is_scalar)
 
     def _print_Num(self, e, kids):
         code, prec = _num_literal(e.value)
-        if e in self.scalar_context:
-            positive = _num_literal(-e.value)[0] if e.value < 0 else None
-            return _Code(code, prec, positive=positive)
-        return _Code(f"np.full((1, 1), {code})", ATOM)
+        positive = _num_literal(-e.value)[0] if e.value < 0 else None
+        return _Code(code, prec, positive=positive, scalar=True)
 
     def _print_Identity(self, e, kids):
         return _Code(f"np.eye({self.dim(e.n)})", ATOM)
@@ -526,6 +579,7 @@ class FunctionWriter:
 
     # --- n-ary ----------------------------------------------------------------------------------
     def _print_Add(self, e, kids):
+        kids = self._ones_as_number(e, kids)
         # c * I in a sum of matrices is added to the diagonal: the identity is never formed
         diagonal = [i for i, t in enumerate(e.args) if _identity_multiple(t) and t not in self.temps]
         if diagonal and len(diagonal) < len(e.args) and not e.is_scalar:
@@ -550,12 +604,21 @@ class FunctionWriter:
         codes = [self.wrap(kids[0], ADD)]
         for k in kids[1:]:
             codes.append(f"- {k.positive}" if k.positive is not None else f"+ {self.wrap(k, ADD + 1)}")
-        return _Code(self.joined(codes), ADD)
+        return _Code(self.joined(codes), ADD, scalar=all(k.scalar for k in kids))
+
+    def _ones_as_number(self, e, kids) -> list:
+        """In an elementwise sum or product of matrices, a matrix of ones is the number 1 (NumPy
+        broadcasts it against the other operands, which have the full shape): no array is made."""
+        ones = [i for i, a in enumerate(e.args) if isinstance(a, E.Ones) and a not in self.temps]
+        if not ones or len(ones) == len(kids) or e.shape == (1, 1):
+            return kids
+        return [_Code("1", ATOM, scalar=True) if i in ones else k for i, k in enumerate(kids)]
 
     def _print_Mul(self, e, kids):
         scaled = self._scaled_product(e)
         if scaled is not None:
             return scaled
+        scalar = all(k.scalar for k in kids)
         args = list(e.args)
         coef = Fraction(1)
         if isinstance(args[0], E.Num) and isinstance(args[0].value, Fraction):
@@ -579,10 +642,11 @@ class FunctionWriter:
             denom.append(str(size.denominator))
         if denom:
             body = _Code(self.wrap(body, MUL) + "".join(f" / {d}" for d in denom), MUL)
+        body.scalar = scalar
         if coef > 0:
             return body
         negated = "-" + self.wrap(body, MUL)
-        return _Code(negated, UNARY if body.prec >= UNARY else MUL, positive=self.wrap(body, ADD + 1))
+        return _Code(negated, UNARY if body.prec >= UNARY else MUL, positive=self.wrap(body, ADD + 1), scalar=scalar)
 
     def _scaled_product(self, e):
         """s * (A @ B @ x): the scalar applied to the smallest factor, not to the result."""
@@ -590,7 +654,8 @@ class FunctionWriter:
         if not isinstance(product, E.MatMul) or product in self.temps or e.is_scalar:
             return None
         ops = [self.operand(a, self.done[a]) for a in product.args]
-        dense = [o for o in ops if o.kind == "dense"]
+        # a vector of ones is applied as a sum (see ChainPlan), so it takes no scale
+        dense = [o for o in ops if o.kind == "dense" and not isinstance(o.node, E.Ones)]
         if not dense:
             return None
         smallest = min(dense, key=lambda o: L.numel(o.node))
@@ -603,12 +668,21 @@ class FunctionWriter:
             code = self.done[scalar]
         else:
             code = self._print_Mul(scalar, [self.done[c] for c in scalar.args])
-        smallest.code = _Code(f"{self.wrap(code, MUL)} * {self.wrap(smallest.code, MUL + 1)}", MUL)
+        smallest.code = _Code(f"{self.wrap(code, MUL)} * {self.wrap(smallest.code, MUL + 1)}", MUL,
+                              scalar=code.scalar and smallest.code.scalar)
         return ChainPlan(ops).code(self)
 
     def _print_MatMul(self, e, kids):
         operands = [self.operand(a, k) for a, k in zip(e.args, kids)]
-        return ChainPlan(operands).code(self)
+        return self.number_if_scalar(e, ChainPlan(operands).code(self))
+
+    @staticmethod
+    def number_if_scalar(e, code: _Code) -> _Code:
+        """A 1 x 1 product (an inner product x' A y) taken out of its array: what follows is
+        arithmetic on a NumPy scalar, far cheaper than on a 1 x 1 array."""
+        if not e.is_scalar or code.scalar:
+            return code
+        return _Code(f"{code.code if code.prec == ATOM else '(' + code.code + ')'}[0, 0]", ATOM, scalar=True)
 
     def operand(self, node: E.Expr, code: _Code) -> "Operand":
         """A factor of a product: dense, or a structured operator applied without forming it."""
@@ -616,21 +690,23 @@ class FunctionWriter:
             if isinstance(node, E.Diag):
                 return Operand("diag", node, code, self.done[node.arg])
             if isinstance(node, E.Inverse):
-                return Operand("inv", node, code, self.done[node.arg])
+                return Operand("inv", node, code, self.array(self.done[node.arg]))
             if isinstance(node, E.Commutation):
                 return Operand("comm", node, code, (self.dim(node.m), self.dim(node.n)))
             if isinstance(node, E.Kron):
                 a, b = node.a, node.b
-                side = [None if isinstance(x, E.Identity) else self.done[x].code for x in (a, b)]
+                side = [None if isinstance(x, E.Identity) else self.array(self.done[x]).code for x in (a, b)]
                 dims = [self.dim(a.rows), self.dim(a.cols), self.dim(b.rows), self.dim(b.cols)]
                 return Operand("kron", node, code, (side, dims))
         return Operand("dense", node, code, None)
 
     def _print_Hadamard(self, e, kids):
-        return self.chain(kids, " * ", MUL)
+        return self.chain(self._ones_as_number(e, kids), " * ", MUL)
 
     # --- unary ----------------------------------------------------------------------------------
     def _print_Transpose(self, e, kids):
+        if kids[0].scalar:
+            return kids[0]
         return _Code(self.wrap(kids[0], ATOM) + ".T", ATOM)
 
     def _print_Inverse(self, e, kids):
@@ -638,7 +714,7 @@ class FunctionWriter:
         if base not in self.shared_inverses:
             return self.call("np.linalg.inv", kids[0].code)
         if base not in self.inverses:
-            self.inverses[base] = self.temporary(f"np.linalg.inv({self.done[base].code})")
+            self.inverses[base] = self.temporary(f"np.linalg.inv({self.array(self.done[base]).code})")
         inv = self.inverses[base]
         return _Code(inv.code + ".T", ATOM) if transposed else inv
 
@@ -647,16 +723,21 @@ class FunctionWriter:
 
     def _print_Power(self, e, kids):
         base, exponent = kids
-        return _Code(f"{self.wrap(base, ATOM)} ** {self.wrap(exponent, UNARY)}", POW)
+        if isinstance(e.base, E.Num):
+            # a number to a power with NumPy's rules (NaN, not a complex number or an error)
+            base = _Code(f"np.float64({base.code})", ATOM, scalar=True)
+        return _Code(f"{self.wrap(base, ATOM)} ** {self.wrap(exponent, UNARY)}", POW,
+                     scalar=base.scalar and exponent.scalar)
 
+    # reductions to a number give a NumPy scalar, not a 1 x 1 array
     def _print_Trace(self, e, kids):
-        return self.call("_tr", kids[0].code)
+        return kids[0] if kids[0].scalar else _Code(self.wrap(kids[0], ATOM) + ".trace()", ATOM, scalar=True)
 
     def _print_Det(self, e, kids):
-        return self.call("_det", kids[0].code)
+        return self.scalar_call("np.linalg.det", kids[0].code)
 
     def _print_LogDet(self, e, kids):
-        return self.call("_logdet", kids[0].code)
+        return self.scalar_call("_logdet", kids[0].code)
 
     def _print_Adj(self, e, kids):
         return self.call("_adj", kids[0].code)
@@ -682,16 +763,17 @@ class FunctionWriter:
         return self.call("_reshape", kids[0].code, self.dim(e.rows), self.dim(e.cols))
 
     def _print_Sum(self, e, kids):
-        return self.call("_sum", kids[0].code)
+        return kids[0] if kids[0].scalar else _Code(self.wrap(kids[0], ATOM) + ".sum()", ATOM, scalar=True)
 
     def _print_Norm1(self, e, kids):
-        return self.call("_norm1", kids[0].code)
+        return self.scalar_call("np.abs", kids[0].code) if kids[0].scalar else \
+            _Code(f"np.abs({kids[0].code}).sum()", ATOM, scalar=True)
 
     def _print_Norm2(self, e, kids):
-        return self.call("_norm2", kids[0].code)
+        return self.scalar_call("np.abs" if kids[0].scalar else "_norm2", kids[0].code)
 
     def _print_Kron(self, e, kids):
-        return self.call("np.kron", kids[0].code, kids[1].code)
+        return self.call("_kron", kids[0].code, kids[1].code)
 
     # matrix functions: SciPy through the helpers above
     def need(self, *helpers):
@@ -724,7 +806,9 @@ class FunctionWriter:
 
     def _print_Elementwise(self, e, kids):
         fn = {"sigmoid": "_sigmoid", "relu": "_relu", "step": "_step"}.get(e.fn, "np." + e.fn)
-        return self.call(fn, kids[0].code)
+        code = self.call(fn, kids[0].code)
+        code.scalar = kids[0].scalar
+        return code
 
 
 # --- products: the cheapest order, structured operators applied as maps ---------------------------
@@ -732,6 +816,19 @@ class FunctionWriter:
 # node kinds that a product applies without forming them
 OPERATORS = (E.Diag, E.Inverse, E.Kron, E.Commutation)
 
+# node kinds whose code takes NumPy scalars for its 1 x 1 operands (elementwise arithmetic,
+# reductions, products: a 1 x 1 factor of a product is a scale); every other kind gets arrays
+TAKES_SCALARS = (E.Add, E.Mul, E.Hadamard, E.Power, E.Elementwise, E.Transpose, E.Sum, E.Trace,
+                 E.Norm1, E.Norm2, E.MatMul)
+
+
+
+def _is_ones_column(node) -> bool:
+    return isinstance(node, E.Ones) and node.cols == 1
+
+
+def _is_ones_row(node) -> bool:
+    return isinstance(node, E.Ones) and node.rows == 1
 
 
 def _identity_multiple(t: E.Expr) -> bool:
@@ -846,19 +943,30 @@ class ChainPlan:
         right, rk = self._emit(w, s + 1, j)
         if lk not in ("dense", "diag") and rk not in ("dense", "diag"):
             left, lk = self.ops[i].code, "dense"   # two structured operators: form the left one
+        scalar = left.scalar and right.scalar
         if lk == "diag" and rk == "diag":
-            return _Code(f"{w.wrap(left, MUL)} * {w.wrap(right, MUL + 1)}", MUL), "diag"
+            return _Code(f"{w.wrap(left, MUL)} * {w.wrap(right, MUL + 1)}", MUL, scalar=scalar), "diag"
         if lk == "diag":
             right = self._dense(w, right, rk, s + 1, j)
-            return _Code(f"{w.wrap(left, MUL)} * {w.wrap(right, MUL + 1)}", MUL), "dense"
+            return _Code(f"{w.wrap(left, MUL)} * {w.wrap(right, MUL + 1)}", MUL, scalar=scalar), "dense"
         if rk == "diag":
             left = self._dense(w, left, lk, i, s)
-            return _Code(f"{w.wrap(left, MUL)} * {w.wrap(right, ATOM)}.T", MUL), "dense"
+            row = right.code if right.scalar else f"{w.wrap(right, ATOM)}.T"
+            return _Code(f"{w.wrap(left, MUL)} * {row}", MUL, scalar=scalar), "dense"
         if lk == "dense" and rk == "dense":
+            if s + 1 == j and _is_ones_column(self.ops[j].node) and not left.scalar:
+                # X 1: the row sums of X, without a matrix of ones
+                return _Code(f"{w.wrap(left, ATOM)}.sum(axis=1, keepdims=True)", ATOM), "dense"
+            if i == s and _is_ones_row(self.ops[i].node) and not right.scalar:
+                return _Code(f"{w.wrap(right, ATOM)}.sum(axis=0, keepdims=True)", ATOM), "dense"
+            if self.dims[s + 1] == 1:
+                # inner size 1: a column times a row (or a number), which broadcasting does
+                # without a matrix product
+                return _Code(f"{w.wrap(left, MUL)} * {w.wrap(right, MUL + 1)}", MUL, scalar=scalar), "dense"
             return _Code(f"{w.wrap(left, MUL)} @ {w.wrap(right, MUL + 1)}", MUL), "dense"
         if lk == "dense":
-            return self._apply_right(w, left, self.ops[j]), "dense"
-        return self._apply_left(w, self.ops[i], right), "dense"
+            return self._apply_right(w, w.array(left), self.ops[j]), "dense"
+        return self._apply_left(w, self.ops[i], w.array(right)), "dense"
 
     def _dense(self, w, code, kind, i, j):
         return self.ops[i].code if kind not in ("dense", "diag") and i == j else code
@@ -1024,34 +1132,34 @@ class ModuleWriter:
         """One function computing outputs [(key, expr, kind)]: the value itself for a single
         output with key None, else a dict by key; subexpressions shared between them computed once."""
         w = FunctionWriter(self.var_names, Names(self.names.taken), self.dims)
-        shapes = [w.shape(expr.shape) for _, expr, _ in outputs]
-        codes = w.translate_all(L.lower(*[expr for _, expr, _ in outputs], memo=self.lowered))
+        codes = w.translate_codes(L.lower(*[expr for _, expr, _ in outputs], memo=self.lowered))
+        # a result that is a NumPy scalar is returned as a float; every other one through _out,
+        # which checks its shape
+        returns = [f"float({c.code})" if c.scalar and kind == "scalar" else
+                   f"_out({c.code}, {w.shape(expr.shape)}, {kind!r})"
+                   for c, (_, expr, kind) in zip(codes, outputs)]
         self.helpers |= w.helpers
         need = [s for s in self.dims.local if s in w.used_dims]
-        args = []
-        if directions:
-            args.append(f"directions={tuple((n, self.direction_of[n]) for n in directions)!r}")
-        if need:
-            args.append(f"need={tuple(need)!r}")
+        used = [v for v in list(self.symbols) + list(directions) if v in w.used_vars]
+        spec = (tuple(used), tuple((n, self.direction_of[n]) for n in directions), tuple(need))
+        taken = [self.var_names[v] for v in used] + [self.dims.local[s] for s in need]
         lines = [f"def {name}(**vars):", f'    """{_docstring(_wrap_doc(doc))}"""',
-                 "    _args, _dims = _inputs(vars" + "".join(", " + a for a in args) + ")"]
-        for v in list(self.symbols) + list(directions):
-            if v in w.used_vars:
-                lines.append(f"    {self.var_names[v]} = _args[{v!r}]")
-        for s in need:
-            lines.append(f"    {self.dims.local[s]} = _dims[{s!r}]")
+                 f"    {', '.join(taken) + (',' if len(taken) == 1 else '') + ' = ' if taken else ''}"
+                 f"_inputs(vars, {spec!r})"]
         lines += [f"    {line}" for line in w.lines]
         if len(outputs) == 1 and outputs[0][0] is None:
-            code, shape, kind = codes[0], shapes[0], outputs[0][2]
-            if len(code) > LINE_LIMIT - 30 and code.isidentifier() is False:
-                result = w.names.take("result")
-                lines.append(f"    {result} = {code}")
-                code = result
-            lines.append(f"    return _out({code}, {shape}, {kind!r})")
+            code = returns[0]
+            if len(code) > LINE_LIMIT - 10:
+                inner = codes[0].code
+                if not inner.isidentifier():
+                    result = w.names.take("result")
+                    lines.append(f"    {result} = {inner}")
+                    code = code.replace(inner, result, 1)
+            lines.append(f"    return {code}")
         else:
             lines.append("    return {")
-            for (key, _, kind), code, shape in zip(outputs, codes, shapes):
-                lines.append(f"        {key!r}: _out({code}, {shape}, {kind!r}),")
+            for (key, _, _), code in zip(outputs, returns):
+                lines.append(f"        {key!r}: {code},")
             lines.append("    }")
         return "\n".join(lines)
 
@@ -1073,15 +1181,67 @@ class ModuleWriter:
         dG = simplify(differential(G, x, dx, everywhere=True))
         return E.substitute(dG, {dx: direction}), name
 
-    def direction_name(self) -> str:
-        taken = set(self.symbols) | {self.d.dx.name, self.d.dx2.name}
-        name, i = "v", 1
+    def direction_name(self, base: str = "v", of: str | None = None) -> str:
+        """A keyword for a direction that no name of the program uses: v, else v1, v2, ..."""
+        taken = set(self.symbols) | {dx.name for dx, _ in self.d.directions} | set(self.direction_of)
+        name, i = base, 1
         while name in taken:
-            name, i = f"v{i}", i + 1
+            name, i = f"{base}{i}", i + 1
         if name not in self.var_names:
             self.var_names[name] = self.names.take(name)
-        self.direction_of[name] = self.d.x.name
+        self.direction_of[name] = of if of is not None else self.d.x.name
         return name
+
+    def hvp_expressions(self):
+        """With several variables: per variable x_i, the derivative of its gradient in the
+        direction (v_1, ..., v_k) of all of them, sum_j H[x_i, x_j] v_j, never forming a block;
+        the keyword the caller passes (a dict by variable) and the internal direction names."""
+        from ..differential import differential_all
+        from ..identify import gradient
+        from ..simplify import simplify
+        d = self.d
+        public = self.direction_name("v", of="")
+        del self.direction_of[public]     # the caller's dict, not an argument of its own
+        names, along = {}, {}
+        for var in d.variables:
+            x = var.x
+            name = self.direction_name(f"{public}_{x.name}", of=x.name)
+            names[x.name] = name
+            v = E.Var(name, x.shape, x.symmetric)
+            if x.symmetric and x.rows != 1:
+                v = E.mul(E.Num(Fraction(1, 2)), E.add(E.Var(name, x.shape), E.transpose(E.Var(name, x.shape))))
+            along[var.dx] = v
+        first = {var.x: var.dx for var in d.variables}
+        outputs = []
+        for var in d.variables:
+            G = gradient(d.parts[var.x.name].expr, var.x, var.dx)
+            dG = simplify(differential_all(G, first, everywhere=True))
+            outputs.append((var.x.name, E.substitute(dG, along), _kind(var.x.shape)))
+        return outputs, public, names
+
+    def hvp_several(self) -> list:
+        """hvp(**vars, v={name: direction}) -> {name: sum_j H[name, x_j] v_j}: a public function
+        that unpacks the dict, and _hvp, which takes each direction as a keyword of its own."""
+        outputs, public, names = self.hvp_expressions()
+        self.hvp_keyword = public
+        inner_doc = "hvp with each direction a keyword of its own: " + ", ".join(
+            f"{n} (of {x})" for x, n in names.items()) + "."
+        inner = self.function_of("_hvp", outputs, inner_doc, tuple(names.values()))
+        wanted = ", ".join(f"{x!r}" for x in names)
+        unpack = ", ".join(f"{n!r}: {public}[{x!r}]" for x, n in names.items())
+        doc = (f"The Hessian times a direction, by variable, without forming a block: {public} is a dict "
+               f"{{{', '.join(f'{x!r}: ...' for x in names)}}} of directions shaped like the variables; "
+               f"returns {{name: sum over j of H[name, x_j] @ vec({public}[x_j])}}, each shaped like its "
+               "variable (the derivative of the gradients in the direction).")
+        outer = "\n".join([
+            "def hvp(**vars):",
+            f'    """{_docstring(_wrap_doc(doc))}"""',
+            f"    {public} = vars.pop({public!r}, None)",
+            f"    if not isinstance({public}, dict) or set({public}) != {{{wanted}}}:",
+            f"        raise TypeError({('hvp needs ' + public + '={' + ', '.join(f'{x!r}: ...' for x in names) + '}: one direction per variable')!r})",
+            f"    return _hvp(**vars, **{{{unpack}}})",
+        ])
+        return [outer, inner]
 
     def variables_spec(self) -> str:
         rows = ["_VARIABLES = (", "    # name, kind, rows, cols, symmetric, required"]
@@ -1189,6 +1349,11 @@ class ModuleWriter:
                    f"the gradient in the direction {v}: {what}.")
             funcs.append(self.function_of("hvp", [(None, hv, _kind(x.shape))], doc, (v,)))
             summary.append(f"hvp(**vars, {v}=...)  the Hessian times {v} ({what}), never forming the Hessian")
+        if d.several and any(r.name == "hessian" for r in d.results.values()):
+            funcs += self.hvp_several()
+            keys = ", ".join(f"{x!r}: ..." for x in d.wrts)
+            summary.append(f"hvp(**vars, {self.hvp_keyword}={{{keys}}})  the Hessian times the directions, "
+                           "by variable, never forming a block")
         spec = self.variables_spec()
         helpers = [HELPERS[h] for h in HELPERS if h in self.helpers]
         imports = "import numpy as np\n" + ("import scipy.linalg\n" if self.helpers & set(SCIPY_HELPERS) else "")
