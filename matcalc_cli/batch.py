@@ -268,7 +268,8 @@ def compute(entry: Entry, settings: Settings) -> Outcome:
         name = options.pop("name", None) or name
         with budget.limit(time_limit(options.pop("timeout", None))):     # a time budget per entry
             derivation, reports = derive_checked(_source(entry), **options)
-            text, note = render(derivation, reports, settings.fmt, steps=options.get("steps", False))
+            text, note = render(derivation, reports, settings.fmt, steps=options.get("steps", False),
+                                view=entry_view(settings))
         failed = [kind for kind, report in reports.items() if not report.passed]
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
@@ -282,6 +283,16 @@ def compute(entry: Entry, settings: Settings) -> Outcome:
     form = FORMATS[settings.fmt]
     text, shared = form.split(text)
     return Outcome(entry, name, True, form.entry(entry, name, text, note), shared=shared)
+
+
+def entry_view(settings: Settings):
+    """How every entry is shown: the command line's --color and LaTeX options (a document's
+    entries are align blocks inside it)."""
+    from .cli import View
+    doc = settings.document
+    style = doc.get("latex_style") or "align"
+    return View(doc.get("color") or "auto", "align" if style == "document" else style,
+                doc.get("latex_width"), doc.get("latex_transpose") or "top")
 
 
 def _source(entry: Entry) -> str:
@@ -436,10 +447,43 @@ class Pretty(Plain):
     comment = ""
 
     def header(self, entry, name) -> str:
-        return f"── {entry.file}:{entry.line} {name}\n"
+        return fit_report(f"── {entry.file}:{entry.line} {name}\n", _view_width())
 
     def failed(self, entry, name, report, details, results) -> str:
-        return (self.entry(entry, name, *results) if results else self.header(entry, name)) + report
+        return ((self.entry(entry, name, *results) if results else self.header(entry, name))
+                + fit_report(report, _view_width()))
+
+
+def _view_width():
+    """The terminal's width, when stdout is one (as the results are laid out); piped, the lines
+    are left whole for grep."""
+    if not sys.stdout.isatty():
+        return None
+    from .render.pretty import terminal_width
+    return terminal_width(sys.stdout)
+
+
+def fit_report(report: str, width) -> str:
+    """An error report (message, quoted line and caret, hint) with no line wider than ``width``:
+    the quoted line is cut around its caret, the other lines are folded.  No width: as it is."""
+    if width is None:
+        return report
+    import textwrap
+    from .render.pretty import _around_caret
+
+    lines = report.rstrip("\n").split("\n")
+    out = []
+    for i, line in enumerate(lines):
+        caret_next = i + 1 < len(lines) and lines[i + 1].strip() == "^"
+        if line.strip() == "^" and i and out and out[-1] is None:
+            out[-1:] = list(_around_caret(lines[i - 1], line, width))
+        elif caret_next:
+            out.append(None)                        # the quoted line: cut with its caret, next
+        elif len(line) <= width:
+            out.append(line)
+        else:
+            out.extend(textwrap.wrap(line, width, subsequent_indent="  ", break_on_hyphens=False))
+    return "\n".join(out) + "\n"
 
 
 class JsonLines(Plain):
@@ -473,6 +517,21 @@ def tex_escape(text: str) -> str:
     return "".join(TEX_SPECIAL.get(ch, ch) for ch in text)
 
 
+BREAK_AFTER = set(";,*/+(")
+
+
+def tex_code(text: str) -> str:
+    """``text`` in typewriter type, in a paragraph of its own that breaks at the page's width:
+    typewriter spaces do not stretch, so the paragraph is ragged right, and a program's lines
+    may also break after ';', ',', '(' and its operators."""
+    pieces = []
+    for ch, after in zip(text, text[1:] + " "):
+        pieces.append(TEX_SPECIAL.get(ch, ch))
+        if ch in BREAK_AFTER and after != " ":     # a space is a break already
+            pieces.append(r"\allowbreak{}")
+    return "{\\raggedright\\noindent\\texttt{" + "".join(pieces) + "}\\par}"
+
+
 class Latex(Plain):
     """A heading and a block per entry; with ``--latex-style document`` a complete document."""
     comment = "% "
@@ -487,14 +546,14 @@ class Latex(Plain):
         return "\\end{document}\n" if self.document else ""
 
     def header(self, entry, name) -> str:
-        program = tex_escape(JOINED.sub(" ", entry.program).strip())
-        return f"% {entry.file}:{entry.line}\n\\subsection*{{{tex_escape(name)}}}\n\\noindent\\texttt{{{program}}}\\par\n"
+        program = JOINED.sub(" ", entry.program).strip()
+        return f"% {entry.file}:{entry.line}\n\\subsection*{{{tex_escape(name)}}}\n{tex_code(program)}\n"
 
     def failed(self, entry, name, report, details, results) -> str:
         out = self.entry(entry, name, *results) if results else self.header(entry, name)
         where = f"line {details['line']}, column {details['column']}"
-        return (out + f"% {report.split(chr(10), 1)[0]}\n\\noindent\\textbf{{Error}} ({tex_escape(where)}): "
-                f"\\texttt{{{tex_escape(details['message'])}}}\n\n")
+        return (out + f"% {report.split(chr(10), 1)[0]}\n\\noindent\\textbf{{Error}} ({tex_escape(where)}):\n"
+                f"{tex_code(details['message'])}\n\n")
 
     def entry(self, entry, name, text, note) -> str:
         return super().entry(entry, name, text, note) + "\n"
@@ -628,6 +687,9 @@ class Progress:
         self.bar.update(self.task, completed=outcome.entry.done_bytes if self.total else None, count=self.count)
 
     def say(self, text: str):
+        if sys.stderr.isatty():
+            from .cli import _width_of
+            text = fit_report(text, _width_of(sys.stderr))
         if self.bar is not None:
             from rich.text import Text
             self.bar.console.print(Text(text.rstrip("\n")), soft_wrap=True)
@@ -789,7 +851,8 @@ def batch_command(single: click.Command) -> click.Command:
                                   show_default=True,
                                   help="LaTeX: a fragment to \\input (align), or a document that compiles as is."))
     arguments = [click.Argument(["files"], nargs=-1, required=True, metavar="FILE...")]
-    return click.Command("batch", params=arguments + shared + extra, callback=_batch_main,
+    from .cli import FittingCommand
+    return FittingCommand("batch", params=arguments + shared + extra, callback=_batch_main,
                          help=BATCH_HELP, epilog=BATCH_EXAMPLES,
                          context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 
@@ -807,6 +870,10 @@ def _batch_main(files, jobs, output, **options):
     out = sys.stdout
     try:
         time_limit(options.get("timeout"))       # a bad default is a usage error of the whole run
+        if fmt == "latex":                       # so is a bad --latex-width
+            from .render.latex import LatexOptions
+            LatexOptions.parse(entry_view(settings).latex_style, document.get("latex_width"),
+                               document.get("latex_transpose") or "top")
         sources = open_sources(files)           # every input is readable before the output is made
         if output is not None:
             try:

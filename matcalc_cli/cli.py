@@ -40,6 +40,9 @@ def _read_program(program: str) -> tuple:
     if program == "-":
         data = _read_bounded(sys.stdin.buffer, "<stdin>") if sys.stdin is not None else b""
         return _decode(data, "<stdin>"), "<stdin>"
+    if program.strip() == "@":
+        raise UsageError("'@' needs a file name: @FILE reads the program from FILE",
+                         hint="e.g. matcalc @samples/quadratic_form.mc; '-' reads standard input")
     if program.startswith("@") and len(program) > 1:
         path = program[1:]
         try:
@@ -63,10 +66,64 @@ def _decode(data: bytes, name: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise MatcalcError(f"{name} is not UTF-8 text (byte {e.start})") from None
+        raise MatcalcError(f"{name} is not UTF-8 text (byte {e.start})",
+                           hint="a program is text: declarations and an expression, e.g. x: vector(n); x' * x") from None
 
 
-class SingleOrBatch(click.Command):
+def _shown(e: click.ClickException) -> str:
+    """What click prints for its exception."""
+    import io
+    buffer = io.StringIO()
+    e.show(file=buffer)
+    return buffer.getvalue()
+
+
+def echo_folded(text: str, err: bool = True):
+    """Text for stderr (or stdout), its lines folded to the terminal's width when it is one."""
+    click.echo(fit_to_terminal(text, sys.stderr if err else sys.stdout), nl=False, err=err)
+
+
+def fit_to_terminal(text: str, stream) -> str:
+    """``text`` with every line wider than the terminal ``stream`` is on folded (continuation
+    lines indented); unchanged when ``stream`` is not a terminal."""
+    if stream is None or not stream.isatty():
+        return text
+    import textwrap
+    width = _width_of(stream)
+    folded = []
+    for line in text.rstrip("\n").split("\n"):
+        if len(line) <= width:
+            folded.append(line)
+            continue
+        indent = " " * min(len(line) - len(line.lstrip(" ")) + 2, width // 2)
+        folded.extend(textwrap.wrap(line, width, subsequent_indent=indent, break_on_hyphens=False))
+    return "\n".join(folded) + "\n"
+
+
+class FittingCommand(click.Command):
+    """A command whose --help fits the terminal: click wraps its paragraphs, but keeps the
+    examples' lines as they are, however narrow the terminal."""
+
+    def get_help(self, ctx) -> str:
+        return fit_to_terminal(super().get_help(ctx), sys.stdout).rstrip("\n")
+
+
+def _width_of(stream) -> int:
+    """The width of the terminal ``stream`` is on (COLUMNS, or 80, when it cannot tell)."""
+    import os
+    try:
+        columns = os.get_terminal_size(stream.fileno()).columns
+        if columns > 0:
+            return max(20, columns)
+    except (AttributeError, OSError, ValueError):
+        pass
+    try:
+        return max(20, int(os.environ.get("COLUMNS", "")))
+    except ValueError:
+        return 80
+
+
+class SingleOrBatch(FittingCommand):
     """``matcalc PROGRAM ...``, or ``matcalc batch FILE ...`` when the first argument is ``batch``
     (the program ``batch`` itself is ``matcalc -- batch``)."""
 
@@ -74,8 +131,27 @@ class SingleOrBatch(click.Command):
         args = sys.argv[1:] if args is None else list(args)
         if args[:1] == ["batch"]:
             from .batch import batch_command
-            return batch_command(self).main(args[1:], prog_name=f"{prog_name or 'matcalc'} batch", **extra)
-        return super().main(args, prog_name=prog_name, **extra)
+            command, args, prog_name = batch_command(self), args[1:], f"{prog_name or 'matcalc'} batch"
+        else:
+            command = super()
+        if not extra.pop("standalone_mode", True):
+            return command.main(args, prog_name=prog_name, standalone_mode=False, **extra)
+        try:
+            status = command.main(args, prog_name=prog_name, standalone_mode=False, **extra)
+        except click.exceptions.Abort:
+            click.echo("matcalc: interrupted", err=True)
+            sys.exit(130)
+        except click.ClickException as e:     # a usage error: click's words, fitted to a terminal
+            echo_folded(_shown(e), err=True)
+            sys.exit(e.exit_code)
+        except BrokenPipeError:               # --help | head -1: the reader has gone
+            _silence_stdout()
+            sys.exit(0)
+        except OSError as e:                  # --help > /dev/full
+            _silence_stdout()
+            click.echo(f"error: cannot write the output: {e.strerror or e}", err=True)
+            sys.exit(1)
+        sys.exit(status or 0)
 
     def format_usage(self, ctx, formatter):
         super().format_usage(ctx, formatter)
@@ -144,8 +220,27 @@ def main(program, fmt, timeout, color, latex_style, latex_width, latex_transpose
         # a file that does not parse may not be a matcalc program at all: quote only the token
         quote = "token" if filename is not None and isinstance(error, ParseError) else "line"
         _echo_error(error, source, filename, fmt, color, quote)
+        if fmt == "json":     # a program reading stdout gets an object it can parse, saying what failed
+            try:
+                click.echo(json_error(error))
+                sys.stdout.flush()
+            except (OSError, ValueError):   # the reader went away or the disk is full: the error is said
+                _silence_stdout()
         sys.exit(2 if isinstance(error, UsageError) else 1)
     sys.exit(status)
+
+
+def json_error(error: MatcalcError) -> str:
+    """``--format json`` when the program fails: ``ok`` false and the error's ``kind`` (syntax,
+    shape, math, usage, internal), ``message``, ``line`` and ``column`` (null when it has no place)
+    and ``hint`` when there is one: the fields of a failed batch entry."""
+    import json
+    from . import __version__
+    from .batch import error_kind
+    details = {"kind": error_kind(error), "message": error.message, "line": error.line, "column": error.column}
+    if error.hint:
+        details["hint"] = error.hint
+    return json.dumps({"matcalc_version": __version__, "ok": False, "error": details}, indent=2, ensure_ascii=False)
 
 
 def raise_internal(e: BaseException):
@@ -237,10 +332,13 @@ def derive_checked(source: str, *, check=False, verify=None, **options):
 
 
 def _echo_error(e: MatcalcError, source, filename, fmt, color, quote="line"):
-    """On a terminal the pretty view renders errors too (same words); otherwise plain text."""
-    if fmt in (None, "pretty") and sys.stderr.isatty() and not isinstance(e, InternalError):
+    """On a terminal the pretty view renders errors too (same words, no line wider than the
+    terminal; coloured only for the pretty view: --format latex/json/... asked for no colour);
+    otherwise plain text."""
+    if sys.stderr.isatty() and not isinstance(e, InternalError):
         from .render import pretty
-        pretty.print_error(e, pretty.make_console(sys.stderr, color), source, filename, quote)
+        colour = color if fmt in (None, "pretty") else "never"
+        pretty.print_error(e, pretty.make_console(sys.stderr, colour), source, filename, quote)
     else:
         click.echo(e.render(source, filename, quote=quote), err=True)
 
@@ -265,8 +363,9 @@ def render(derivation, reports: dict, fmt: str, steps: bool = False, view: View 
     from .render import documents
 
     note = documents.inferred_shapes_note(derivation)
-    if fmt == "json":
-        extra = {k: r.to_dict() for k, r in reports.items()}
+    if fmt == "json":   # ok: the exit status is 0 (every --check/--verify passed)
+        extra = {"ok": all(r.passed for r in reports.values())}
+        extra.update((k, r.to_dict()) for k, r in reports.items())
         if steps:
             from .render.steps import as_json
             extra["steps"] = as_json(derivation.steps)

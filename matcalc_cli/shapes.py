@@ -10,6 +10,7 @@ undeclared name defaults to a column vector (lower case) or a matrix (upper case
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 from math import gcd
@@ -26,6 +27,20 @@ PRIMARY_FUNCTIONS = tuple(E.matfun_names())
 KNOWN_FUNCTIONS = MATRIX_FUNCTIONS + E.ELEMENTWISE + CONSTRUCTORS + PRIMARY_FUNCTIONS
 _HIGHER_ORDER = {n for n, (kind, _, k) in E.matfun_names().items() if kind == "d" and k > 2}
 PREFERRED_DIM_NAMES = ("n", "m", "p", "q", "r", "s", "k", "l", "d", "t")
+
+CONSTRUCTOR_USES = {
+    "I": "I(n) is the n x n identity (I alone takes its size from use)",
+    "ones": "ones(n) is a vector of ones, ones(m, n) a matrix of ones",
+    "zeros": "zeros(n) is a vector of zeros, zeros(m, n) a matrix of zeros",
+    "commutation": "commutation(m, n) is the matrix K with K * vec(X) = vec(X') for X m x n",
+    "reshape": "reshape(v, m, n) turns v (of m*n entries) into an m x n matrix, column by column",
+}
+
+
+def _square_hint(name: str, arg: str) -> str:
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", arg):
+        return f"declare {arg} square (matrix(n, n)), or take {name} of a square product such as {arg}' * {arg}"
+    return "a square matrix has as many rows as columns: declare the operands' shapes so that it has"
 
 
 @dataclass
@@ -209,7 +224,8 @@ class _Inference:
                 raise NameLookupError("'I' is the identity matrix and cannot be declared", *pos,
                                       hint="choose another name")
             if name in self.symbols:
-                raise NameLookupError(f"'{name}' is declared twice", *pos)
+                raise NameLookupError(f"'{name}' is declared twice", *pos,
+                                      hint="declare each name once; to change its shape, edit the first declaration")
             self.symbols[name] = Symbol(name, shape, True, decl.kind == "symmetric", pos)
 
     def define(self, definition: S.Definition):
@@ -342,13 +358,14 @@ class _Inference:
         expected = 2 if name == "kron" else 1
         if len(args) != expected:
             raise ParseError(f"{name} takes {expected} argument{'s' if expected > 1 else ''}, "
-                             f"got {len(args)}", *node.pos)
+                             f"got {len(args)}", *node.pos,
+                             hint="write kron(A, B)" if name == "kron" else f"write {name}(X) with one argument")
         shapes = [self.infer(a) for a in args]
         a = shapes[0]
         if name in ("tr", "det", "logdet", "inv", "adj"):
             if not self.try_unify((a[0], a[1])):
                 raise ShapeError(f"{name} needs a square matrix, but {_src(args[0])} is {self.show(a)}",
-                                 *node.pos)
+                                 *node.pos, hint=_square_hint(name, _src(args[0])))
             return (ONE, ONE) if name in ("tr", "det", "logdet") else a
         if name == "diag":
             if self.u.is_one(a[1]) or self.u.is_one(a[0]):
@@ -396,7 +413,7 @@ class _Inference:
         arity = {"I": (1,), "ones": (1, 2), "zeros": (1, 2), "commutation": (2,), "reshape": (3,)}[name]
         if len(args) not in arity:
             raise ParseError(f"{name} takes {' or '.join(map(str, arity))} argument(s), got {len(args)}",
-                             *node.pos)
+                             *node.pos, hint=CONSTRUCTOR_USES[name])
         if name == "reshape":
             a = self.infer(args[0])
             rows, cols = self.dim_argument(args[1]), self.dim_argument(args[2])

@@ -229,6 +229,8 @@ def _describe_token(tok) -> str:
 
 
 def _hint_for_character(ch: str) -> str | None:
+    if ch == "@":
+        return "a matrix product is written with '*' (A * x); '.*' is the elementwise product"
     if ch in "[]{}":
         return "matcalc has no array literals; declare shapes such as 'A: matrix(n, n)'"
     if ch == '"':
@@ -238,13 +240,32 @@ def _hint_for_character(ch: str) -> str | None:
     return None
 
 
+SHAPE_KINDS = ("scalar", "vector", "matrix", "symmetric")
+
+
 def _hint_for_token(tok, expected) -> str | None:
     expected = set(expected or ())
+    if tok.type == "NAME" and "VECTOR" in expected:       # a misspelt shape: x: vectr(n)
+        import difflib
+        close = difflib.get_close_matches(str(tok), SHAPE_KINDS, n=1)
+        known = "a shape is scalar, vector(d), matrix(d1, d2) or symmetric(d)"
+        return f"did you mean '{close[0]}'? {known}" if close else known
+    if tok.type == "RPAR" and expected == {"COMMA"}:      # matrix(n)
+        return "matrix takes two dimensions, rows and columns: matrix(m, n) (a column vector is vector(n))"
+    if tok.type == "COMMA" and expected == {"RPAR"}:      # vector(n, m), symmetric(n, n)
+        return "vector(d) and symmetric(d) take one dimension; a rectangular matrix is matrix(m, n)"
     if tok.type == "_SEP" and "RPAR" in expected:
         return "a '(' is not closed before the end of the statement"
     if tok.type == "RPAR":
         return "a ')' without a matching '(' or with nothing before it"
-    if tok.type in ("MUL_OP", "POW_OP") or (tok.type == "ADD_OP" and str(tok) == "+"):
+    if tok.type == "STAR" and "NAME" in expected:         # x ** 2, x * * y
+        return "'*' needs an operand on each side; a power is written x^2 (x.^2 elementwise)"
+    if tok.type == "EQUAL":
+        return ("there are no comparisons or assignments inside an expression; "
+                "a definition names a subexpression on its own statement: r = A * x - b; norm2(r)^2")
+    if tok.type in ("NAME", "NUMBER", "LPAR") and expected == {"_SEP"}:   # x: vector(n) x' * x
+        return "separate statements with ';' or a new line: x: vector(n); x' * x"
+    if tok.type in ("MUL_OP", "POW_OP", "STAR") or (tok.type == "ADD_OP" and str(tok) == "+"):
         return f"'{tok}' needs an operand on each side"
     if tok.type in ("NAME", "NUMBER", "LPAR") and ("MUL_OP" in expected or "ADD_OP" in expected):
         return "two operands in a row: use '*' for products (x' * A * x)"

@@ -791,9 +791,17 @@ def _open_up(tokens: list, groups: set) -> None:
                 last.text = last.text[:-len(r"\right)")] + rf"\{size}r" + last.text[-1]
 
 
+# A break between factors in running text.  A bare \allowbreak is not enough: a line ending there
+# has no stretch (math glue hardly stretches), so TeX finds no acceptable break and sets the
+# whole formula as one overfull line.  The glue before the break lets a line ending there fall
+# short (ragged, as in \raggedright); the glue after it is dropped at a break and cancels the first
+# one where TeX does not break, so the formula reads as written.
+RAGGED_BREAK = r"\hskip 0pt plus 1fil\relax\allowbreak\hskip 0pt plus -1fil\relax"
+
+
 def allow_breaks(marked: str) -> str:
     """For running text: TeX may break an inline formula after a top-level + or -, and here also
-    between factors (\\allowbreak); inside braces nothing changes."""
+    between factors (RAGGED_BREAK); inside braces nothing changes."""
     out, depth, i = [], 0, 0
     while i < len(marked):
         ch = marked[i]
@@ -806,7 +814,9 @@ def allow_breaks(marked: str) -> str:
         elif ch == "}":
             depth -= 1
         if ch == breaking.FACTOR and depth == 0:
-            out.append(r"\allowbreak")
+            out.append(RAGGED_BREAK)
+            if marked[i + 1:i + 2].isalpha():    # \relax must not run into a letter
+                out.append(" ")
         elif ch not in breaking.MARKERS:
             out.append(ch)
         i += 1

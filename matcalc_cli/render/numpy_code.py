@@ -1063,21 +1063,21 @@ class Dimensions:
     determined (only m*n ever appears) is known as a whole; every other symbol is a keyword."""
 
     def __init__(self, specs: list, used: list, names: Names):
-        known: set = set()
+        known: dict = {}        # ordered as found: the module's text must not depend on hash order
         progress = True
         while progress:
             progress = False
             for d in specs:
                 unknown = [(s, p) for s, p in d.factors if s not in known]
                 if len(unknown) == 1 and unknown[0][1] == 1:
-                    known.add(unknown[0][0])
+                    known[unknown[0][0]] = True
                     progress = True
         self.known = known
         self.products = []          # products known only as a whole, as factor tuples
         for d in specs:
             if any(s not in known for s, _ in d.factors) and d.factors not in self.products:
                 self.products.append(d.factors)
-        in_products = {s for f in self.products for s, _ in f}
+        in_products = dict.fromkeys(s for f in self.products for s, _ in f)
         self.free = [s for s in used if s not in known and s not in in_products] + \
                     [s for s in in_products if s not in known]
         self.local = {}
