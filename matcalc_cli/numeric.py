@@ -352,12 +352,19 @@ def random_direction(var, rng, sizes: dict) -> np.ndarray:
     return d
 
 
+def _quoted(node, width: int = 40) -> str:
+    """A subexpression as the user writes it, cut short: where a point fails, in their terms."""
+    from .render.text import to_text
+    text = to_text(node)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
 def domain_problems(evaluator: Evaluator) -> list:
     """Reasons why the evaluated point is a poor place for finite differences (empty: fine)."""
     problems = []
     for node, value in evaluator.memo.items():
         if not np.all(np.isfinite(value)):
-            problems.append(f"{type(node).__name__} is not finite")
+            problems.append(f"{_quoted(node)} is not finite")
             continue
         kids = [evaluator.memo.get(c) for c in node.children]
         if any(k is None for k in kids):

@@ -950,3 +950,11 @@ def test_rows_of_any_derivation_with_tags_compile_within_the_width(pdflatex, tmp
     block = L.align_block(rows)
     assert block.count(r"\text{(") == 3 and r"\begin{align*}" in block
     assert compile_problems(pdflatex, minimal_document(block), tmp_path) == []
+
+
+@pytest.mark.parametrize("constant, expected", [("1e300", "10^{300}"), ("-3e250", r"-3 \cdot 10^{250}"),
+                                                ("1e20", "100000000000000000000"), ("1e21", "10^{21}")])
+def test_huge_integer_constants_print_in_scientific_notation(constant, expected):
+    d = derive(f"x: scalar; {constant} * x")
+    assert d.gradient.latex() == expected
+    assert len(d.differential.latex()) < 60

@@ -30,7 +30,7 @@ from .breaking import CLOSE, OPEN, SUM
 from .breaking import FACTOR as BETWEEN_FACTORS
 from .share import shared_form
 from .printer import ATOM, MUL, NEG, POSTFIX, POW, Printer
-from .text import _decimal_text, _float_text, _is_reciprocal, precedence
+from .text import _decimal_text, _float_text, _integer_text, _is_reciprocal, precedence
 from . import documents
 
 GREEK = frozenset((
@@ -89,6 +89,18 @@ def latex_precedence(e: E.Expr) -> int:
 # a constant whose denominator is larger than this, and whose decimal ends, is written as a
 # decimal (0.1, 0.20000003, 1.5 \cdot 10^{-8}); smaller ones as fractions (\frac{3}{4})
 DECIMAL_DENOMINATOR = 8
+
+
+def _integer_latex(n: int) -> str:
+    """An integer's digits, or exact scientific notation where the text printer uses it:
+    1e300 is 10^{300}, not three hundred zeros running off the page."""
+    text = _integer_text(n)
+    if "e" not in text:
+        return text
+    mant, exp = text.split("e")
+    sign = "-" if mant.startswith("-") else ""
+    mant = mant.lstrip("-")
+    return rf"{sign}10^{{{int(exp)}}}" if mant == "1" else rf"{sign}{mant} \cdot 10^{{{int(exp)}}}"
 
 
 def decimal_form(v: Fraction):
@@ -208,7 +220,7 @@ class LatexPrinter(Printer):
         v = e.value
         if isinstance(v, Fraction):
             if v.denominator == 1:
-                return str(v.numerator)
+                return _integer_latex(v.numerator)
             decimal = decimal_form(v)
             if decimal is not None:
                 return decimal
