@@ -523,10 +523,34 @@ def inner_product_cancels(e: E.Expr) -> E.Expr:
 
 # --- rule: traces of outer products --------------------------------------------------------------
 
+MAX_EXPANDED_TERMS = 64   # a distribution is tried only where it writes at most this many terms
+
+
+def expanded_terms(e: E.Expr) -> int:
+    """How many terms ``e`` has with every product distributed over its sums, counted up to
+    MAX_EXPANDED_TERMS + 1 (per distinct node: Y_k = Y_(k-1) * Y_(k-1)' + Y_(k-1), k deep, has
+    about 2^(2^k) terms in k nodes)."""
+    memo = e.memo()
+    if "terms" not in memo:
+        if isinstance(e, E.Add):
+            n = sum(expanded_terms(t) for t in e.args)
+        elif isinstance(e, (E.MatMul, E.Mul, E.Hadamard, E.Kron, E.Transpose)):
+            n = 1
+            for c in e.children:
+                n *= expanded_terms(c)
+        else:
+            n = 1
+        memo["terms"] = min(n, MAX_EXPANDED_TERMS + 1)
+    return memo["terms"]
+
+
 def expand_trace(e: E.Expr) -> E.Expr:
     """tr(M * (x * dx' + dx * x')) = 2 * x' * M * dx for symmetric M: a trace over a sum is
-    distributed where the terms then drop their traces (rank-one terms) and the result is smaller."""
+    distributed where the terms then drop their traces (rank-one terms) and the result is smaller.
+    Never where the full distribution is large (it grows exponentially down a definition chain)."""
     if not isinstance(e, E.Trace) or not isinstance(e.arg, E.MatMul):
+        return e
+    if expanded_terms(e.arg) > MAX_EXPANDED_TERMS:
         return e
     f = e.arg.args
     for i, s_ in enumerate(f):
