@@ -29,6 +29,7 @@ MAX_DIM_EXPONENT = 64           # n^k in a declaration
 MAX_VERIFY_N = 12               # --verify N: dimensions of the explicit symbolic matrices
 MAX_VERIFY_DETERMINANT = 4      # --verify: symbolic inverses and determinants of at most 4 x 4
 MAX_VERIFY_ENTRIES = 20_000     # entries of the largest explicit matrix --verify would build
+MAX_VERIFY_TREE = 600           # nodes of f or a result written out as a tree (SymPy works on trees)
 MAX_CHECK_ENTRIES = 4_000_000   # entries of the largest array --check would evaluate
 MAX_MEMORY_BYTES = 3 << 30      # memory of the process while deriving (checked as the work goes)
 
@@ -265,6 +266,16 @@ def check_verify_request(derivation, n) -> None:
                      f"{biggest:,} x {biggest:,} matrices",
                      f"{MAX_VERIFY_DETERMINANT} x {MAX_VERIFY_DETERMINANT}",
                      "use --verify 3 (dimensions without a fixed size), or check numerically with --check")
+    # SymPy differentiates and evaluates expressions written out as trees: a definition chain,
+    # small as a DAG, is exponentially large there
+    written = [("f", derivation.expression)] + [(r.key, r.printed) for r in derivation.results.values()]
+    name, tree = max(written, key=lambda item: E.tree_size(item[1]))
+    if E.tree_size(tree) > MAX_VERIFY_TREE:
+        raise refuse(f"--verify would give SymPy {'f' if name == 'f' else 'the ' + name} written out as a "
+                     f"tree of {E.tree_size(tree):,} nodes (it repeats shared subexpressions)",
+                     f"{MAX_VERIFY_TREE:,} nodes",
+                     "check numerically with --check, which evaluates the shared expression, "
+                     "or verify a shorter definition chain")
     if largest > MAX_VERIFY_ENTRIES:
         raise refuse(f"--verify {n} would build symbolic matrices of {largest:,} entries",
                      f"{MAX_VERIFY_ENTRIES:,} entries",

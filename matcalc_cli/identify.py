@@ -21,6 +21,9 @@ from .budget import check as within_budget
 from .differential import differential
 from .errors import MathError
 from .simplify import simplify
+from .workload import HESSIAN_HINT, JACOBIAN_HINT, check_differential, check_step
+
+HESSIAN_FIRST_STEP = "the differential of the gradient (the first step to the Hessian)"
 
 
 def _contains_dx(e: E.Expr, dx: E.Var) -> bool:
@@ -233,6 +236,7 @@ def gradient(df: E.Expr, x: E.Var, dx: E.Var) -> E.Expr:
         raise MathError("the gradient is defined for a scalar function",
                         hint="use --jacobian for a vector or matrix valued function")
     G = pullback(df, E.Num(1), dx)
+    check_step(G, "the gradient before simplification", JACOBIAN_HINT)
     # symmetrize before simplifying: G + G' then collects term by term
     return simplify(sym(G) if x.symmetric else G)
 
@@ -416,6 +420,7 @@ def jacobian(f: E.Expr, df: E.Expr, x: E.Var, dx: E.Var, layout: str = "numerato
     if f.is_scalar:
         J = E.transpose(E.vec(gradient(df, x, dx)))
     else:
+        check_step(df, "the differential (the start of the Jacobian)", JACOBIAN_HINT)
         J = jacobian_kron(df, dx)
         if x.symmetric:
             J = E.matmul(J, symmetric_projection(x.rows))
@@ -427,12 +432,18 @@ def jacobian(f: E.Expr, df: E.Expr, x: E.Var, dx: E.Var, layout: str = "numerato
 
 def hessian_bilinear(df: E.Expr, x: E.Var, dx2: E.Var, everywhere: bool = False) -> E.Expr:
     """f''(x)[dx, dx2]: differentiate df again (dx fixed) in the direction dx2."""
-    return simplify(differential(df, x, dx2, everywhere))
+    check_differential(df, [x], "the second differential", HESSIAN_HINT)
+    second = differential(df, x, dx2, everywhere)
+    check_step(second, "the second differential before simplification", HESSIAN_HINT)
+    return simplify(second)
 
 
 def hessian_matrix(G: E.Expr, x: E.Var, dx: E.Var, everywhere: bool = False) -> E.Expr:
     """The Hessian matrix: the Jacobian of vec(G), numel(x) x numel(x)."""
-    dG = simplify(differential(G, x, dx, everywhere))
+    check_differential(G, [x], HESSIAN_FIRST_STEP, HESSIAN_HINT)
+    dG = differential(G, x, dx, everywhere)
+    check_step(dG, HESSIAN_FIRST_STEP, HESSIAN_HINT)
+    dG = simplify(dG)
     H = jacobian_kron(E.vec(dG), dx)
     if x.symmetric:
         H = E.matmul(H, symmetric_projection(x.rows))
@@ -528,7 +539,9 @@ def hessian_blocks(G: E.Expr, x: E.Var, others: list) -> list:
     dG is taken in all those directions in one pass and split."""
     from .differential import differential_all
     directions = [dy for _, dy in others]
+    check_differential(G, [y for y, _ in others], HESSIAN_FIRST_STEP, HESSIAN_HINT)
     dG = differential_all(G, {y: dy for y, dy in others})
+    check_step(dG, HESSIAN_FIRST_STEP, HESSIAN_HINT)
     blocks = []
     for (y, dy), part in zip(others, split_by_direction(dG, directions)):
         H = jacobian_kron(E.vec(part), dy)

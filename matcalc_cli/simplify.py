@@ -148,8 +148,17 @@ def collect_coefficients(e: E.Expr) -> E.Expr:
 
 
 def factor_common(e: E.Expr) -> E.Expr:
+    """Memoised per distinct node (a function of the node alone): the sums of a definition chain
+    share their terms, and each is factored once."""
     if not isinstance(e, E.Add):
         return e
+    memo = e.memo()
+    if "factor_common" not in memo:
+        memo["factor_common"] = _factor_common(e)
+    return memo["factor_common"]
+
+
+def _factor_common(e: E.Add) -> E.Expr:
     terms = [_decompose(t) for t in e.args]
     # 1. a scalar factor shared by every term
     shared = Counter(terms[0][1])
@@ -397,7 +406,8 @@ def kron_products(e: E.Expr) -> E.Expr:
         out = E.matmul(*step)
         return out if cost(out) <= cost(e) else e
     for i, s_ in enumerate(f):
-        if isinstance(s_, E.Add) and i > 0 and isinstance(f[i - 1], E.Kron):
+        if isinstance(s_, E.Add) and i > 0 and isinstance(f[i - 1], E.Kron) \
+                and expanded_terms(s_) <= MAX_EXPANDED_TERMS:
             after = [f[i + 1]] if i + 1 < len(f) and isinstance(f[i + 1], E.Kron) else []
             terms = [_on_body(simplify_node(E.matmul(f[i - 1], t, *after)), kron_products) for t in s_.args]
             if all(isinstance(_body(t), E.Kron) for t in terms):
@@ -413,9 +423,15 @@ def _on_body(t: E.Expr, rule) -> E.Expr:
 
 
 def simplify_node(e: E.Expr) -> E.Expr:
-    for rule in RULES:
-        e = rule(e)
-    return e
+    """The rules applied once to one node; memoised per distinct node (the rules are functions of
+    the node alone), so a distribution tried in many places of a DAG is worked out once."""
+    memo = e.memo()
+    if "simplify_node" not in memo:
+        out = e
+        for rule in RULES:
+            out = rule(out)
+        memo["simplify_node"] = out
+    return memo["simplify_node"]
 
 
 def factor_kron(e: E.Expr) -> E.Expr:
@@ -523,7 +539,7 @@ def inner_product_cancels(e: E.Expr) -> E.Expr:
 
 # --- rule: traces of outer products --------------------------------------------------------------
 
-MAX_EXPANDED_TERMS = 64   # a distribution is tried only where it writes at most this many terms
+MAX_EXPANDED_TERMS = 16   # a distribution is tried only where it writes at most this many terms
 
 
 def expanded_terms(e: E.Expr) -> int:

@@ -75,14 +75,36 @@ def _written_size(e: E.Expr, chosen: list) -> int:
     return size(e, True) + sum(size(n, True) for n in chosen)
 
 
+def _chosen(e: E.Expr) -> list:
+    """The subexpressions to name in a result (memoised: every printer asks)."""
+    memo = e.memo()
+    if "shared" not in memo:
+        chosen = _choose(e)
+        if _written_size(e, chosen) > DIFFERENTIAL_SHARE_SIZE and E.has_differential(e):
+            chosen = _choose(e, differentials=True)
+        if chosen and _written_size(e, chosen) > (1 - MIN_SAVING) * E.tree_size(e):
+            chosen = []
+        memo["shared"] = chosen
+    return memo["shared"]
+
+
+def shared_size(e: E.Expr) -> int:
+    """Nodes written when ``e`` is printed with its repeated parts named (its definitions and
+    body): the size of the text, computed on the DAG without writing anything."""
+    if E.tree_size(e) < MIN_TREE_SIZE:
+        return E.tree_size(e)
+    chosen = _chosen(e)
+    return _written_size(e, chosen) if chosen else E.tree_size(e)
+
+
 def shared_form(e: E.Expr, taken) -> tuple:
-    """([(name_var, definition)], body): the result with its repeated parts named."""
+    """([(name_var, definition)], body): the result with its repeated parts named.  Refused
+    (MathError) when even that is larger than E.MAX_PRINTED_SIZE nodes."""
+    E.check_printable(e, shared_size(e))
     if E.tree_size(e) < MIN_TREE_SIZE:
         return [], e
-    chosen = _choose(e)
-    if _written_size(e, chosen) > DIFFERENTIAL_SHARE_SIZE and E.has_differential(e):
-        chosen = _choose(e, differentials=True)
-    if not chosen or _written_size(e, chosen) > (1 - MIN_SAVING) * E.tree_size(e):
+    chosen = _chosen(e)
+    if not chosen:
         return [], e
     return _name(e, chosen, taken)
 
@@ -92,8 +114,7 @@ def _name(e: E.Expr, chosen: list, taken) -> tuple:
     depth_first = [n for n in _order([e] + chosen)[::-1] if n in set(chosen)]
     names, mapping, definitions = iter(_fresh_names(taken)), {}, []
     for node in depth_first:
-        inner = {k: v for k, v in mapping.items()}
-        definition = _replace(node, inner)
+        definition = _replace(node, mapping)   # the names defined so far
         var = E.Var(next(names), node.shape, _is_symmetric(node))
         mapping[node] = var
         definitions.append((var, definition))
