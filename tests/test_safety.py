@@ -325,7 +325,9 @@ def test_a_closed_stdout_is_a_clear_error(fmt):
 
 
 def test_ctrl_c_exits_130_with_one_line():
-    proc = subprocess.Popen(matcalc_command() + [_chain(40), "--hessian", "--timeout", "0"],
+    # seconds of work that no size estimate refuses: the Hessian of a product of 32 factors
+    slow = "X: matrix(n, n); tr(" + " * ".join(f"A{i} * X" for i in range(16)) + ")"
+    proc = subprocess.Popen(matcalc_command() + [slow, "--wrt", "X", "--hessian", "--timeout", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, PYTHONPATH=ROOT))
     time.sleep(3)
