@@ -74,6 +74,7 @@ REFIRE = 1.0   # seconds: an expiry swallowed by a library's ``except BaseExcept
 
 def _fire(deadline: _Deadline, memory: bool = False):
     deadline.at = time.monotonic() + REFIRE
+    _arm()          # the timer too: the exception may be swallowed where no check() follows
     raise _Expired(deadline, memory=memory)
 
 
@@ -84,7 +85,23 @@ def _timer_usable() -> bool:
     return handler in (signal.SIG_DFL, None, _on_alarm)
 
 
+def _in_finaliser(frame) -> bool:
+    """Whether the signal interrupted a gc callback or a ``__del__``: an exception raised there
+    cannot reach the request (Python prints it as 'unraisable' and carries on)."""
+    import gc
+    callbacks = {getattr(cb, "__code__", None) for cb in gc.callbacks}
+    while frame is not None:
+        if frame.f_code in callbacks or frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _on_alarm(signum, frame):
+    if _in_finaliser(frame):
+        if _timer_usable():     # not here: try again as soon as the finaliser has returned
+            signal.setitimer(signal.ITIMER_REAL, 0.005)
+        return
     now = time.monotonic()
     for d in _state.active:
         if d.at <= now + 0.001 and not d.fired:

@@ -399,3 +399,32 @@ def test_a_time_limit_in_another_thread_is_checked_as_the_work_goes():
     with ThreadPoolExecutor(1) as pool:
         with pytest.raises(TimeLimitError):
             pool.submit(entry).result(timeout=120)
+
+
+def test_a_deadline_never_fires_inside_a_gc_callback():
+    """An exception raised in a gc callback cannot reach the request (Python reports it as
+    'unraisable'); the deadline waits until the callback has returned, then fires."""
+    import gc
+    import sys
+    unraisable = []
+
+    def slow_callback(phase, info):
+        if phase == "start":
+            end = time.monotonic() + 0.3
+            while time.monotonic() < end:   # a busy finaliser, as in a library's gc hook
+                pass
+
+    old_hook = sys.unraisablehook
+    sys.unraisablehook = unraisable.append
+    gc.callbacks.append(slow_callback)
+    try:
+        with pytest.raises(TimeLimitError):
+            with limit(0.1):
+                gc.collect()
+                give_up = time.monotonic() + 5
+                while time.monotonic() < give_up:   # work after the callback: the deadline fires here
+                    time.sleep(0.01)
+    finally:
+        gc.callbacks.remove(slow_callback)
+        sys.unraisablehook = old_hook
+    assert unraisable == []
