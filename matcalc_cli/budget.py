@@ -17,6 +17,7 @@ The exception raised inside the block is a BaseException (``_Expired``), so that
 
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 import time
@@ -87,8 +88,9 @@ def _timer_usable() -> bool:
 
 def _in_finaliser(frame) -> bool:
     """Whether the signal interrupted a gc callback or a ``__del__``: an exception raised there
-    cannot reach the request (Python prints it as 'unraisable' and carries on)."""
-    import gc
+    cannot reach the request (Python prints it as 'unraisable' and carries on).  gc is imported at
+    the top: an import inside a signal handler that interrupted an import breaks the import lock
+    (KeyError in importlib's _ModuleLock.acquire)."""
     callbacks = {getattr(cb, "__code__", None) for cb in gc.callbacks}
     while frame is not None:
         if frame.f_code in callbacks or frame.f_code.co_name == "__del__":
