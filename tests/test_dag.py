@@ -217,3 +217,11 @@ def test_a_result_too_large_even_shared_is_refused_with_the_limit_named():
     with pytest.raises(MathError) as err:
         E.check_printable(E.Num(1), E.MAX_PRINTED_SIZE + 1)
     assert "200,000" in err.value.message and "--format numpy" in err.value.hint
+
+
+def test_check_evaluates_a_deep_chain_on_the_dag():
+    # --check evaluates the shared expression: 30 levels, 2^30 nodes written out
+    from matcalc_cli.check import check_derivation as numeric_check
+    d = derive(sine_chain(30), wrt="y0", gradient=True)
+    report = numeric_check(d)
+    assert report.passed, report.lines()
