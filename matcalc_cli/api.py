@@ -272,9 +272,6 @@ def derive(program: str, wrt=None, *, gradient: bool = False, jacobian: bool = F
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
     typed = check(parse(program))
     names = choose_wrts(typed, wrt)
-    if steps and len(names) > 1:
-        raise UsageError("--steps shows the derivation for one variable at a time",
-                         hint=f"run it once per variable: --wrt {names[0]} --steps")
     f = typed.expression
 
     if not (gradient or jacobian or hessian):

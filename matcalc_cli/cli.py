@@ -272,12 +272,19 @@ def render(derivation, reports: dict, fmt: str, steps: bool = False, view: View 
             extra["steps"] = as_json(derivation.steps)
         return documents.as_json(derivation, extra), None
     head = ""
+    if steps and fmt == "pretty":
+        return _pretty(derivation, reports, view, steps=True), None
     if steps:      # the derivation in place of the bare results (its chains end with them)
-        head = (f"shapes: {documents.declarations_text(derivation)}\n" if fmt == "pretty" else "") \
-            + _steps_text(derivation.steps, fmt)
+        head = _steps_text(derivation, fmt, view)
+        if fmt == "latex" and view.latex_style == "inline":   # running text: reports to stderr
+            lines = [f"% {line}" for r in reports.values() for line in r.lines()]
+            return head, "\n".join(filter(None, [note] + lines)) or None
+        if fmt == "latex" and view.latex_style == "document":
+            end = "\\end{document}\n"
+            return head[:-len(end)] + _report_lines(reports, "% ") + end, note
         if fmt != "numpy":
             prefix = {"latex": "% ", "plain": "# "}.get(fmt, "")
-            return head + _report_lines(reports, prefix), (None if fmt == "pretty" else note)
+            return head + _report_lines(reports, prefix), note
     if fmt == "latex":
         from .render.latex import LatexOptions, render_latex
         options = LatexOptions.parse(view.latex_style, view.latex_width, view.latex_transpose)
@@ -296,14 +303,15 @@ def render(derivation, reports: dict, fmt: str, steps: bool = False, view: View 
     return head + text + _report_lines(reports, prefix), note
 
 
-def _pretty(derivation, reports: dict, view: View) -> str:
+def _pretty(derivation, reports: dict, view: View, steps: bool = False) -> str:
     """The Rich view, rendered into text (colour and width decided by the real stdout)."""
     import io
     from .render import pretty
     buffer = io.StringIO()
     colour = "always" if pretty.wants_colour(view.color, sys.stdout) else "never"
     console = pretty.make_console(buffer, colour, pretty.terminal_width(sys.stdout))
-    pretty.print_derivation(derivation, console, [line for r in reports.values() for line in r.lines()])
+    show = pretty.print_steps if steps else pretty.print_derivation
+    show(derivation, console, [line for r in reports.values() for line in r.lines()])
     return buffer.getvalue()
 
 
@@ -324,16 +332,16 @@ def _report_lines(reports: dict, prefix: str) -> str:
     return "".join(f"{prefix}{line}\n" for report in reports.values() for line in report.lines())
 
 
-def _steps_text(steps, fmt) -> str:
+def _steps_text(derivation, fmt, view: View = View()) -> str:
     """--steps: the derivation step by step; with --format numpy, as comment lines before the module."""
     from .render import steps as render_steps
+    steps = derivation.steps
     if fmt == "latex":
-        return render_steps.latex(steps)
+        from .render.latex import LatexOptions
+        options = LatexOptions.parse(view.latex_style, view.latex_width, view.latex_transpose)
+        return render_steps.latex(steps, options, {d.name: x.name for d, x in derivation.directions})
     if fmt == "numpy":
         return "".join("# " + line + "\n" for line in render_steps.plain(steps).splitlines())
-    if fmt == "pretty":   # a terminal: as wide as it is
-        import shutil
-        return render_steps.plain(steps, max(60, shutil.get_terminal_size((render_steps.WIDTH, 24)).columns))
     return render_steps.plain(steps)
 
 

@@ -33,10 +33,12 @@ from . import expr as E
 from . import identify
 from . import simplify as S
 from .differential import RULES as DIFFERENTIAL_RULES, _Differentiator, differential
+from .render.breaking import SUM
 
 MAX_STEPS = 60          # per stage: a runaway rewrite cannot print forever
 CANONICAL = "rearrange into canonical form"
 REORDER = "reorder terms"
+BY_DIRECTION = "the terms grouped by direction"
 
 
 @dataclass(frozen=True)
@@ -48,24 +50,46 @@ class Step:
     rules: tuple
     taken: frozenset = frozenset()
     result: bool = False  # the stage's result: printed exactly as the result is
+    pending: tuple = ()   # Pending: differentials the step has not worked out yet (d log(u))
+    defs: tuple = ()      # (name var, value): names the step is written with ('where G = ...')
+    key: str = ""         # the result the stage ends with (derivation.results[key]); stage by default
+    wrt: tuple = ()       # the variables of the result, with several variables
+
+    @property
+    def result_key(self) -> str:
+        return self.key or self.stage
+
+    @property
+    def value(self) -> E.Expr:
+        """The step's expression with its pending differentials worked out: what it equals."""
+        if not (self.pending or self.defs):
+            return self.expr
+        mapping = {p.var: p.expansion for p in self.pending}
+        mapping.update({var: raw_substitute(value, mapping) for var, value in self.defs})
+        return raw_substitute(self.expr, mapping)
 
     def text(self) -> str:
         from .render.steps import step_text
-        return step_text(self.expr, self.taken, self.result)
+        return step_text(self.expr, self.taken, self.result, self.pending, self.defs)
 
     def latex(self) -> str:
         from .render.steps import step_latex
-        return step_latex(self.expr, self.taken, self.result)
+        return step_latex(self.expr, self.taken, self.result, self.pending, self.defs)
 
 
 class Rule(str):
-    """A rule's name in words (the JSON ``rules`` entry), with its LaTeX when it is a formula."""
+    """A rule's name in words (the JSON ``rules`` entry), with its LaTeX when it is a formula.
+    ``parts``: the LaTeX as pieces of LaTeX and expressions, for a rule that holds a result
+    (d(∇f) = ...): a renderer prints the expressions itself, so that long ones break."""
 
     latex: str | None = None
+    parts: tuple | None = None
+    formula: tuple | None = None   # (words, U, its differential): "chain rule: ", log(u), du ./ u
 
-    def __new__(cls, text: str, latex: str | None = None):
+    def __new__(cls, text: str, latex: str | None = None, parts: tuple | None = None):
         self = super().__new__(cls, text)
         self.latex = latex
+        self.parts = parts
         return self
 
 
@@ -127,17 +151,17 @@ class _Placeholders(_Differentiator):
     """A differentiator whose d(child) is a placeholder name: applying a node's rule with it gives
     the rule's own form, before the children's differentials are known."""
 
-    def __init__(self, x, dx, named=None):
-        super().__init__(x, dx)
+    def __init__(self, directions: dict, named=None):
+        super().__init__(dict(directions))
         self.made: dict = {}        # placeholder -> the child it stands for
         self.named = named or {}    # child -> the differential to use for it (rule names)
 
     def d(self, e):
         if e in self.named:
             return self.named[e]
-        if e == self.x:
-            return self.dx
-        if self.named or not E.depends_on(e, self.x):
+        if e in self.directions:
+            return self.directions[e]
+        if self.named or not _depends(e, self.directions):
             return E.zero(e.shape)
         for p, child in self.made.items():
             if child == e:
@@ -150,33 +174,39 @@ class _Placeholders(_Differentiator):
 _PRODUCTS = (E.Mul, E.MatMul, E.Hadamard, E.Kron)
 
 
-def _rule_name(node: E.Expr, x: E.Var, dx: E.Var) -> str:
+def _depends(e: E.Expr, directions) -> bool:
+    return not e.free_vars.isdisjoint(directions)
+
+
+def _rule_name(node: E.Expr, directions: dict) -> str:
     """The rule used at ``node``, in words, or written out on a generic argument."""
     if isinstance(node, E.Add):
         return "sum rule"
     if isinstance(node, _PRODUCTS):
-        dependent = sum(E.depends_on(c, x) for c in node.children)
+        dependent = sum(_depends(c, directions) for c in node.children)
         return "product rule" if dependent > 1 else "constant factors: d(A * U) = A * dU"
     # write the rule out: the node's argument as U (or the variable itself), its differential dU
     generic, named = {}, {}
-    letters = iter(("U", "V") if node.children[0].cols != 1 else ("u", "v"))
+    letters = iter(("U", "V", "W") if node.children[0].cols != 1 else ("u", "v", "w"))
     for c in node.children:
-        if c in generic or not E.depends_on(c, x):
+        if c in generic or not _depends(c, directions):
             continue
-        if c == x:
-            generic[c], named[x] = x, dx
+        if c in directions:
+            generic[c], named[c] = c, directions[c]
         else:
             g = E.Var(next(letters), c.shape, False)
             generic[c], named[g] = g, E.Var("d" + g.name, c.shape, False, diff=1)
     shown = raw_substitute(node, generic)
-    written = DIFFERENTIAL_RULES[type(node)](_Placeholders(x, dx, named), shown)
+    written = DIFFERENTIAL_RULES[type(node)](_Placeholders(directions, named), shown)
     lhs = _text(shown)
     call = lhs.endswith(")") and lhs[0].isalpha()
     lhs = f"d {lhs}" if call else f"d({lhs})"
     lhs_latex = r"\mathrm{d}\," + _latex(shown) if call else r"\mathrm{d}\left(" + _latex(shown) + r"\right)"
     prefix = "chain rule: " if isinstance(node, E.Elementwise) else ""
-    return Rule(f"{prefix}{lhs} = {_text(written)}",
+    rule = Rule(f"{prefix}{lhs} = {_text(written)}",
                 (r"\text{chain rule: }" if prefix else "") + f"{lhs_latex} = {_latex(written)}")
+    rule.formula = (prefix, shown, written)   # for a renderer with a notation of its own
+    return rule
 
 
 def _product_rule(D: _Placeholders, e: E.Expr) -> E.Expr:
@@ -190,31 +220,107 @@ def _product_rule(D: _Placeholders, e: E.Expr) -> E.Expr:
     return terms[0] if len(terms) == 1 else E.Add(tuple(terms), e.shape)
 
 
-def literal_differential(f: E.Expr, x: E.Var, dx: E.Var):
-    """(df with every rule applied as written, the rules used, outermost first)."""
-    rules: list = []
-    memo: dict = {}
+def _apply_rule(D: _Placeholders, e: E.Expr) -> E.Expr:
+    return _product_rule(D, e) if isinstance(e, _PRODUCTS) else DIFFERENTIAL_RULES[type(e)](D, e)
 
-    def expand(e):
-        if e == x:
-            return dx
-        if not E.depends_on(e, x):
+
+# the rules that only pass d through a linear map (d tr(U) = tr(dU), d(A * U) = A * dU, the sum
+# rule): a step that applies a rule goes on through these, so that each step shows one rule that
+# changes something (the chain rule through log, the product rule, d inv(X), ...)
+_LINEAR_RULES = (E.Add, E.Transpose, E.Trace, E.Sum, E.Vec, E.Diag, E.DiagPart, E.Reshape)
+
+
+def _is_linear_rule(e: E.Expr, directions) -> bool:
+    if isinstance(e, _LINEAR_RULES):
+        return True
+    return isinstance(e, _PRODUCTS) and sum(_depends(c, directions) for c in e.children) == 1
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A differential not yet worked out in a step, d(sub): written so (``d log(u)``) by the
+    renderers; ``expansion`` is what it equals, every rule applied (a step's parsed-back text and
+    its numerical check use it)."""
+
+    var: E.Var          # the stand-in in the step's expression
+    sub: E.Expr
+    expansion: E.Expr
+
+
+class RuleByRule:
+    """The differential worked out from the outside in, one rule a step (and the linear rules that
+    follow it): df = sum(d log(v)) = sum(dv ./ v) = ... .  Every step is an expression in which
+    the differentials still to be worked out stand as ``Pending`` names."""
+
+    def __init__(self, f: E.Expr, directions: dict):
+        self.f, self.directions = f, dict(directions)
+        self.memo: dict = {}
+        self.pending: dict = {}     # sub -> Pending
+        self.by_var: dict = {}      # stand-in var -> Pending
+
+    def expand(self, e: E.Expr) -> E.Expr:
+        """d(e) with every rule applied as written (literal: nothing simplified)."""
+        if e in self.directions:
+            return self.directions[e]
+        if not _depends(e, self.directions):
             return E.zero(e.shape)
-        if e in memo:
-            return memo[e]
-        name = _rule_name(e, x, dx)
-        if name not in rules:
-            rules.append(name)
-        D = _Placeholders(x, dx)
-        written = _product_rule(D, e) if isinstance(e, _PRODUCTS) else DIFFERENTIAL_RULES[type(e)](D, e)
-        out = raw_substitute(written, {p: expand(child) for p, child in D.made.items()})
-        memo[e] = out
+        if e not in self.memo:
+            D = _Placeholders(self.directions)
+            written = _apply_rule(D, e)
+            self.memo[e] = raw_substitute(written, {p: self.expand(c) for p, c in D.made.items()})
+        return self.memo[e]
+
+    def stand_in(self, e: E.Expr) -> E.Expr:
+        if e in self.directions:
+            return self.directions[e]
+        if not _depends(e, self.directions):
+            return E.zero(e.shape)
+        if e not in self.pending:
+            var = E.Var(f"\u00a7d{len(self.pending)}", e.shape, False, diff=1)
+            self.pending[e] = Pending(var, e, self.expand(e))
+            self.by_var[var] = self.pending[e]
+        return self.pending[e].var
+
+    def apply(self, e: E.Expr, rules: list) -> E.Expr:
+        """d(e) by e's own rule, then on through linear rules; other differentials stand in."""
+        _note(rules, _rule_name(e, self.directions))
+        D = _Placeholders(self.directions)
+        written = _apply_rule(D, e)
+        return raw_substitute(written, {
+            p: self.apply(c, rules) if _is_linear_rule(c, self.directions) else self.stand_in(c)
+            for p, c in D.made.items()})
+
+    def pending_in(self, e: E.Expr) -> tuple:
+        return tuple(self.by_var[v] for v in sorted(e.free_vars, key=lambda v: v.name) if v in self.by_var)
+
+    def steps(self) -> list:
+        """[(expr, rules, pendings)], the last one with every rule applied."""
+        if self.f in self.directions or not _depends(self.f, self.directions):
+            rule = (f"f = {self.f.name}, so df = {self.directions[self.f].name}" if self.f in self.directions
+                    else "f does not depend on " + ", ".join(v.name for v in self.directions))
+            return [(self.expand(self.f), [rule], ())]
+        rules: list = []
+        current = self.apply(self.f, rules)
+        out = [(current, rules, self.pending_in(current))]
+        while out[-1][2] and len(out) < MAX_STEPS:
+            rules = []
+            order = list(dict.fromkeys(n for n in E.walk(current) if n in self.by_var))
+            mapping = {v: self.apply(self.by_var[v].sub, rules) for v in order}
+            current = raw_substitute(current, mapping)
+            out.append((current, rules, self.pending_in(current)))
+        if out[-1][2]:   # a runaway: every remaining differential worked out at once
+            full = raw_substitute(current, {p.var: p.expansion for p in out[-1][2]})
+            out.append((full, ["the remaining rules"], ()))
         return out
 
-    out = expand(f)
-    if not rules:   # f is the variable itself, or does not depend on it
-        rules.append(f"f = {x.name}, so df = {dx.name}" if f == x else f"f does not depend on {x.name}")
-    return out, rules
+
+def literal_differential(f: E.Expr, x: E.Var, dx: E.Var):
+    """(df with every rule applied as written, the rules used, outermost first)."""
+    steps = RuleByRule(f, {x: dx}).steps()
+    rules: list = []
+    for _, names, _ in steps:
+        _note(rules, names)
+    return steps[-1][0], rules
 
 
 # ---------------------------------------------------------------------------------------------
@@ -769,24 +875,58 @@ def literal_pullback(L: E.Expr, W: E.Expr, dx: E.Var) -> E.Expr:
     return identify.pullback(L, W, dx)
 
 
-def gradient_steps(df: E.Expr, x: E.Var, dx: E.Var, target: E.Expr, cookbook: bool = False) -> list:
-    """[(expr, rules)]: the gradient read off df = tr(G' dX), then simplified to ``target``."""
+def gradient_steps(df: E.Expr, x: E.Var, dx: E.Var, target: E.Expr, cookbook: bool = False,
+                   taken=frozenset()) -> list:
+    """[(expr, rules)]: the gradient read off df = tr(G' dX), then simplified to ``target``; for a
+    symmetric variable [(expr, rules, defs)] (``_symmetrized_steps``)."""
     raw = literal_pullback(df, E.Num(1), dx)
     rules = [_identification_rule(dx)]
     _walk_rules(df, dx, _adjoint_name, rules)
     current = raw
-    if x.symmetric:
-        current = _half(E.Add((raw, _r_transpose(raw)), raw.shape))
-        rules.append(Rule(f"{x.name} symmetric: \u2207f = (G + G') / 2 for G with df = tr(G' * {dx.name})",
-                          rf"{_latex(x)} \text{{ symmetric: }} \nabla f = \tfrac{{1}}{{2}}(G + G^{{\top}}) "
-                          rf"\text{{ for }} G \text{{ with }} \mathrm{{d}}f = \operatorname{{tr}}(G^{{\top}} {_latex(dx)})"))
+    if x.symmetric and not cookbook:
+        return _symmetrized_steps(raw, x, dx, rules, target, taken)
     if cookbook:
         G = identify.gradient(df, x, dx)
         current = E.Add((E.Mul((E.Num(2), G), G.shape),
                          E.Mul((E.Num(-1), E.Hadamard((E.Identity(G.rows), G), G.shape)), G.shape)), G.shape)
-        rules.append(Rule(f"Matrix Cookbook convention: 2 * G - I .* G, G = {_text(G)}",
-                          rf"\text{{Matrix Cookbook convention: }} 2G - I \odot G,\ G = {_latex(G)}"))
+        head = r"\text{Matrix Cookbook convention: } 2G - I \odot G,\ G = "
+        rules.append(_with_formula(Rule(f"Matrix Cookbook convention: 2 * G - I .* G, G = {_text(G)}",
+                                        head + _latex(G), (head, G)), "Matrix Cookbook convention: 2G - I ⊙ G, G", G))
     return _chain(current, rules, target)
+
+
+def _symmetrized_steps(raw: E.Expr, x: E.Var, dx: E.Var, rules: list, target: E.Expr, taken) -> list:
+    """A symmetric variable: ∇f = (G + G') / 2 for the G with df = tr(G' dX), G written as a
+    definition ('where G = ...') and simplified there first; then G put in and the whole
+    simplified to ``target``.  [(expr, rules, defs)]."""
+    used = set(taken) | {v.name for v in E.walk(raw, target) if isinstance(v, E.Var)}
+    name = next(n for n in ("G", "G0", "G1", "G2", "Gf") if n not in used) if "G" in used else "G"
+    G = E.Var(name, raw.shape, False)
+    body = _half(E.Add((G, E.Transpose(G, (G.cols, G.rows))), G.shape))
+    rules = list(rules) + [Rule(
+        f"{x.name} symmetric: \u2207f = ({name} + {name}') / 2 for the {name} with df = tr({name}' * {dx.name})",
+        rf"{_latex(x)} \text{{ symmetric: }} \nabla f = \tfrac{{1}}{{2}}({name} + {name}^{{\top}}) "
+        rf"\text{{ for }} {name} \text{{ with }} \mathrm{{d}}f = \operatorname{{tr}}({name}^{{\top}} {_latex(dx)})")]
+    chain = _drop_repeats([(raw, rules)] + simplify_steps(raw))
+    simplified = chain[-1][0]
+    out = [(body, r, ((G, e),)) for e, r in chain]
+    put_in = raw_substitute(body, {G: simplified})
+    out.append((put_in, [f"{name} put in"], ()))
+    out += [(e, r, ()) for e, r in simplify_steps(put_in, target)[0:]]
+    out.append((target, [], ()))
+    cleaned: list = []
+    for e, r, defs in out:   # a step that writes the same as the one before adds nothing
+        if cleaned and cleaned[-1][0] == e and cleaned[-1][2] == defs:
+            cleaned[-1] = (e, cleaned[-1][1], defs)   # the later object: the last is the result itself
+            continue
+        cleaned.append((e, r, defs))
+    return cleaned
+
+
+def _with_formula(rule: Rule, lhs: str, rhs: E.Expr) -> Rule:
+    """``rule`` as '<lhs> = <rhs>' for renderers with a notation of their own (``Rule.formula``)."""
+    rule.formula = ("", lhs, rhs)
+    return rule
 
 
 def _half(e: E.Expr) -> E.Expr:
@@ -820,27 +960,44 @@ def jacobian_steps(f: E.Expr, df: E.Expr, x: E.Var, dx: E.Var, layout: str, targ
     return _chain(raw, rules, target)
 
 
-def hessian_steps(G: E.Expr, x: E.Var, dx: E.Var, dx2: E.Var, target: E.Expr, bilinear: E.Expr,
-                  taken) -> list:
+def hessian_steps(G: E.Expr, x: E.Var, dx: E.Var, dx2: E.Var, target: E.Expr, bilinear: E.Expr | None,
+                  taken, block=None) -> list:
     """The Hessian read off the differential of the gradient, d(∇f) = H dx (vec(d∇f) = H vec(dX));
-    the rules also give the second differential f''[dx, dx2] it comes with."""
+    the rules also give the second differential f''[dx, dx2] it comes with (when ``bilinear``).
+    ``block``: with several variables, (v, w) for H[v, w], read off d(∇_v f) in the direction of w
+    (``x``, ``dx`` are then w's)."""
     from .render.latex import shared_latex
     from .render.share import shared_text
     dG = S.simplify(differential(G, x, dx))
     raw = identify.jacobian_kron(E.vec(dG), dx)
     d, d2 = _latex(dx), _latex(dx2)
-    rules = [Rule(f"second differential: d(\u2207f) = {shared_text(dG, taken, _text)}",
-                  rf"\text{{second differential: }} \mathrm{{d}}(\nabla f) = {shared_latex(dG, taken)}")]
-    if dx.cols == 1:
-        rules.append(Rule(f"d(\u2207f) = H * {dx.name}", rf"\mathrm{{d}}(\nabla f) = H {d}"))
+    grad, grad_latex = "\u2207f", r"\nabla f"
+    if block is not None:
+        grad, grad_latex = f"\u2207_{block[0].name} f", rf"\nabla_{{{_latex(block[0].x)}}} f"
+    within = f" in {dx.name}" if block is not None else ""
+    within_latex = rf"\text{{ in }} {d}" if block is not None else ""
+    head = rf"\text{{second differential: }} \mathrm{{d}}({grad_latex}){within_latex} = "
+    rules = [_with_formula(Rule(f"second differential: d({grad}){within} = {shared_text(dG, taken, _text)}",
+                                head + shared_latex(dG, taken), (head, dG)),
+                           f"second differential: d({grad}){within}", dG)]
+    if dx.cols == 1 and block is None:
+        rules.append(Rule(f"d({grad}) = H * {dx.name}", rf"\mathrm{{d}}({grad_latex}) = H {d}"))
     else:
-        rules.append(Rule(f"vec(d(\u2207f)) = H * vec({dx.name})",
-                          rf"\operatorname{{vec}}(\mathrm{{d}}(\nabla f)) = H \operatorname{{vec}}({d})"))
+        rules.append(Rule(f"vec(d({grad})) = H * vec({dx.name})",
+                          rf"\operatorname{{vec}}(\mathrm{{d}}({grad_latex})) = H \operatorname{{vec}}({d})"))
     _walk_rules(E.vec(dG), dx, _jacobian_name, rules, adjoint_below_scalars=True)
-    rules.append(Rule(f"f''[{dx.name}, {dx2.name}] = vec({dx.name})' * H * vec({dx2.name}) = "
-                      f"{shared_text(bilinear, taken, _text)}",
-                      rf"f''[{d}, {d2}] = \operatorname{{vec}}({d})^{{\top}} H \operatorname{{vec}}({d2}) = "
-                      f"{shared_latex(bilinear, taken)}"))
+    if bilinear is not None and block is None:
+        # (a break mark before the second '=': a long rule row may go on to the next line there)
+        head = rf"f''[{d}, {d2}] = \operatorname{{vec}}({d})^{{\top}} H \operatorname{{vec}}({d2})" + SUM + " = "
+        rules.append(_with_formula(Rule(f"f''[{dx.name}, {dx2.name}] = vec({dx.name})' * H * vec({dx2.name}) = "
+                                        f"{shared_text(bilinear, taken, _text)}",
+                                        head.replace(SUM, "") + shared_latex(bilinear, taken), (head, bilinear)),
+                                   f"f''[{dx.name}, {dx2.name}] = vec({dx.name})ᵀ H vec({dx2.name})", bilinear))
+    elif block is not None:
+        v, w = block
+        rules.append(Rule(f"f'' contains vec({v.dx.name})' * H[{v.name}, {w.name}] * vec({w.dx2.name})",
+                          rf"f'' \text{{ contains }} \operatorname{{vec}}({_latex(v.dx)})^{{\top}} "
+                          rf"H_{{{_latex(v.x)}, {_latex(w.x)}}} \operatorname{{vec}}({_latex(w.dx2)})"))
     if x.symmetric:
         raw = _symmetric_projection(raw, x, rules)
     return _chain(raw, rules, target)
@@ -864,29 +1021,123 @@ def _drop_repeats(steps: list) -> list:
     return out
 
 
-def differential_steps(f: E.Expr, x: E.Var, dx: E.Var, target: E.Expr) -> list:
-    lit, rules = literal_differential(f, x, dx)
-    return _chain(lit, rules, target)
+def differential_steps(f: E.Expr, directions: dict, target: E.Expr) -> list:
+    """[(expr, rules, pendings)]: the rules applied one by one (``RuleByRule``), then the literal
+    differential simplified step by step to ``target``."""
+    applied = RuleByRule(f, directions).steps()
+    if len(directions) == 1:
+        rest = _chain(applied[-1][0], [], target)[1:]
+    else:
+        rest = _by_direction_steps(applied[-1][0], directions, target)
+    return [(e, rules, pending, ()) for e, rules, pending in applied] + [(e, rules, (), ()) for e, rules in rest]
+
+
+def _literal_part(e: E.Expr, d: E.Var, directions) -> E.Expr | None:
+    """The terms of the literal differential ``e`` in the direction ``d`` (None: there are none),
+    cut out of the tree as written: df is linear in the directions, so each node but a sum has one
+    child that holds them."""
+    if e in directions:
+        return e if e == d else None
+    if isinstance(e, E.Add):
+        parts = [p for p in (_literal_part(t, d, directions) for t in e.args) if p is not None]
+        return None if not parts else parts[0] if len(parts) == 1 else E.Add(tuple(parts), e.shape)
+    held = [i for i, c in enumerate(e.children) if _depends(c, directions)]
+    if len(held) != 1:
+        raise ValueError("not linear in one child")
+    part = _literal_part(e.children[held[0]], d, directions)
+    if part is None:
+        return None
+    return raw_rebuild(e, [part if i == held[0] else c for i, c in enumerate(e.children)])
+
+
+def _by_direction_steps(lit: E.Expr, directions: dict, target: E.Expr) -> list:
+    """Several variables: the literal differential's terms grouped by direction, then each part
+    simplified (the parts side by side, a step of each at a time) to the printed sum of parts."""
+    try:
+        dirs = frozenset(directions.values())
+        parts = [(d, _literal_part(lit, d, dirs)) for d in directions.values()]
+    except ValueError:
+        return _drop_repeats([(lit, [])] + simplify_steps(lit) + [(target, [BY_DIRECTION])])[1:]
+    parts = [(d, p) for d, p in parts if p is not None]
+    terms = target.args if isinstance(target, E.Add) else (target,)
+
+    def goal(d):   # the printed part in d: the terms of the result that hold d
+        held = [t for t in terms if d in t.free_vars]
+        return held[0] if len(held) == 1 else None
+
+    chains = [simplify_steps(p, goal(d)) for d, p in parts]
+    parts = [p for _, p in parts]
+    whole = lambda es: es[0] if len(es) == 1 else E.Add(tuple(es), lit.shape)
+    out = [(whole(parts), [BY_DIRECTION])]
+    current = list(parts)
+    for k in range(max((len(c) for c in chains), default=0)):
+        rules: list = []
+        for i, chain in enumerate(chains):
+            if k < len(chain):
+                current[i] = chain[k][0]
+                _note(rules, chain[k][1])
+        out.append((whole(current), rules or [REORDER]))
+    if out[-1][0] != target:
+        out.append((target, [REORDER]))
+    return _drop_repeats([(lit, [])] + out)[1:]
+
+
+def _with_no_pending(steps: list) -> list:
+    return [(e, rules, (), ()) for e, rules in steps]
 
 
 def derivation_steps(d) -> list:
-    """Every step of the derivation ``d`` (an ``api.Derivation``): a list of ``Step``."""
+    """Every step of the derivation ``d`` (an ``api.Derivation``): a list of ``Step``.  With several
+    variables: the differential in all directions, then each result read off its variable's part
+    (the JSON stage stays the kind of result; ``Step.wrt`` names the variables)."""
     results = d.results
     taken = results["differential"].taken
     df = results["differential"].printed
-    stages = [("differential", differential_steps(d.expression, d.x, d.dx, df))]
-    if "gradient" in results:
-        cookbook = results["gradient"].label.startswith("cookbook")
-        stages.append(("gradient", gradient_steps(df, d.x, d.dx, results["gradient"].printed, cookbook)))
-    if "jacobian" in results:
-        stages.append(("jacobian", jacobian_steps(d.expression, df, d.x, d.dx, d.layout,
-                                                  results["jacobian"].printed)))
-    if "hessian" in results:
-        G = identify.gradient(df, d.x, d.dx)
-        stages.append(("hessian", hessian_steps(G, d.x, d.dx, d.dx2, results["hessian"].printed,
-                                                results["hessian_bilinear"].printed, taken)))
-    return [Step(stage, e, tuple(rules), taken, result=i == len(steps) - 1)
-            for stage, steps in stages for i, (e, rules) in enumerate(steps)]
+    # (stage, result key, wrt, [(expr, rules, pendings)])
+    stages = [("differential", "differential", (),
+               differential_steps(d.expression, {v.x: v.dx for v in d.variables}, df))]
+    by_name = {v.name: v for v in d.variables}
+    for key, r in results.items():
+        if r.name == "gradient":
+            v = by_name[r.wrt[0]] if d.several else d.variables[0]
+            part = d.differential_part(v.name).printed
+            steps = gradient_steps(part, v.x, v.dx, r.printed, r.label.startswith("cookbook"), taken)
+            steps = [(e, rules, (), defs) for e, rules, *rest in steps for defs in [rest[0] if rest else ()]]
+            if d.several:
+                steps[0] = (steps[0][0], [_part_rule(d, v)] + list(steps[0][1]), (), steps[0][3])
+            stages.append(("gradient", key, r.wrt, steps))
+    for key, r in results.items():
+        if r.name == "jacobian":
+            v = by_name[r.wrt[0]] if d.several else d.variables[0]
+            part = d.differential_part(v.name).printed
+            steps = jacobian_steps(d.expression, part, v.x, v.dx, d.layout, r.printed)
+            if d.several:
+                steps[0] = (steps[0][0], [_part_rule(d, v)] + list(steps[0][1]))
+            stages.append(("jacobian", key, r.wrt, _with_no_pending(steps)))
+    first_block = True
+    for key, r in results.items():
+        if r.name == "hessian":
+            v, w = (by_name[r.wrt[0]], by_name[r.wrt[1]]) if d.several else (d.variables[0],) * 2
+            G = identify.gradient(d.differential_part(v.name).printed, v.x, v.dx)
+            bilinear = results["hessian_bilinear"].printed if first_block else None
+            steps = hessian_steps(G, w.x, w.dx, w.dx2, r.printed, bilinear, taken,
+                                  block=(v, w) if d.several else None)
+            first_block = False
+            stages.append(("hessian", key, r.wrt, _with_no_pending(steps)))
+    return [Step(stage, e, tuple(rules), taken, result=i == len(steps) - 1, pending=pending, defs=defs,
+                 key=key if d.several else "", wrt=wrt if d.several else ())
+            for stage, key, wrt, steps in stages for i, (e, rules, pending, defs) in enumerate(steps)]
+
+
+def _part_rule(d, v) -> Rule:
+    """Several variables: a result of ``v`` is read off the part of df in its direction."""
+    only = ", ".join(w.dx.name if w is v else "0" for w in d.variables)
+    args = ", ".join(w.name for w in d.variables)
+    only_latex = ", ".join(_latex(w.dx) if w is v else "0" for w in d.variables)
+    args_latex = ", ".join(_latex(w.x) for w in d.variables)
+    return Rule(f"the part of df in {v.dx.name}: f'({args})[{only}]",
+                rf"\text{{the part of }} \mathrm{{d}}f \text{{ in }} {_latex(v.dx)}\text{{: }} "
+                rf"f'({args_latex})[{only_latex}]")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -894,10 +1145,6 @@ def derivation_steps(d) -> list:
 # ---------------------------------------------------------------------------------------------
 
 STEP_TOLERANCE = 1e-7   # steps are identities, not finite differences: only rounding separates them
-
-_RESULT_OF_STAGE = {"differential": "differential", "gradient": "gradient", "jacobian": "jacobian",
-                    "hessian": "hessian"}
-
 
 def check_steps(d, seed: int = 0, points: int = 3):
     """A ``check.ResultCheck`` named 'steps': the largest relative difference between a step and its
@@ -915,12 +1162,13 @@ def check_steps(d, seed: int = 0, points: int = 3):
     with np.errstate(all="ignore"):
         for _ in range(points):
             env = N.random_point(d, rng, sizes)
-            env[d.dx.name] = N.random_direction(d.dx, rng, sizes)
-            env[d.dx2.name] = N.random_direction(d.dx2, rng, sizes)
+            for v in d.variables:
+                env[v.dx.name] = N.random_direction(v.dx, rng, sizes)
+                env[v.dx2.name] = N.random_direction(v.dx2, rng, sizes)
             for i, step in enumerate(d.steps or []):
                 try:
-                    err = relative_error(N.evaluate(step.expr, env, sizes),
-                                         N.evaluate(d.results[_RESULT_OF_STAGE[step.stage]].expr, env, sizes))
+                    err = relative_error(N.evaluate(step.value, env, sizes),
+                                         N.evaluate(d.results[step.result_key].expr, env, sizes))
                 except (NotImplementedError, ValueError, KeyError, np.linalg.LinAlgError) as e:
                     err, message = math.inf, f"cannot evaluate step {i + 1}: {e}"
                 if err > worst or math.isnan(err):

@@ -32,6 +32,9 @@ from matcalc_cli.render import steps as R
 from matcalc_cli.shapes import check
 from matcalc_cli.steps import CANONICAL
 from matcalc_cli.syntax import parse
+from matcalc_cli.render.documents import declarations_text, shape_text
+from matcalc_cli.shapes import Symbol
+from clitools import matcalc_command
 from numcheck import relative_error, reparse_program, rng_for
 from strategies import examples, programs
 
@@ -47,6 +50,15 @@ def texts(d, stage=None):
     return [s.text() for s in d.steps if stage is None or s.stage == stage]
 
 
+def reparse_with_directions(d, text: str) -> str:
+    """The program's declarations, those of every direction (dx, dx2, dW, dW2, ...), then ``text``."""
+    if not d.several:
+        return reparse_program(d, text)
+    directions = "; ".join(f"{v.name}: {shape_text(Symbol(v.name, v.shape, True, v.symmetric))}"
+                           for var in d.variables for v in (var.dx, var.dx2))
+    return f"{declarations_text(d)}; {directions}; {text}"
+
+
 def step_problems(d, points: int = 2, rtol: float = 1e-7, require_point: bool = True) -> list:
     """Each step's text parsed back and evaluated equals its stage's result (df for the
     differential), at ``points`` random points and directions (a stage's result is named as the
@@ -58,7 +70,7 @@ def step_problems(d, points: int = 2, rtol: float = 1e-7, require_point: bool = 
     for s in d.steps:
         text = s.text()
         try:
-            back = check(parse(reparse_program(d, text))).expression
+            back = check(parse(reparse_with_directions(d, text))).expression
         except Exception as exc:  # noqa: BLE001 - a step that does not parse back is the finding
             problems.append(f"{s.stage}: {text!r} does not parse back: {exc}")
             continue
@@ -72,11 +84,12 @@ def step_problems(d, points: int = 2, rtol: float = 1e-7, require_point: bool = 
             continue
         done += 1
         env = dict(values)
-        env[d.dx.name] = random_direction(d.dx, rng, sizes)
-        env[d.dx2.name] = random_direction(d.dx2, rng, sizes)
+        for v in d.variables:
+            env[v.dx.name] = random_direction(v.dx, rng, sizes)
+            env[v.dx2.name] = random_direction(v.dx2, rng, sizes)
         with np.errstate(all="ignore"):
             for s, text, back in parsed:
-                expected = evaluate(d.results[s.stage].expr, env, sizes)
+                expected = evaluate(d.results[s.result_key].expr, env, sizes)
                 got = evaluate(back, env, sizes)
                 err = relative_error(got, expected, 1e-9)
                 if err > rtol:
@@ -94,11 +107,13 @@ def assert_contract(d):
     stages = [s["stage"] for s in doc]
     assert stages == sorted(stages, key=order.index)
     for s in doc:
-        assert set(s) == {"stage", "text", "latex", "rules"}
+        # with several variables a result's steps also name its variables
+        assert set(s) == {"stage", "text", "latex", "rules"} | ({"wrt"} if d.several and s["stage"] != "differential"
+                                                                 else set())
         assert s["rules"] and all(isinstance(r, str) and r for r in s["rules"])
-    for stage in set(stages):
-        last = [s for s in doc if s["stage"] == stage][-1]
-        assert last["text"] == d.results[stage].text()
+    for key in {s.result_key for s in d.steps}:
+        last = [s for s in d.steps if s.result_key == key][-1]
+        assert last.text() == d.results[key].text()
 
 
 # --- every sample -------------------------------------------------------------------------------
@@ -108,8 +123,6 @@ def _sample_command(path):
     m = re.search(r"matcalc @\S+ (.*)", source)
     flags = m.group(1).split() if m else []
     wrt = flags[flags.index("--wrt") + 1] if "--wrt" in flags else None
-    if wrt and "," in wrt:   # --steps shows one variable at a time: the first of a list
-        wrt = wrt.split(",")[0]
     kw = {k: ("--" + k) in flags for k in ("gradient", "jacobian", "hessian")}
     if "--layout" in flags:
         kw["layout"] = flags[flags.index("--layout") + 1]
@@ -154,6 +167,18 @@ def test_every_step_of_random_programs_is_a_true_equation(prog, layout, conventi
     STATS["jumps"] += sum(CANONICAL in s.rules for s in d.steps)
     problems = step_problems(d, points=1, rtol=1e-6, require_point=False)
     assert not problems, "\n".join(problems)
+    _assert_every_format_lays_out(d)
+
+
+def _assert_every_format_lays_out(d):
+    """The pretty view fits a narrow terminal, and every LaTeX style is written (compiled elsewhere)."""
+    from rich.cells import cell_len
+    from matcalc_cli.render import pretty
+    from matcalc_cli.render.latex import LatexOptions
+    lines = pretty.steps_view(d, 40)
+    assert max(cell_len(line.plain) for line in lines) <= 40
+    for style in ("align", "inline"):   # (equation and document lay out their rows as align does)
+        assert R.latex(d.steps, LatexOptions.parse(style, "8.5cm"))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -191,10 +216,18 @@ def test_matrix_times_vector_is_one_constant_factor_step():
     assert d.steps[-1].rules == ("df = J * dx",)
 
 
+def shown(d, stage=None):
+    """The steps' right-hand sides as the plain output shows them (d(u) for a pending differential)."""
+    return [rhs for (_, rhs, _), s in zip(R.rows(d.steps), d.steps) if stage is None or s.stage == stage]
+
+
 def test_hadamard_square_pulls_out_the_two_and_reads_diag():
     d = steps_of("x: vector(n); A: matrix(m, n); A * (x .* x)", "x")
-    assert texts(d, "differential") == ["A * (2 * x .* dx)", "2 * A * (x .* dx)"]
-    assert "d(x.^2) = 2 * x .* dx" in d.steps[0].rules
+    assert shown(d, "differential") == ["A * d(x.^2)", "A * (2 * x .* dx)", "2 * A * (x .* dx)"]
+    assert d.steps[0].rules == ("constant factors: d(A * U) = A * dU",)
+    assert d.steps[1].rules == ("d(x.^2) = 2 * x .* dx",)
+    # the pending differential parses back as a name defined as its value
+    assert texts(d, "differential")[0] == "dt1 = 2 * x .* dx; A * dt1"
     assert texts(d, "jacobian") == ["2 * A * diag(x)"]
     assert d.steps[-1].rules == ("df = J * dx", "u .* dx = diag(u) * dx")
 
@@ -336,23 +369,294 @@ def test_rows_for_any_renderer():
     assert all(isinstance(r, str) and r for _, _, r in rows)
 
 
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
-def test_latex_steps_compile():
-    # the CLI's block in a document of one's own, and the module's own document
-    block = _run("x: vector(n); A: matrix(n, n); x' * A * x", "gradient", "hessian", fmt="latex", wrt="x")
-    doc = ("\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n\\begin{document}\n"
-           + block + "\\end{document}\n")
-    docs = [doc] + [R.latex_document(steps_of(p, w, gradient=True, hessian=True).steps)
-                    for p, w in [("A: matrix(n, n); det(A)", "A")] + USER_EXAMPLES]
-    for doc in docs:
-        _compile(doc)
+# --- the differential, rule by rule --------------------------------------------------------------
+
+# rules that only pass d through a linear map: they go along with the rule before them
+_LINEAR_RULE = re.compile(r"^(sum rule|constant factors: .*|d (tr|sum|vec|diag|reshape)\(.*|d\([A-Za-z]\w*'\) = .*)$")
 
 
-def _compile(doc):
-    assert "&=" in doc and "\\text{(" in doc
+def _rules_of_calculus(step) -> list:
+    return [r for r in step.rules if not _LINEAR_RULE.match(r)]
+
+
+def test_nested_expression_proceeds_rule_by_rule():
+    d = steps_of(USER_EXAMPLES[0][0], "w", gradient=True)
+    diff = [s for s in d.steps if s.stage == "differential"]
+    assert shown(d, "differential")[:3] == [
+        "sum(d log(1 + exp(-y .* (X * w))))",
+        "sum(d exp(-y .* (X * w)) ./ (1 + exp(-y .* (X * w))))",
+        "sum((exp(-y .* (X * w)) .* (-y .* (X * dw))) ./ (1 + exp(-y .* (X * w))))",
+    ]
+    assert diff[0].rules == ("d sum(u) = sum(du)",)
+    assert diff[1].rules[0] == "chain rule: d log(u) = du ./ u"
+    assert diff[2].rules[0] == "chain rule: d exp(u) = exp(u) .* du"
+    assert not step_problems(d), step_problems(d)
+
+
+def _assert_one_rule_a_step(d):
+    """Each step of the differential applies one rule of the calculus to each differential the
+    step before left pending (independent ones side by side), never several nested ones at once."""
+    diff = [s for s in d.steps if s.stage == "differential"]
+    before = 1
+    for s in diff:
+        assert len(_rules_of_calculus(s)) <= max(1, before), (s.rules, before)
+        before = len(s.pending)
+        if not s.pending:
+            break
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: os.path.basename(p))
+def test_samples_differentiate_one_rule_a_step(path):
+    source, wrt, kw = _sample_command(path)
+    _assert_one_rule_a_step(steps_of(source, wrt, **kw))
+
+
+def test_two_layer_network_goes_through_each_layer():
+    d = steps_of(USER_EXAMPLES[2][0], "W1", gradient=True)
+    _assert_one_rule_a_step(d)
+    rules = [r for s in d.steps if s.stage == "differential" for r in _rules_of_calculus(s)]
+    assert [r.split(" = ")[0] for r in rules[:3]] == ["d(u^2)", "d norm2(u)", "chain rule: d tanh(u)"]
+
+
+def test_symmetric_gradient_names_G_and_simplifies_it_first():
+    d = steps_of(USER_EXAMPLES[1][0], "S", gradient=True)
+    grad = [row for row, s in zip(R.rows(d.steps), d.steps) if s.stage == "gradient"]
+    assert grad[0][0] == "\u2207f" and grad[0][1].startswith("(G + G') / 2  where G = ")
+    assert "G put in" in [r for _, _, rules in grad for r in rules.split("; ")]
+    assert grad[-1][1] == d.gradient.text()
+    assert texts(d, "gradient")[0].startswith("G = ")   # parses back: G is a definition
+    assert not step_problems(d), step_problems(d)
+
+
+# --- several variables ------------------------------------------------------------------------------
+
+def test_several_variables_share_the_differential_then_identify_each():
+    d = steps_of("x: vector(n); W: matrix(n, n); x' * W * x", "x,W", gradient=True, hessian=True)
+    assert_contract(d)
+    assert not step_problems(d), step_problems(d)
+    lhs = [lhs for lhs, _, _ in R.rows(d.steps) if lhs]
+    assert lhs == ["df", "\u2207_x f", "\u2207_W f", "H[x, x]", "H[x, W]", "H[W, W]"]
+    grouped = [s for s in d.steps if "the terms grouped by direction" in s.rules]
+    assert len(grouped) == 1 and grouped[0].stage == "differential"
+    assert d.steps[[s.stage for s in d.steps].index("gradient")].rules[0].startswith("the part of df in dx")
+    doc = R.as_json(d.steps)
+    assert {tuple(s["wrt"]) for s in doc if "wrt" in s} == {("x",), ("W",), ("x", "x"), ("x", "W"), ("W", "W")}
+
+
+def test_several_variables_on_the_command_line():
+    out = _run("x: vector(n); W: matrix(n, n); x' * W * x", "check", wrt="all")
+    assert "check steps: " in out and "FAIL" not in out
+    assert "\u2207_W f = " in out
+
+
+@settings(max_examples=examples(15), deadline=None, suppress_health_check=list(HealthCheck))
+@given(programs(max_depth=3, budget=9))
+def test_every_step_of_random_programs_in_all_their_variables_is_a_true_equation(prog):
+    flags = dict(gradient=prog.is_scalar, jacobian=not prog.is_scalar)
+    try:
+        derive(prog.source, wrt="all", **flags)
+    except MatcalcError:
+        assume(False)
+    d = steps_of(prog.source, "all", **flags)
+    assert_contract(d)
+    problems = step_problems(d, points=1, rtol=1e-6, require_point=False)
+    assert not problems, "\n".join(problems)
+
+
+# --- pretty: a Rich view at the terminal's width ------------------------------------------------------
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+DONE_WHEN = [("x: vector(n); A: matrix(n, n); x' * A * x", "x", ["--hessian", "--gradient"]),
+             ("A: matrix(n, n); det(A)", "A", ["--gradient", "--hessian"]),
+             (USER_EXAMPLES[0][0], "w", ["--gradient", "--hessian"]),
+             (USER_EXAMPLES[1][0], "S", ["--gradient"]),
+             (open(os.path.join(os.path.dirname(__file__), "..", "samples", "two_layer_network.mc")).read(),
+              "W1,b1,W2,b2", ["--gradient"])]
+
+
+def _matcalc(args, env=None):
+    """stdout of matcalc (in this process: the terminal's width comes from COLUMNS)."""
+    from click.testing import CliRunner
+    from matcalc_cli.cli import main
+    full = {"NO_COLOR": None, "COLUMNS": None, "TERM": "xterm"}
+    full.update(env or {})
+    r = CliRunner().invoke(main, list(args), env=full)
+    assert r.exit_code == 0, r.output
+    return r.stdout
+
+
+def _flags_of(flags) -> dict:
+    kw = {k: "--" + k in flags for k in ("gradient", "jacobian", "hessian")}
+    if "--symmetric-gradient" in flags:
+        kw["symmetric_gradient"] = flags[flags.index("--symmetric-gradient") + 1]
+    return kw
+
+
+def _assert_rows_aligned(out: str, d):
+    """Each step starts a line 'lhs = ' (or '    = '), its '=' in one column."""
+    from matcalc_cli.render.pretty import UnicodePrinter, derivation_names
+    lines = out.splitlines()
+    column = next(line.index(" = ") for line in lines if line.lstrip().startswith("df = "))
+    printer = UnicodePrinter(derivation_names(d))
+    rows = R.pretty_rows(d.steps, lambda pending: R.StepUnicodePrinter(printer.names, pending), printer)
+    steps = [r for r in rows if r.relation == "="]   # the others: 'where t1 = ...' under a step
+    labels = {r.label for r in steps}
+    starts = [line for line in lines if line[column:column + 3] == " = " and line[:column].strip() in labels]
+    assert len(starts) == len(steps) == len(d.steps), out
+
+
+@pytest.mark.parametrize("columns", [40, 80, 120])
+def test_pretty_steps_fit_the_terminal_and_align(columns):
+    from rich.cells import cell_len
+    for program, wrt, flags in DONE_WHEN[1:4:2] if columns != 80 else DONE_WHEN:
+        out = _matcalc([program, "--wrt", wrt, "--steps", "--format", "pretty", "--color", "never"] + flags,
+                       env={"COLUMNS": str(columns)})
+        lines = out.splitlines()
+        assert max(cell_len(line) for line in lines) <= columns, out
+        assert not ANSI.search(out)
+        assert out.startswith("f(") and "\u2207" in out
+        _assert_rows_aligned(out, steps_of(program, wrt, **_flags_of(flags)))
+
+
+def test_pretty_steps_dim_the_rules_in_colour():
+    program, wrt, flags = DONE_WHEN[0]
+    out = _matcalc([program, "--wrt", wrt, "--steps", "--format", "pretty", "--color", "always"] + flags,
+                   env={"COLUMNS": "100"})
+    assert re.search(r"\x1b\[2m *product rule", out)   # dim
+    assert "\x1b[35mdx\x1b[0m" in out                 # the direction in colour, dxᵀ too
+    plain = ANSI.sub("", out)
+    assert "df = dxᵀ A x + xᵀ A dx" in plain and "product rule" in plain
+    assert not ANSI.search(_matcalc([program, "--wrt", wrt, "--steps", "--format", "pretty", "--color", "never"]
+                                    + flags))
+
+
+def _in_terminal(args, columns: int, env=None) -> str:
+    """stdout of matcalc on a real pseudo-terminal ``columns`` wide."""
+    import fcntl
+    import select
+    import struct
+    import termios
+    full = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS")}
+    full.update({"TERM": "xterm"}, **(env or {}))
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    p = subprocess.Popen(matcalc_command() + list(args), stdin=subprocess.DEVNULL, stdout=slave,
+                         stderr=subprocess.PIPE, env=full)
+    os.close(slave)
+    chunks = []
+    try:
+        while select.select([master], [], [], 60)[0]:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+        p.wait(timeout=60)
+    assert p.returncode == 0, p.stderr.read().decode()
+    p.stderr.close()
+    return b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+def test_steps_on_a_real_terminal_are_the_pretty_view():
+    from rich.cells import cell_len
+    program, wrt, flags = DONE_WHEN[2]
+    out = _in_terminal([program, "--wrt", wrt, "--steps"] + flags, 50)
+    assert ANSI.search(out)   # a terminal: colour
+    lines = ANSI.sub("", out).splitlines()
+    assert max(cell_len(line) for line in lines) <= 50
+    assert any(line.startswith("df = sum(d log(1 + exp(-y ⊙ (X w))))") for line in lines), lines
+    for env in ({"NO_COLOR": ""}, {"TERM": "dumb"}):   # a terminal, but no colour wanted
+        assert not ANSI.search(_in_terminal([program, "--wrt", wrt, "--steps"] + flags, 50, env))
+
+
+# --- LaTeX: every style, at every width, compiles without an overfull line ------------------------------
+
+LATEX_EXAMPLES = [(p, w, f) for p, w, f in DONE_WHEN] + [
+    ("x: vector(n); A: matrix(m, n); A * x", "x", []),
+    ("x: vector(n); A: matrix(m, n); A * (x .* x)", "x", []),
+    ("A: matrix(n, n); A^2", "A", []),
+    ("A: matrix(n, n); inv(A)", "A", []),
+    (USER_EXAMPLES[2][0], "W1", ["--gradient", "--hessian"]),
+    ("X: symmetric(n); logdet(X)", "X", ["--gradient", "--symmetric-gradient", "cookbook"]),
+]
+
+
+def _sample_flags(path) -> tuple:
+    source, wrt, kw = _sample_command(path)
+    flags = [f"--{k}" for k in ("gradient", "jacobian", "hessian") if kw.get(k)]
+    flags += ["--layout", kw["layout"]] if "layout" in kw else []
+    return source, wrt or "all", flags
+
+
+SAMPLE_EXAMPLES = [_sample_flags(p) for p in SAMPLES]
+
+
+def _latex_steps(style, width=None, examples=LATEX_EXAMPLES) -> str:
+    from click.testing import CliRunner
+    from matcalc_cli.cli import main
+    outs = []
+    for program, wrt, flags in examples:
+        extra = ["--latex-width", width] if width else []
+        r = CliRunner().invoke(main, [program, "--wrt", wrt, "--steps", "--format", "latex", "--latex-style", style]
+                               + flags + extra)
+        assert r.exit_code == 0, r.output
+        outs.append(r.stdout)
+    return outs
+
+
+def _latex_problems(body: str, width=None) -> list:
+    from matcalc_cli.render.latex import parse_width
+    text_width = "" if width is None else f"\\setlength{{\\textwidth}}{{{parse_width(width):.1f}pt}}\n"
+    doc = "\\documentclass{article}\n\\usepackage{amsmath}\n\\allowdisplaybreaks\n" + text_width + \
+        "\\begin{document}\n" + body + "\n\\end{document}\n"
     with tempfile.TemporaryDirectory() as tmp:
         with open(os.path.join(tmp, "steps.tex"), "w") as fh:
             fh.write(doc)
-        proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "steps.tex"], cwd=tmp,
-                              capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stdout[-3000:]
+        subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "steps.tex"], cwd=tmp,
+                       capture_output=True, text=True, timeout=300)
+        log = open(os.path.join(tmp, "steps.log"), encoding="latin-1").read()
+    return re.findall(r"^! .*", log, re.M) + re.findall(r"^Overfull \\hbox.*", log, re.M)
+
+
+def _body(style, outputs) -> str:
+    if style == "document":
+        for out in outputs:
+            assert out.startswith("\\documentclass{article}") and out.rstrip().endswith("\\end{document}")
+        return "\n".join(o.split("\\begin{document}\n", 1)[1].rsplit("\\end{document}", 1)[0] for o in outputs)
+    if style == "inline":
+        for out in outputs:
+            assert all(line.startswith("$") for line in out.splitlines()), out
+        return "\\emergencystretch=1em\n" + "\n\n".join(
+            f"We find {line} for every direction." for out in outputs for line in out.splitlines())
+    return "\n".join(outputs)
+
+
+needs_pdflatex = pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
+
+
+@needs_pdflatex
+@pytest.mark.parametrize("style", ["align", "equation", "inline", "document"])
+def test_latex_steps_compile_in_every_style(style):
+    """The reference text's examples, the user's, and every sample."""
+    assert _latex_problems(_body(style, _latex_steps(style, examples=LATEX_EXAMPLES + SAMPLE_EXAMPLES))) == []
+
+
+@needs_pdflatex
+@pytest.mark.parametrize("width", ["8.5cm", pytest.param("50", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("style", ["align", pytest.param("equation", marks=pytest.mark.slow)])
+def test_latex_steps_fit_a_narrow_column(style, width):
+    assert _latex_problems(_body(style, _latex_steps(style, width)), width) == []
+
+
+def test_latex_steps_break_long_lines_and_follow_the_transpose_option():
+    from click.testing import CliRunner
+    from matcalc_cli.cli import main
+    program, wrt, flags = DONE_WHEN[1]
+    r = CliRunner().invoke(main, [program, "--wrt", wrt, "--steps", "--format", "latex", "--latex-transpose",
+                                  "prime"] + flags)
+    assert "^{\\top}" not in r.stdout and "'" in r.stdout
+    assert r.stdout.count("\\\\\n") > 6   # the Hessian's rules on rows of their own, broken

@@ -519,7 +519,7 @@ def shared_latex(e: E.Expr, taken=()) -> str:
 
 
 def latex_with_definitions(e: E.Expr, definitions, body: E.Expr) -> str:
-    """``body \quad\text{where } t_{1} = ...``: ``e`` written as ``body`` and the names it defines."""
+    r"""``body \quad\text{where } t_{1} = ...``: ``e`` written as ``body`` and the names it defines."""
     printer = LatexPrinter(_names_in(e))
     text = printer.doprint(body)
     if definitions:

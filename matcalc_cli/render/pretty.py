@@ -242,15 +242,16 @@ def style_math(text: str, differentials=()):
 
     t = Text(text)
     for m in _WORD.finditer(text):
-        word = m.group(0)
-        after = text[m.end():m.end() + 1]
+        word = m.group(0).rstrip(TRANSPOSE)   # ᵀ is a letter to Python, but an operator here: dxᵀ
+        end = m.start() + len(word)
+        after = text[end:end + 1]
         if word in differentials:
             style = STYLES.differential
         elif after == "(" and word in FUNCTION_WORDS or word in ("log", "det") and after == " ":
             style = STYLES.function
         else:
             style = STYLES.name
-        t.stylize(style, m.start(), m.end())
+        t.stylize(style, m.start(), end)
     for m in _OPERATORS.finditer(text):
         t.stylize(STYLES.operator, m.start(), m.end())
     for m in _NUMBER.finditer(text):
@@ -292,7 +293,6 @@ def view(rows: list, *, width: int, printer: UnicodePrinter | None = None, heade
 
     printer = printer or UnicodePrinter()
     out = []
-    beside_notes = []   # (line index, note)
     for h in header:
         out.extend(_fold(h if isinstance(h, Text) else Text(h), width))
     if header:
@@ -300,48 +300,76 @@ def view(rows: list, *, width: int, printer: UnicodePrinter | None = None, heade
     label_width = max((len(r.label) for r in rows), default=0)
     # labels in a column of their own, unless that leaves too little room for the expressions
     beside = label_width + 3 + 24 <= width
+    blocks = []    # per row: its lines, and its note
     for r in rows:
         marked = r.text if r.text is not None else printer.doprint(r.expr)
         rel = f" {r.relation} "
-        start = len(out)
+        lines = []
         if beside:
             lead = r.label.rjust(label_width) + rel
             room = width - len(lead)
-            lines = math_lines(marked, room, room, indent=2)
             pad = " " * len(lead)
-            for i, line in enumerate(lines):
+            for i, line in enumerate(math_lines(marked, room, room, indent=2)):
                 text = Text(lead if i == 0 else pad)
                 if i == 0:
                     text.stylize(STYLES.label, 0, len(lead) - len(rel))
                     text.stylize(STYLES.operator, len(lead) - len(rel), len(lead))
                 text.append_text(style_math(line, differentials))
-                out.extend(_fold(text, width))
+                lines.extend(_fold(text, width))
         else:
             head = Text(r.label + rel.rstrip())
             head.stylize(STYLES.label, 0, len(r.label))
-            out.extend(_fold(head, width))
+            lines.extend(_fold(head, width))
             for line in math_lines(marked, width - 4, width - 4, indent=2):
                 text = Text("    ")
                 text.append_text(style_math(line, differentials))
-                out.extend(_fold(text, width))
-        if r.note:
-            # beside a one-line row when it fits there (a rule name, say), else under the row
-            if len(out) == start + 1 and cell_len(out[-1].plain) + 3 + cell_len(r.note) <= width:
-                beside_notes.append((len(out) - 1, r.note))
-            else:
-                note = Text(" " * (label_width + 3 if beside else 4) + r.note, style=STYLES.note)
-                out.extend(_fold(note, width))
-    # notes beside their rows line up in one column where they all fit
-    column = max((cell_len(out[i].plain) for i, _ in beside_notes), default=0) + 3
-    aligned = all(column + cell_len(n) <= width for _, n in beside_notes)
-    for i, n in beside_notes:
-        pad = column - cell_len(out[i].plain) if aligned else 3
-        out[i].append(" " * pad + n, style=STYLES.note)
+                lines.extend(_fold(text, width))
+        blocks.append((lines, r.note))
+    column = _note_column([(lines, note) for lines, note in blocks if note], width)
+    for lines, note in blocks:
+        if note and len(lines) == 1 and cell_len(lines[0].plain) + 3 <= column \
+                and column + cell_len(note) <= width:
+            # beside a one-line row, in the column of notes (a rule name, say)
+            lines[0].append(" " * (column - cell_len(lines[0].plain)) + note, style=STYLES.note)
+        elif note:   # under the row, indented under its expression, wrapped at spaces
+            indent = label_width + 5 if beside else 6
+            lines = lines + _wrap_note(note, width, indent)
+        out.extend(lines)
     if notes:
         out.append(Text(""))
         for n in notes:
             out.extend(_fold(Text(n, style=STYLES.note), width))
     return out
+
+
+MIN_NOTE_ROOM = 16   # cells: a column of notes narrower than this puts them under their rows
+
+
+def _note_column(blocks: list, width: int) -> int:
+    """Where the notes beside their rows start: the column that puts the most notes beside
+    one-line rows (the leftmost of equals); the others go under their rows."""
+    from rich.cells import cell_len
+
+    singles = [(cell_len(lines[0].plain), cell_len(note)) for lines, note in blocks if len(lines) == 1]
+    best, best_count = width + 1, 0
+    for column in sorted({line + 3 for line, _ in singles}):
+        if width - column < MIN_NOTE_ROOM:
+            break
+        count = sum(line + 3 <= column and column + note <= width for line, note in singles)
+        if count > best_count:
+            best, best_count = column, count
+    return best
+
+
+def _wrap_note(note: str, width: int, indent: int) -> list:
+    """A note on lines of its own, indented, broken at spaces (anywhere in a word too long)."""
+    import textwrap
+    from rich.text import Text
+
+    indent = min(indent, max(0, width - 20))
+    room = max(1, width - indent)
+    pieces = textwrap.wrap(note, room, break_on_hyphens=False, break_long_words=True) or [""]
+    return [Text(" " * indent + p, style=STYLES.note) for p in pieces]
 
 
 def _fold(text, width: int) -> list:
@@ -596,3 +624,37 @@ def _around_caret(snippet: str, caret: str, width: int) -> tuple:
     suffix = "..." if start + room < len(body) else ""
     return (" " * indent + prefix + body[start:start + room] + suffix,
             " " * (indent + len(prefix) + col - start) + "^")
+
+
+# --- a derivation's steps (--steps) ------------------------------------------------------------------
+
+def steps_view(derivation, width: int) -> list:
+    """``--steps`` on a terminal: the function and its shapes, then each step a row, the '='
+    aligned and the rules dim beside it (below it where the row or the terminal is too narrow),
+    long rows broken by structure; every line at most ``width`` cells."""
+    from .steps import pretty_rows, StepUnicodePrinter
+
+    steps = derivation.steps
+    extra = [p.sub for s in steps for p in s.pending] + [s.expr for s in steps]
+    names = derivation_names(derivation, *extra)
+    printer = UnicodePrinter(names)
+    differentials = {v.dx.name for v in derivation.variables} | {v.dx2.name for v in derivation.variables}
+    if "d" not in names:   # the d of a differential not worked out yet: d log(u)
+        differentials.add("d")
+    rows = pretty_rows(steps, lambda pending: StepUnicodePrinter(names, pending), printer)
+    notes = []
+    legend = elementwise_legend([s.value for s in steps] + [derivation.expression])
+    if legend:
+        notes.append(legend)
+    return view(rows, width=width, printer=printer, header=header_lines(derivation, printer, width),
+                notes=notes, differentials=differentials)
+
+
+def print_steps(derivation, console, extra: list = ()) -> None:
+    """The pretty view of ``--steps``, then ``extra`` lines (reports of --check / --verify)."""
+    from rich.text import Text
+
+    lines = steps_view(derivation, console.width)
+    for e in extra:
+        lines.extend(_fold(Text(e, style=STYLES.note), console.width))
+    print_lines(console, lines)
