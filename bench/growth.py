@@ -2,12 +2,14 @@
 
     python bench/growth.py [--max-time SECONDS] [--family NAME ...] [--hessian]
 
-For each family f_k of expressions (k = nesting depth or number of terms) the table shows the size of
-the differential / gradient / Hessian written out as a tree (shared subtrees counted every time), the
-number of distinct nodes, the text length, and the time.  The last column is the growth exponent
-between two rows, log(size_2 / size_1) / log(k_2 / k_1): a constant exponent is polynomial growth
-(1 linear, 2 quadratic, ...); an exponent that keeps rising with k is the sign of exponential growth.
-A family stops when one row takes longer than --max-time.
+For each family f_k of expressions (k = nesting depth, number of factors or length of a definition
+chain) the table shows the size of the gradient (or Hessian) written out as a tree (shared subtrees
+counted every time), the number of distinct nodes, its size as printed (repeated parts named,
+``t1 = ...; ...``: the text's nodes), the text length, and the time.  The last columns are growth
+exponents between two rows, log(size_2 / size_1) / log(k_2 / k_1), of the printed size and of the
+time: a constant exponent is polynomial growth (1 linear, 2 quadratic, ...); an exponent that keeps
+rising with k is the sign of exponential growth.  A family stops when one row takes longer than
+--max-time, or when matcalc refuses it (a size limit, shown with its message).
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from common import REPO, dag_size, tree_size
 sys.path.insert(0, str(REPO))
 
 from matcalc_cli import derive  # noqa: E402
+from matcalc_cli.render.share import shared_size  # noqa: E402
 from matcalc_cli.errors import MatcalcError  # noqa: E402
+
+def _chain(k: int, step: str, var: str = "y", decl: str = "vector(n)", result: str = "sum") -> str:
+    """y0: vector(n); y1 = step(y0); ...; yk = step(y(k-1)); result(yk)"""
+    lines = [f"{var}0: {decl}"] + [f"{var}{i} = " + step.replace("@", f"{var}{i - 1}") for i in range(1, k + 1)]
+    return "; ".join(lines + [f"{result}({var}{k})"])
+
 
 FAMILIES = {
     # name: (program for k, wrt, the sizes k runs through)
@@ -40,6 +49,12 @@ FAMILIES = {
                      (10, 100, 1000, 2000)),
     "power-tower": (lambda k: "x: scalar; " + "^".join(["x"] * k), "x", (2, 4, 8, 16, 32, 64)),
     "hadamard-chain": (lambda k: "x: vector(n); sum(" + " .* ".join(["x"] * k) + ")", "x", (2, 4, 8, 16, 32, 64)),
+    # definition chains: small as DAGs, exponentially large written out
+    "chain-exp-square": (lambda k: _chain(k, "exp(@) + @ .* @"), "y0", (5, 10, 20, 40, 80)),
+    "chain-sine": (lambda k: _chain(k, "sin(@) + @"), "y0", (5, 10, 20, 40)),
+    "chain-gram": (lambda k: _chain(k, "@ * @' + @", "Y", "matrix(n, n)", "tr"), "Y0", (5, 10, 20, 40)),
+    "trace-product": (lambda k: "X: matrix(n, n); tr(" + " * ".join(f"A{i} * X" for i in range(k)) + ")", "X",
+                      (4, 8, 16, 32, 64)),
     "determinant-of-sum": (lambda k: "X: matrix(n, n); det(" + " + ".join(f"X^{i + 1}" for i in range(k)) + ")",
                            "X", (1, 2, 4, 8)),
 }
@@ -50,7 +65,8 @@ def measure(program: str, wrt: str, hessian: bool):
     d = derive(program, wrt=wrt, hessian=hessian, gradient=True)
     texts = {name: r.text() for name, r in d.results.items()}
     elapsed = time.perf_counter() - t0
-    sizes = {name: (tree_size(r.expr), dag_size(r.expr), len(texts[name])) for name, r in d.results.items()}
+    sizes = {name: (tree_size(r.expr), dag_size(r.expr), shared_size(r.expr), len(texts[name]))
+             for name, r in d.results.items()}
     return elapsed, sizes
 
 
@@ -58,27 +74,29 @@ def run_family(name: str, hessian: bool, max_time: float) -> None:
     make, wrt, ks = FAMILIES[name]
     key = "hessian" if hessian else "gradient"
     print(f"\n{name}: e.g. {make(ks[0])}")
-    print(f"  {'k':>5s} {'input':>8s} {'df tree':>9s} {key + ' tree':>14s} {'distinct':>9s} {'text':>10s} "
-          f"{'time':>9s} {'exponent':>9s}")
+    print(f"  {'k':>5s} {'input':>8s} {key + ' tree':>14s} {'distinct':>9s} {'printed':>9s} {'text':>10s} "
+          f"{'time':>9s} {'exp.size':>8s} {'exp.time':>8s}")
     previous = None
     for k in ks:
         program = make(k)
         try:
             elapsed, sizes = measure(program, wrt, hessian)
         except MatcalcError as e:
-            print(f"  {k:5d} {len(program):8d}  stopped: {type(e).__name__}: {e.message[:70]}")
+            print(f"  {k:5d} {len(program):8d}  refused: {type(e).__name__}: {e.message[:90]}")
             break
         except RecursionError:
             print(f"  {k:5d} {len(program):8d}  stopped: RecursionError")
             break
-        df = sizes["differential"][0]
-        tree, distinct, text = sizes[key]
-        exponent = ""
-        if previous and previous[1] > 0 and k != previous[0]:
-            exponent = f"{math.log(max(tree, 1) / previous[1]) / math.log(k / previous[0]):9.2f}"
-        print(f"  {k:5d} {len(program):8d} {df:9d} {tree:14d} {distinct:9d} {text:10d} {elapsed * 1000:7.0f}ms "
-              f"{exponent:>9s}")
-        previous = (k, tree)
+        tree, distinct, printed, text = sizes[key]
+        exponents = ["", ""]
+        if previous and k != previous[0]:
+            scale = math.log(k / previous[0])
+            exponents = [f"{math.log(max(printed, 1) / previous[1]) / scale:8.2f}",
+                         f"{math.log(max(elapsed, 1e-6) / previous[2]) / scale:8.2f}"]
+        shown_tree = f"{tree:14d}" if tree < 10 ** 14 else f"{tree:14.2e}"
+        print(f"  {k:5d} {len(program):8d} {shown_tree} {distinct:9d} {printed:9d} {text:10d} "
+              f"{elapsed * 1000:7.0f}ms {exponents[0]:>8s} {exponents[1]:>8s}")
+        previous = (k, max(printed, 1), max(elapsed, 1e-6))
         if elapsed > max_time:
             print(f"  (stopping: {elapsed:.1f}s > --max-time {max_time}s)")
             break

@@ -378,6 +378,9 @@ class _Deriver:
             df = E.add(*parts)
         self.add("differential", f"f'{self.args}[{dxs}]", df)
         G = {}
+        if hessian:   # refused before any of the work, when too large
+            identify.check_differential(df, [v.x for v in variables], "the second differential",
+                                        identify.HESSIAN_HINT)
         if gradient or hessian:
             G = {v.name: identify.gradient(part, v.x, v.dx) for v, part in zip(variables, parts)}
         if gradient:
@@ -406,7 +409,9 @@ class _Deriver:
 
     def add_hessian(self, df: E.Expr, G: dict):
         variables = self.d.variables
-        B = simplify(differential_all(df, {v.x: v.dx2 for v in variables}, self.everywhere))
+        second = differential_all(df, {v.x: v.dx2 for v in variables}, self.everywhere)
+        identify.check_step(second, "the second differential before simplification", identify.HESSIAN_HINT)
+        B = simplify(second)
         if self.several:
             first = ", ".join(v.dx.name for v in variables)
             second = ", ".join(v.dx2.name for v in variables)

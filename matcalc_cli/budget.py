@@ -17,6 +17,7 @@ The exception raised inside the block is a BaseException (``_Expired``), so that
 
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 import time
@@ -29,6 +30,7 @@ MAX_DIM_EXPONENT = 64           # n^k in a declaration
 MAX_VERIFY_N = 12               # --verify N: dimensions of the explicit symbolic matrices
 MAX_VERIFY_DETERMINANT = 4      # --verify: symbolic inverses and determinants of at most 4 x 4
 MAX_VERIFY_ENTRIES = 20_000     # entries of the largest explicit matrix --verify would build
+MAX_VERIFY_TREE = 600           # nodes of f or a result written out as a tree (SymPy works on trees)
 MAX_CHECK_ENTRIES = 4_000_000   # entries of the largest array --check would evaluate
 MAX_MEMORY_BYTES = 3 << 30      # memory of the process while deriving (checked as the work goes)
 
@@ -84,10 +86,24 @@ def _timer_usable() -> bool:
     return handler in (signal.SIG_DFL, None, _on_alarm)
 
 
+_collecting = [False]   # a garbage collection is under way (between its start and stop callbacks)
+
+
+def _note_collection(phase, info):
+    _collecting[0] = phase == "start"
+
+
+gc.callbacks.append(_note_collection)
+
+
 def _in_finaliser(frame) -> bool:
-    """Whether the signal interrupted a gc callback or a ``__del__``: an exception raised there
-    cannot reach the request (Python prints it as 'unraisable' and carries on)."""
-    import gc
+    """Whether the signal interrupted a garbage collection (its weakref callbacks and finalisers),
+    a gc callback or a ``__del__``: an exception raised there cannot reach the request (Python
+    prints it as 'unraisable' and carries on).  gc is imported at the top: an import inside a
+    signal handler that interrupted an import breaks the import lock (KeyError in importlib's
+    _ModuleLock.acquire)."""
+    if _collecting[0]:
+        return True
     callbacks = {getattr(cb, "__code__", None) for cb in gc.callbacks}
     while frame is not None:
         if frame.f_code in callbacks or frame.f_code.co_name == "__del__":
@@ -282,6 +298,16 @@ def check_verify_request(derivation, n) -> None:
                      f"{biggest:,} x {biggest:,} matrices",
                      f"{MAX_VERIFY_DETERMINANT} x {MAX_VERIFY_DETERMINANT}",
                      "use --verify 3 (dimensions without a fixed size), or check numerically with --check")
+    # SymPy differentiates and evaluates expressions written out as trees: a definition chain,
+    # small as a DAG, is exponentially large there
+    written = [("f", derivation.expression)] + [(r.key, r.printed) for r in derivation.results.values()]
+    name, tree = max(written, key=lambda item: E.tree_size(item[1]))
+    if E.tree_size(tree) > MAX_VERIFY_TREE:
+        raise refuse(f"--verify would give SymPy {'f' if name == 'f' else 'the ' + name} written out as a "
+                     f"tree of {E.tree_size(tree):,} nodes (it repeats shared subexpressions)",
+                     f"{MAX_VERIFY_TREE:,} nodes",
+                     "check numerically with --check, which evaluates the shared expression, "
+                     "or verify a shorter definition chain")
     if largest > MAX_VERIFY_ENTRIES:
         raise refuse(f"--verify {n} would build symbolic matrices of {largest:,} entries",
                      f"{MAX_VERIFY_ENTRIES:,} entries",

@@ -1094,13 +1094,14 @@ def tree_size(e: Expr) -> int:
     return memo["size"]
 
 
-def check_printable(e: Expr) -> None:
-    """Refuse, clearly, to write out a result that would swell to megabytes of text."""
-    size = tree_size(e)
+def check_printable(e: Expr, written: int | None = None) -> None:
+    """Refuse, clearly, to write out a result that would swell to megabytes of text.  ``written``:
+    the nodes actually written (render.share names repeated parts; default: the whole tree)."""
+    size = tree_size(e) if written is None else written
     if size > MAX_PRINTED_SIZE:
         from .errors import MathError
-        raise MathError(f"the result written out has {size:,} nodes (the limit is {MAX_PRINTED_SIZE:,}): "
-                        "it repeats large subexpressions",
+        shared = "" if written is None else " with its repeated parts named"
+        raise MathError(f"the result written out{shared} has {size:,} nodes (the limit is {MAX_PRINTED_SIZE:,})",
                         hint="use --format numpy, which computes shared subexpressions once, "
                              "or differentiate a smaller expression")
 

@@ -21,6 +21,9 @@ from .budget import check as within_budget
 from .differential import differential
 from .errors import MathError
 from .simplify import simplify
+from .workload import HESSIAN_HINT, JACOBIAN_HINT, check_differential, check_step
+
+HESSIAN_FIRST_STEP = "the differential of the gradient (the first step to the Hessian)"
 
 
 def _contains_dx(e: E.Expr, dx: E.Var) -> bool:
@@ -36,37 +39,67 @@ def _split_linear(args, dx):
 
 
 # --- gradient: the adjoint of the linear map ------------------------------------------------------
+#
+# A reverse sweep over the DAG of the linear form L: the nodes that hold dx are visited once each,
+# parents before children; the seeds arriving at a node from all its parents are summed, and the
+# node's rule passes the sum on to its children.  A subexpression shared by many paths (a
+# definition chain, where dy_k uses dy_(k-1) several times) is so pulled back once, not once per
+# path: the work and the result's DAG grow with the DAG of L, not with its written-out tree.
 
 def pullback(L: E.Expr, W: E.Expr, dx: E.Var) -> E.Expr:
     """The G with <W, L(dx)> = <G, dx> for all dx; memoised per distinct (node, seed)."""
     memo = L.memo()
     key = ("pullback", W, dx)
     if key not in memo:
-        memo[key] = _pullback(L, W, dx)
+        memo[key] = _reverse_sweep(L, W, dx)
     return memo[key]
 
 
-def _pullback(L: E.Expr, W: E.Expr, dx: E.Var) -> E.Expr:
+def dependent_order(L: E.Expr, dx: E.Var) -> list:
+    """The distinct nodes of L that hold dx, parents before children (reverse post-order)."""
+    seen, post = set(), []
+    stack = [(L, False)]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            post.append(node)
+        elif node not in seen:
+            seen.add(node)
+            stack.append((node, True))
+            stack.extend((c, False) for c in reversed(node.children)
+                         if c not in seen and _contains_dx(c, dx))
+    return post[::-1]
+
+
+def _reverse_sweep(L: E.Expr, W: E.Expr, dx: E.Var) -> E.Expr:
     if not _contains_dx(L, dx):
         return E.zero(dx.shape)
-    within_budget()   # the request's deadline (budget.py)
-    rule = PULLBACK_RULES.get(type(L))
-    if rule is None:
-        raise MathError(f"cannot identify a gradient through {type(L).__name__.lower()}",
-                        hint="the differential is still shown; try --jacobian")
-    return rule(L, W, dx)
+    arriving: dict = {L: [W]}      # node -> the seeds its parents have passed to it
+    for node in dependent_order(L, dx):
+        if node == dx:
+            continue
+        within_budget()   # the request's deadline (budget.py)
+        seeds = arriving.pop(node)
+        seed = seeds[0] if len(seeds) == 1 else E.add(*seeds)
+        rule = PULLBACK_RULES.get(type(node))
+        if rule is None:
+            raise MathError(f"cannot identify a gradient through {type(node).__name__.lower()}",
+                            hint="the differential is still shown; try --jacobian")
+        for child, child_seed in rule(node, seed, dx):
+            arriving.setdefault(child, []).append(child_seed)
+    seeds = arriving.get(dx, [])
+    return E.add(*seeds) if seeds else E.zero(dx.shape)
 
 
-def _pb_var(L, W, dx):
-    return W
-
+# Each rule: (node L, the summed seed W arriving at it) -> [(child, the seed it passes to child)],
+# for the children that hold dx: <W, L(dx)> = sum of <seed_i, child_i(dx)>.
 
 def _pb_transpose(L, W, dx):
-    return pullback(L.arg, E.transpose(W), dx)
+    return [(L.arg, E.transpose(W))]
 
 
 def _pb_add(L, W, dx):
-    return E.add(*[pullback(t, W, dx) for t in L.args])
+    return [(t, W) for t in L.args if _contains_dx(t, dx)]
 
 
 def _pb_mul(L, W, dx):
@@ -74,10 +107,10 @@ def _pb_mul(L, W, dx):
     others = L.args[:i] + L.args[i + 1:]
     F = L.args[i]
     if not F.is_scalar or L.is_scalar:
-        return pullback(F, E.mul(*others, W), dx)
+        return [(F, E.mul(*others, W))]
     # dx sits in a scalar factor s of s * M: <W, s M> = s <M, W>
     M = E.mul(*others)
-    return pullback(F, E.inner(M, W), dx)
+    return [(F, E.inner(M, W))]
 
 
 def _pb_matmul(L, W, dx):
@@ -89,34 +122,34 @@ def _pb_matmul(L, W, dx):
         seed = E.matmul(E.transpose(E.matmul(*left)), seed)
     if right:
         seed = E.matmul(seed, E.transpose(E.matmul(*right)))
-    return pullback(F, seed, dx)
+    return [(F, seed)]
 
 
 def _pb_hadamard(L, W, dx):
     i = _split_linear(L.args, dx)
     others = L.args[:i] + L.args[i + 1:]
-    return pullback(L.args[i], E.hadamard(*others, W), dx)
+    return [(L.args[i], E.hadamard(*others, W))]
 
 
 def _pb_trace(L, W, dx):
-    return pullback(L.arg, E.mul(W, E.identity(L.arg.rows)), dx)
+    return [(L.arg, E.mul(W, E.identity(L.arg.rows)))]
 
 
 def _pb_sum(L, W, dx):
-    return pullback(L.arg, E.mul(W, E.ones(L.arg.shape)), dx)
+    return [(L.arg, E.mul(W, E.ones(L.arg.shape)))]
 
 
 def _pb_diag_part(L, W, dx):
-    return pullback(L.arg, E.diag(W), dx)
+    return [(L.arg, E.diag(W))]
 
 
 def _pb_diag(L, W, dx):
-    return pullback(L.arg, E.diag_part(W), dx)
+    return [(L.arg, E.diag_part(W))]
 
 
 def _pb_reshape(L, W, dx):
     # vec is column-major on both sides, so reshaping back carries the seed along
-    return pullback(L.arg, E.reshape(W, L.arg.rows, L.arg.cols), dx)
+    return [(L.arg, E.reshape(W, L.arg.rows, L.arg.cols))]
 
 
 def _kron_vec_map(L: E.Kron, dx: E.Var):
@@ -136,7 +169,7 @@ def _kron_vec_map(L: E.Kron, dx: E.Var):
 
 def _pb_kron(L, W, dx):
     M, F = _kron_vec_map(L, dx)
-    return pullback(F, E.reshape(E.matmul(E.transpose(M), E.vec(W)), F.rows, F.cols), dx)
+    return [(F, E.reshape(E.matmul(E.transpose(M), E.vec(W)), F.rows, F.cols))]
 
 
 def _pb_adj_diff(L, W, dx):
@@ -147,7 +180,7 @@ def _pb_adj_diff(L, W, dx):
         raise MathError("the differential is not linear in the direction (internal error)")
     i = _split_linear(dirs, dx)
     seed = E.transpose(E.adj_diff(x, *dirs[:i], *dirs[i + 1:], E.transpose(W)))
-    return pullback(dirs[i], seed, dx)
+    return [(dirs[i], seed)]
 
 
 def _frechet_slot(L, dx):
@@ -164,7 +197,7 @@ def _pb_frechet(L, W, dx):
     # derivative is its derivative at X' (real Taylor coefficients); first order: <W, L(X)[F]> = <L(X')[W], F>
     i, others = _frechet_slot(L, dx)
     seed = E.frechet(L.fn, E.transpose(L.arg), (W,) + tuple(E.transpose(d) for d in others))
-    return pullback(L.directions[i], seed, dx)
+    return [(L.directions[i], seed)]
 
 
 def _pb_frechet_matrix(L, W, dx):
@@ -179,7 +212,6 @@ PULLBACK_RULES = {
     E.Frechet: _pb_frechet,
     E.FrechetMatrix: _pb_frechet_matrix,
     E.Kron: _pb_kron,
-    E.Var: _pb_var,
     E.Transpose: _pb_transpose,
     E.Add: _pb_add,
     E.Mul: _pb_mul,
@@ -204,6 +236,7 @@ def gradient(df: E.Expr, x: E.Var, dx: E.Var) -> E.Expr:
         raise MathError("the gradient is defined for a scalar function",
                         hint="use --jacobian for a vector or matrix valued function")
     G = pullback(df, E.Num(1), dx)
+    check_step(G, "the gradient before simplification", JACOBIAN_HINT)
     # symmetrize before simplifying: G + G' then collects term by term
     return simplify(sym(G) if x.symmetric else G)
 
@@ -387,6 +420,7 @@ def jacobian(f: E.Expr, df: E.Expr, x: E.Var, dx: E.Var, layout: str = "numerato
     if f.is_scalar:
         J = E.transpose(E.vec(gradient(df, x, dx)))
     else:
+        check_step(df, "the differential (the start of the Jacobian)", JACOBIAN_HINT)
         J = jacobian_kron(df, dx)
         if x.symmetric:
             J = E.matmul(J, symmetric_projection(x.rows))
@@ -398,12 +432,18 @@ def jacobian(f: E.Expr, df: E.Expr, x: E.Var, dx: E.Var, layout: str = "numerato
 
 def hessian_bilinear(df: E.Expr, x: E.Var, dx2: E.Var, everywhere: bool = False) -> E.Expr:
     """f''(x)[dx, dx2]: differentiate df again (dx fixed) in the direction dx2."""
-    return simplify(differential(df, x, dx2, everywhere))
+    check_differential(df, [x], "the second differential", HESSIAN_HINT)
+    second = differential(df, x, dx2, everywhere)
+    check_step(second, "the second differential before simplification", HESSIAN_HINT)
+    return simplify(second)
 
 
 def hessian_matrix(G: E.Expr, x: E.Var, dx: E.Var, everywhere: bool = False) -> E.Expr:
     """The Hessian matrix: the Jacobian of vec(G), numel(x) x numel(x)."""
-    dG = simplify(differential(G, x, dx, everywhere))
+    check_differential(G, [x], HESSIAN_FIRST_STEP, HESSIAN_HINT)
+    dG = differential(G, x, dx, everywhere)
+    check_step(dG, HESSIAN_FIRST_STEP, HESSIAN_HINT)
+    dG = simplify(dG)
     H = jacobian_kron(E.vec(dG), dx)
     if x.symmetric:
         H = E.matmul(H, symmetric_projection(x.rows))
@@ -481,7 +521,9 @@ def hessian_blocks(G: E.Expr, x: E.Var, others: list, everywhere: bool = False) 
     dG is taken in all those directions in one pass and split."""
     from .differential import differential_all
     directions = [dy for _, dy in others]
+    check_differential(G, [y for y, _ in others], HESSIAN_FIRST_STEP, HESSIAN_HINT)
     dG = differential_all(G, {y: dy for y, dy in others}, everywhere)
+    check_step(dG, HESSIAN_FIRST_STEP, HESSIAN_HINT)
     blocks = []
     for (y, dy), part in zip(others, split_by_direction(dG, directions)):
         H = jacobian_kron(E.vec(part), dy)

@@ -147,8 +147,17 @@ def collect_coefficients(e: E.Expr) -> E.Expr:
 
 
 def factor_common(e: E.Expr) -> E.Expr:
+    """Memoised per distinct node (a function of the node alone): the sums of a definition chain
+    share their terms, and each is factored once."""
     if not isinstance(e, E.Add):
         return e
+    memo = e.memo()
+    if "factor_common" not in memo:
+        memo["factor_common"] = _factor_common(e)
+    return memo["factor_common"]
+
+
+def _factor_common(e: E.Add) -> E.Expr:
     terms = [_decompose(t) for t in e.args]
     # 1. a scalar factor shared by every term, also as the lowest power of it: s^2 a + s b = s (s a + b)
     shared = _shared_powers([scalars for _, scalars, _ in terms])
@@ -455,7 +464,8 @@ def kron_products(e: E.Expr) -> E.Expr:
         out = E.matmul(*step)
         return out if cost(out) <= cost(e) else e
     for i, s_ in enumerate(f):
-        if isinstance(s_, E.Add) and i > 0 and isinstance(f[i - 1], E.Kron):
+        if isinstance(s_, E.Add) and i > 0 and isinstance(f[i - 1], E.Kron) \
+                and expanded_terms(s_) <= MAX_EXPANDED_TERMS:
             after = [f[i + 1]] if i + 1 < len(f) and isinstance(f[i + 1], E.Kron) else []
             terms = [_on_body(simplify_node(E.matmul(f[i - 1], t, *after)), kron_products) for t in s_.args]
             if all(_kron_led(_body(t)) for t in terms):
@@ -524,9 +534,15 @@ def _on_body(t: E.Expr, rule) -> E.Expr:
 
 
 def simplify_node(e: E.Expr) -> E.Expr:
-    for rule in RULES:
-        e = rule(e)
-    return e
+    """The rules applied once to one node; memoised per distinct node (the rules are functions of
+    the node alone), so a distribution tried in many places of a DAG is worked out once."""
+    memo = e.memo()
+    if "simplify_node" not in memo:
+        out = e
+        for rule in RULES:
+            out = rule(out)
+        memo["simplify_node"] = out
+    return memo["simplify_node"]
 
 
 def factor_kron(e: E.Expr) -> E.Expr:
@@ -658,10 +674,34 @@ def inner_product_cancels(e: E.Expr) -> E.Expr:
 
 # --- rule: traces of outer products --------------------------------------------------------------
 
+MAX_EXPANDED_TERMS = 16   # a distribution is tried only where it writes at most this many terms
+
+
+def expanded_terms(e: E.Expr) -> int:
+    """How many terms ``e`` has with every product distributed over its sums, counted up to
+    MAX_EXPANDED_TERMS + 1 (per distinct node: Y_k = Y_(k-1) * Y_(k-1)' + Y_(k-1), k deep, has
+    about 2^(2^k) terms in k nodes)."""
+    memo = e.memo()
+    if "terms" not in memo:
+        if isinstance(e, E.Add):
+            n = sum(expanded_terms(t) for t in e.args)
+        elif isinstance(e, (E.MatMul, E.Mul, E.Hadamard, E.Kron, E.Transpose)):
+            n = 1
+            for c in e.children:
+                n *= expanded_terms(c)
+        else:
+            n = 1
+        memo["terms"] = min(n, MAX_EXPANDED_TERMS + 1)
+    return memo["terms"]
+
+
 def expand_trace(e: E.Expr) -> E.Expr:
     """tr(M * (x * dx' + dx * x')) = 2 * x' * M * dx for symmetric M: a trace over a sum is
-    distributed where the terms then drop their traces (rank-one terms) and the result is smaller."""
+    distributed where the terms then drop their traces (rank-one terms) and the result is smaller.
+    Never where the full distribution is large (it grows exponentially down a definition chain)."""
     if not isinstance(e, E.Trace) or not isinstance(e.arg, E.MatMul):
+        return e
+    if expanded_terms(e.arg) > MAX_EXPANDED_TERMS:
         return e
     f = e.arg.args
     for i, s_ in enumerate(f):

@@ -872,8 +872,7 @@ def literal_pullback(L: E.Expr, W: E.Expr, dx: E.Var) -> E.Expr:
         return literal_pullback(F, _r_mul([W], E.Identity(F.rows)), dx)
     if isinstance(L, E.Sum):
         return literal_pullback(F, _r_mul([W], E.ones(F.shape)), dx)
-    return identify.PULLBACK_RULES[type(L)](L, W, dx) if type(L) in identify.PULLBACK_RULES \
-        else identify.pullback(L, W, dx)
+    return identify.pullback(L, W, dx)
 
 
 def gradient_steps(df: E.Expr, x: E.Var, dx: E.Var, target: E.Expr, cookbook: bool = False,

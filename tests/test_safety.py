@@ -260,9 +260,11 @@ def test_endless_standard_input_is_refused():
     assert "larger than" in clean_failure(proc)
 
 
-def _chain(n):
-    return ("Y0: matrix(n, n); " + "; ".join(f"Y{i} = Y{i - 1} * Y{i - 1}' + Y{i - 1}" for i in range(1, n + 1))
-            + f"; tr(Y{n})")
+def _chain(n, name="Y"):
+    # expressions are shared process-wide (memoised per node): a test that needs seconds of work
+    # uses its own name, so that no earlier test has done part of it
+    return (f"{name}0: matrix(n, n); " + "; ".join(f"{name}{i} = {name}{i - 1} * {name}{i - 1}' + {name}{i - 1}"
+                                                  for i in range(1, n + 1)) + f"; tr({name}{n})")
 
 
 @pytest.mark.parametrize("program, flags", [
@@ -287,7 +289,7 @@ def test_definition_chains_end_within_the_time_limit(program, flags):
 def test_a_time_limit_in_the_api_is_an_error_naming_it():
     with pytest.raises(TimeLimitError, match="time limit of 0.5 s"):
         with limit(0.5):
-            derive(_chain(40), hessian=True)
+            derive(_chain(40, "Ytime"))   # the gradient of a 40-deep chain: seconds of work
 
 
 def test_limits_nest_and_leave_no_timer_behind():
@@ -330,7 +332,9 @@ def test_a_closed_stdout_is_a_clear_error(fmt):
 
 
 def test_ctrl_c_exits_130_with_one_line():
-    proc = subprocess.Popen(matcalc_command() + [_chain(40), "--hessian", "--timeout", "0"],
+    # seconds of work that no size estimate refuses: the Hessian of a product of 32 factors
+    slow = "X: matrix(n, n); tr(" + " * ".join(f"A{i} * X" for i in range(16)) + ")"
+    proc = subprocess.Popen(matcalc_command() + [slow, "--wrt", "X", "--hessian", "--timeout", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, PYTHONPATH=ROOT))
     time.sleep(3)
@@ -397,7 +401,7 @@ def test_a_time_limit_in_another_thread_is_checked_as_the_work_goes():
 
     def entry():
         with limit(1):
-            derive(_chain(40), hessian=True)
+            derive(_chain(40, "Ythread"))   # the gradient of a 40-deep chain: seconds of work
 
     with ThreadPoolExecutor(1) as pool:
         with pytest.raises(TimeLimitError):

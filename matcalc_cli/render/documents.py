@@ -78,7 +78,7 @@ def as_json(derivation, extra: dict | None = None) -> str:
             }
             for name, sym in derivation.typed.symbols.items()
         },
-        "expression": {"text": _expr_text(f), "latex": _expr_latex(f),
+        "expression": {"text": _expr_text(f, derivation), "latex": _expr_latex(f, derivation),
                        "shape": [dim_value(f.shape[0]), dim_value(f.shape[1])]},
     }
     doc.update(_several_json(derivation) if derivation.several else _single_json(derivation))
@@ -122,11 +122,13 @@ def _several_json(derivation) -> dict:
     return doc
 
 
-def _expr_text(e):
+def _expr_text(e, derivation):
+    # written like the results: what a definition chain repeats is named (t1 = ...; ...)
+    from .share import shared_text
     from .text import to_text
-    return to_text(e)
+    return shared_text(e, set(derivation.typed.symbols) | set(derivation.typed.definitions), to_text)
 
 
-def _expr_latex(e):
-    from .latex import to_latex
-    return to_latex(e)
+def _expr_latex(e, derivation):
+    from .latex import shared_latex
+    return shared_latex(e, set(derivation.typed.symbols) | set(derivation.typed.definitions))

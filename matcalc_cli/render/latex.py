@@ -515,13 +515,8 @@ def differential_base(v: E.Var, names=()) -> str:
 
 
 def _names_in(e: E.Expr) -> set:
-    names, stack = set(), [e]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, E.Var) and not n.diff:
-            names.add(n.name)
-        stack.extend(n.children)
-    return names
+    # free_vars is cached per distinct node: no walk of the written-out tree
+    return {v.name for v in e.free_vars if not v.diff}
 
 
 def to_latex(e: E.Expr) -> str:

@@ -459,8 +459,13 @@ def header_lines(derivation, printer: UnicodePrinter, width: int) -> list:
     x = ", ".join(printer.names.get(v.name, v.name) for v in derivation.variables)
     lead = f"f({x}) = "
     lines = []
-    for i, line in enumerate(math_lines(printer.doprint(derivation.expression), width - len(lead),
-                                        width - len(lead))):
+    # a definition chain's function is written with what it repeats named, like the results
+    from .share import shared_form
+    definitions, body = shared_form(derivation.expression,
+                                    set(derivation.typed.symbols) | set(derivation.typed.definitions))
+    written = "; ".join([f"{printer.doprint(v)} = {printer.doprint(d)}" for v, d in definitions]
+                        + [printer.doprint(body)])
+    for i, line in enumerate(math_lines(written, width - len(lead), width - len(lead))):
         text = Text(lead if i == 0 else " " * len(lead))
         if i == 0:
             text.stylize(STYLES.heading, 0, len(lead))

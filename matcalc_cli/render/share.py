@@ -14,6 +14,10 @@ from .. import expr as E
 MIN_TREE_SIZE = 60      # results smaller than this print whole
 MIN_SHARED_SIZE = 5     # a shared subexpression is at least this big
 MIN_SAVING = 0.25       # sharing must shrink the written size by at least this fraction
+# a result that still writes out to more than this many nodes with its differential-free parts
+# named (a definition chain's differential repeats dy_(k-1) in dy_k) names the parts that hold the
+# differential too: the text is then as large as the DAG, not as the tree
+DIFFERENTIAL_SHARE_SIZE = 2_000
 
 
 def _order(roots) -> list:
@@ -34,16 +38,18 @@ def _order(roots) -> list:
     return post[::-1]
 
 
-def _choose(e: E.Expr) -> list:
+def _choose(e: E.Expr, differentials: bool = False) -> list:
     """One pass, parents before children: a node written at least twice gets a name, and from then
-    on its children are written once, inside its definition.  Largest repeats are named first."""
+    on its children are written once, inside its definition.  Largest repeats are named first.
+    Parts that hold a differential are named only with ``differentials`` (people read dx in place)."""
     order = _order([e])
     count = dict.fromkeys(order, 0)
     count[e] = 1
     chosen = []
     for node in order:
         k = count[node]
-        named = (node is not e and k >= 2 and node.children and not E.has_differential(node)
+        named = (node is not e and k >= 2 and node.children
+                 and (differentials or not E.has_differential(node))
                  and E.tree_size(node) >= MIN_SHARED_SIZE)
         if named:
             chosen.append(node)
@@ -69,12 +75,36 @@ def _written_size(e: E.Expr, chosen: list) -> int:
     return size(e, True) + sum(size(n, True) for n in chosen)
 
 
+def _chosen(e: E.Expr) -> list:
+    """The subexpressions to name in a result (memoised: every printer asks)."""
+    memo = e.memo()
+    if "shared" not in memo:
+        chosen = _choose(e)
+        if _written_size(e, chosen) > DIFFERENTIAL_SHARE_SIZE and E.has_differential(e):
+            chosen = _choose(e, differentials=True)
+        if chosen and _written_size(e, chosen) > (1 - MIN_SAVING) * E.tree_size(e):
+            chosen = []
+        memo["shared"] = chosen
+    return memo["shared"]
+
+
+def shared_size(e: E.Expr) -> int:
+    """Nodes written when ``e`` is printed with its repeated parts named (its definitions and
+    body): the size of the text, computed on the DAG without writing anything."""
+    if E.tree_size(e) < MIN_TREE_SIZE:
+        return E.tree_size(e)
+    chosen = _chosen(e)
+    return _written_size(e, chosen) if chosen else E.tree_size(e)
+
+
 def shared_form(e: E.Expr, taken) -> tuple:
-    """([(name_var, definition)], body): the result with its repeated parts named."""
+    """([(name_var, definition)], body): the result with its repeated parts named.  Refused
+    (MathError) when even that is larger than E.MAX_PRINTED_SIZE nodes."""
+    E.check_printable(e, shared_size(e))
     if E.tree_size(e) < MIN_TREE_SIZE:
         return [], e
-    chosen = _choose(e)
-    if not chosen or _written_size(e, chosen) > (1 - MIN_SAVING) * E.tree_size(e):
+    chosen = _chosen(e)
+    if not chosen:
         return [], e
     return _name(e, chosen, taken)
 
@@ -84,8 +114,7 @@ def _name(e: E.Expr, chosen: list, taken) -> tuple:
     depth_first = [n for n in _order([e] + chosen)[::-1] if n in set(chosen)]
     names, mapping, definitions = iter(_fresh_names(taken)), {}, []
     for node in depth_first:
-        inner = {k: v for k, v in mapping.items()}
-        definition = _replace(node, inner)
+        definition = _replace(node, mapping)   # the names defined so far
         var = E.Var(next(names), node.shape, _is_symmetric(node))
         mapping[node] = var
         definitions.append((var, definition))
