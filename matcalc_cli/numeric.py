@@ -372,6 +372,9 @@ def random_direction(var, rng, sizes: dict) -> np.ndarray:
 def _quoted(node, width: int = 40) -> str:
     """A subexpression as the user writes it, cut short: where a point fails, in their terms."""
     from .render.text import to_text
+    if E.tree_size(node) > 200:      # written out it could be megabytes: its head only
+        head = getattr(node, "fn", None) or type(node).__name__.lower()
+        return f"{head}(...)"
     text = to_text(node)
     return text if len(text) <= width else text[:width - 3] + "..."
 

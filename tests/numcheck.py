@@ -259,8 +259,9 @@ def reparse_problems(d, values: dict, sizes: dict, rng, rtol: float = 1e-9) -> l
     dx = random_direction(d.dx, rng, sizes)
     dx2 = random_direction(d.dx2, rng, sizes)
     env = _env(values, d, dx, dx2)
-    # f as the IR printer writes it; each result as matcalc prints it (named shared parts and all)
-    items = [("expression", d.expression, to_text(d.expression))] + \
+    # f as the documents write it; each result as matcalc prints it (named shared parts and all)
+    from matcalc_cli.render.documents import _expr_text
+    items = [("expression", d.expression, _expr_text(d.expression, d))] + \
         [(name, r.expr, r.text()) for name, r in d.results.items()]
     for name, e, text in items:
         source = reparse_program(d, text)
