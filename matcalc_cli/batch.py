@@ -459,7 +459,7 @@ def _view_width():
     are left whole for grep."""
     if not sys.stdout.isatty():
         return None
-    from .render.pretty import terminal_width
+    from .terminal import terminal_width
     return terminal_width(sys.stdout)
 
 
@@ -688,8 +688,8 @@ class Progress:
 
     def say(self, text: str):
         if sys.stderr.isatty():
-            from .cli import _width_of
-            text = fit_report(text, _width_of(sys.stderr))
+            from .terminal import terminal_width
+            text = fit_report(text, terminal_width(sys.stderr))
         if self.bar is not None:
             from rich.text import Text
             self.bar.console.print(Text(text.rstrip("\n")), soft_wrap=True)

@@ -9,6 +9,7 @@ import click
 
 from . import __version__
 from .errors import MatcalcError, UsageError
+from .terminal import terminal_width
 
 EXAMPLES = """\b
 Examples:
@@ -89,7 +90,7 @@ def fit_to_terminal(text: str, stream) -> str:
     if stream is None or not stream.isatty():
         return text
     import textwrap
-    width = _width_of(stream)
+    width = terminal_width(stream)
     folded = []
     for line in text.rstrip("\n").split("\n"):
         if len(line) <= width:
@@ -106,21 +107,6 @@ class FittingCommand(click.Command):
 
     def get_help(self, ctx) -> str:
         return fit_to_terminal(super().get_help(ctx), sys.stdout).rstrip("\n")
-
-
-def _width_of(stream) -> int:
-    """The width of the terminal ``stream`` is on (COLUMNS, or 80, when it cannot tell)."""
-    import os
-    try:
-        columns = os.get_terminal_size(stream.fileno()).columns
-        if columns > 0:
-            return max(20, columns)
-    except (AttributeError, OSError, ValueError):
-        pass
-    try:
-        return max(20, int(os.environ.get("COLUMNS", "")))
-    except ValueError:
-        return 80
 
 
 class SingleOrBatch(FittingCommand):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .. import expr as E
 from ..errors import MatcalcError
@@ -22,6 +22,7 @@ from . import breaking
 from .breaking import CLOSE, FACTOR, OPEN, SUM
 from .printer import ATOM, MUL, POSTFIX
 from .text import TextPrinter, precedence
+from ..terminal import terminal_width  # noqa: F401 - the view's width, also for its callers
 
 GREEK = {
     "alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "epsilon": "ε", "varepsilon": "ε", "zeta": "ζ",
@@ -548,19 +549,6 @@ def make_console(stream, color: str = "auto", width: int | None = None):
     return Console(file=stream, width=width, force_terminal=colour, no_color=not colour,
                    color_system="standard" if colour else None, highlight=False, emoji=False,
                    markup=False, soft_wrap=False, legacy_windows=False)
-
-
-def terminal_width(stream) -> int:
-    try:
-        columns = os.get_terminal_size(stream.fileno()).columns
-        if columns > 0:   # a fresh pseudo-terminal may not know its size yet (0)
-            return max(20, columns)
-    except (AttributeError, OSError, ValueError):
-        pass
-    try:
-        return max(20, int(os.environ.get("COLUMNS", "")))
-    except ValueError:
-        return 80
 
 
 def print_lines(console, lines) -> None:
