@@ -15,10 +15,8 @@ import json
 import os
 import random
 import re
-import select
 import shlex
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -31,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(HERE), str(REPO)]
 
-from clitools import matcalc_command  # noqa: E402
+from clitools import matcalc_command, run_on_terminal  # noqa: E402
 from contract_corpus import BAD, GOOD  # noqa: E402
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
@@ -48,32 +46,8 @@ def matcalc(args, **kw) -> subprocess.CompletedProcess:
 
 def run_pty(args, columns: int, env=None, timeout: float = 120) -> tuple:
     """(exit status, output) of matcalc with stdin, stdout and stderr on a pseudo-terminal."""
-    import fcntl
-    import termios
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
-    full = {k: v for k, v in ENV.items() if k not in ("NO_COLOR", "COLUMNS", "LINES")}
-    full["TERM"] = "xterm-256color"
-    full.update(env or {})
-    p = subprocess.Popen(matcalc_command() + list(args), stdin=slave, stdout=slave, stderr=slave, env=full,
-                         start_new_session=True)
-    os.close(slave)
-    chunks, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 1)
-        if ready:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-    else:
-        p.kill()
-    os.close(master)
-    p.wait()
-    return p.returncode, b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
+    code, output, _ = run_on_terminal(args, columns, env, timeout, stdin_on_terminal=True, base_env=ENV)
+    return code, output
 
 
 TERMINALS = [(40, {}), (80, {"NO_COLOR": ""}), (132, {"TERM": "dumb"}), (80, {})]

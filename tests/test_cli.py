@@ -11,7 +11,6 @@ import ast
 import json
 import os
 import re
-import select
 import shlex
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from matcalc_cli.cli import main
 from matcalc_cli.numeric import evaluate, random_direction, random_values, dimension_sizes
 from matcalc_cli.shapes import check
 from matcalc_cli.syntax import parse
-from clitools import Run, matcalc_command
+from clitools import Run, matcalc_command, run_on_terminal
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((REPO / "samples").glob("*.mc"))
@@ -76,31 +75,9 @@ def ok(r: Run) -> str:
 
 def in_pty(args, env=None, timeout=60) -> str:
     """stdout of a matcalc subprocess whose stdout is a terminal."""
-    full_env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-    full_env.update(env or {})
-    master, slave = os.openpty()
-    p = subprocess.Popen(matcalc_command() + list(args), stdin=subprocess.DEVNULL, stdout=slave,
-                         stderr=subprocess.PIPE, env=full_env)
-    os.close(slave)
-    chunks = []
-    try:
-        while True:
-            ready, _, _ = select.select([master], [], [], timeout)
-            if not ready:
-                break
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO: the other end is closed
-                break
-            if not data:
-                break
-            chunks.append(data)
-    finally:
-        os.close(master)
-        p.wait(timeout=timeout)
-    assert p.returncode == 0, p.stderr.read().decode()
-    p.stderr.close()
-    return b"".join(chunks).decode().replace("\r\n", "\n")
+    code, output, err = run_on_terminal(args, env=env, timeout=timeout, stderr_on_terminal=False)
+    assert code == 0, err
+    return output
 
 
 # --- programs used across the tests ----------------------------------------------------------------

@@ -7,14 +7,10 @@ real pseudo-terminal whose size is set (the way a terminal emulator sets it), at
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
-import select
-import struct
 import subprocess
 import sys
-import termios
 from functools import lru_cache
 
 import pytest
@@ -25,7 +21,7 @@ from matcalc_cli import derive
 from matcalc_cli import expr as E
 from matcalc_cli.render import breaking, pretty
 from matcalc_cli.render.pretty import UnicodePrinter, display_names
-from clitools import matcalc_command
+from clitools import matcalc_command, run_on_terminal
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -186,31 +182,8 @@ def test_colour_choice(monkeypatch):
 
 def run_in_pty(args, columns=80, env=None, timeout=60):
     """(exit code, output) of matcalc with stdout and stderr on a pseudo-terminal of that width."""
-    full_env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS", "LINES")}
-    full_env.setdefault("TERM", "xterm-256color")
-    full_env.update(env or {})
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
-    p = subprocess.Popen(matcalc_command() + list(args), stdin=subprocess.DEVNULL, stdout=slave, stderr=slave,
-                         env=full_env)
-    os.close(slave)
-    chunks = []
-    try:
-        while True:
-            ready, _, _ = select.select([master], [], [], timeout)
-            if not ready:
-                break
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-    finally:
-        os.close(master)
-        p.wait(timeout=timeout)
-    return p.returncode, b"".join(chunks).decode().replace("\r\n", "\n")
+    code, output, _ = run_on_terminal(args, columns, env, timeout)
+    return code, output
 
 
 HESSIAN_OF_RAYLEIGH = ["x: vector(n); A: matrix(n, n); x' * A * x / (x' * x)", "--wrt", "x", "--hessian"]

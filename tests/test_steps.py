@@ -34,7 +34,7 @@ from matcalc_cli.steps import CANONICAL
 from matcalc_cli.syntax import parse
 from matcalc_cli.render.documents import declarations_text, shape_text
 from matcalc_cli.shapes import Symbol
-from clitools import matcalc_command
+from clitools import run_on_terminal
 from numcheck import relative_error, reparse_program, rng_for
 from strategies import examples, programs
 
@@ -532,33 +532,9 @@ def test_pretty_steps_dim_the_rules_in_colour():
 
 def _in_terminal(args, columns: int, env=None) -> str:
     """stdout of matcalc on a real pseudo-terminal ``columns`` wide."""
-    import fcntl
-    import select
-    import struct
-    import termios
-    full = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS")}
-    full.update({"TERM": "xterm"}, **(env or {}))
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
-    p = subprocess.Popen(matcalc_command() + list(args), stdin=subprocess.DEVNULL, stdout=slave,
-                         stderr=subprocess.PIPE, env=full)
-    os.close(slave)
-    chunks = []
-    try:
-        while select.select([master], [], [], 60)[0]:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-    finally:
-        os.close(master)
-        p.wait(timeout=60)
-    assert p.returncode == 0, p.stderr.read().decode()
-    p.stderr.close()
-    return b"".join(chunks).decode().replace("\r\n", "\n")
+    code, output, err = run_on_terminal(args, columns, env, stderr_on_terminal=False)
+    assert code == 0, err
+    return output
 
 
 def test_steps_on_a_real_terminal_are_the_pretty_view():
